@@ -1,0 +1,60 @@
+"""The forge interface: where proposals (pull requests) and incidents go.
+
+A forge never pushes code itself: the workspace publishes the branch, the forge records the
+proposal.  Remote writes are idempotent (`ensure_*`); lookups that may find nothing are
+`find_*` and return `None`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.models import Proposal, PublishedProposal
+
+
+@dataclass(frozen=True)
+class ExistingProposal:
+    """An open proposal found on the forge for a branch."""
+
+    url: str
+    branch: str
+    base_commit: str
+    head_commit: str
+    new_version: str
+    body: str
+
+
+@dataclass(frozen=True)
+class Incident:
+    """A verification failure that must not be bypassed: what failed and what to do."""
+
+    runbook: str
+    target: str
+    title: str
+    body: str
+
+
+class Forge(Protocol):
+    """Where proposals go: the local store (default) or a GitHub-compatible API."""
+
+    name: str
+
+    def clone_url(self, repository: str) -> str:
+        """The git URL of `owner/name` on this forge."""
+        ...
+
+    def find_proposal(self, repo: str, branch: str) -> ExistingProposal | None:
+        """The open proposal whose head is `branch`, if any."""
+        ...
+
+    def ensure_proposal(
+        self, repo: str, proposal: Proposal, *, supersedes_prefix: str | None
+    ) -> PublishedProposal:
+        """Open the proposal, or update the open one for its branch; close (as superseded) any
+        other open proposal whose branch starts with `supersedes_prefix`."""
+        ...
+
+    def ensure_incident(self, repo: str, incident: Incident) -> str | None:
+        """Open or update the one incident for this runbook and target; returns its URL."""
+        ...

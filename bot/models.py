@@ -1,0 +1,213 @@
+"""Frozen dataclasses that cross module boundaries: pins, releases, plans, step results, runs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import semver
+
+from bot.errors import InvalidRemoteData
+
+RotationKind = Literal["patch", "major", "digest"]
+StepStatus = Literal["passed", "failed", "skipped"]
+Outcome = Literal["proposed", "up-to-date", "nothing-to-do", "failed", "error", "interrupted"]
+
+DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
+PACKAGE_NAME_PATTERN = re.compile(r"^(?:@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*$")
+INTEGRITY_PATTERN = re.compile(r"^sha512-[A-Za-z0-9+/]{86}==$")
+
+
+def strict_version(value: object, *, source: str) -> str:
+    """Return `value` if it is a strict semver string, else raise naming `source`."""
+    if isinstance(value, str) and semver.Version.is_valid(value):
+        return value
+    raise InvalidRemoteData(
+        f"{source} gave version {value!r}, which is not strict semver; refusing to use it",
+        source=source,
+    )
+
+
+def strict_digest(value: object, *, source: str) -> str:
+    """Return `value` if it is `sha256:` and 64 lowercase hex digits, else raise naming `source`."""
+    if isinstance(value, str) and DIGEST_PATTERN.match(value):
+        return value
+    raise InvalidRemoteData(
+        f"{source} gave digest {value!r}, expected sha256:<64 hex>; refusing to use it",
+        source=source,
+    )
+
+
+def strict_package_name(value: object, *, source: str) -> str:
+    """Return `value` if it is a valid npm package name, else raise naming `source`."""
+    if isinstance(value, str) and len(value) <= 214 and PACKAGE_NAME_PATTERN.match(value):
+        return value
+    raise InvalidRemoteData(f"{source} gave package name {value!r}, which is not valid")
+
+
+def strict_integrity(value: object, *, source: str) -> str:
+    """Return `value` if it is a single sha512 SRI string, else raise naming `source`."""
+    if isinstance(value, str) and INTEGRITY_PATTERN.match(value):
+        return value
+    raise InvalidRemoteData(f"{source} gave integrity {value!r}, expected one sha512-… value")
+
+
+@dataclass(frozen=True)
+class Pin:
+    """An exact version that a repository pins a package to."""
+
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class Release:
+    """One published version of a package, as the registry describes it."""
+
+    name: str
+    version: str
+    published_at: datetime | None = None
+    deprecated: str | None = None
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An expected non-result: something that was not done, and why."""
+
+    subject: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class PinChange:
+    """A package pin moving from one exact version to another."""
+
+    name: str
+    previous_version: str | None
+    new_version: str
+
+
+@dataclass(frozen=True)
+class DigestChange:
+    """A base image reference moving from one digest to another."""
+
+    file: str
+    line: int
+    image: str
+    tag: str
+    previous_digest: str | None
+    new_digest: str
+    previous_created: str | None = None
+    new_created: str | None = None
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """One proposal's worth of change: a package moving to a target, or digests moving."""
+
+    runbook: str
+    kind: RotationKind
+    subject: str
+    previous_version: str | None
+    new_version: str
+    branch: str
+    pins: tuple[PinChange, ...] = ()
+    digests: tuple[DigestChange, ...] = ()
+    release: Release | None = None
+
+    @property
+    def is_major(self) -> bool:
+        """Whether the rotation crosses a breaking-change line (0.33 → 0.34, 1.x → 2.x)."""
+        return self.kind == "major"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What would rotate in one repository for one runbook; computed without side effects."""
+
+    repo: str
+    runbook: str
+    base_commit: str
+    current_version: str | None
+    current_pins: tuple[Pin, ...]
+    rotations: tuple[Rotation, ...]
+    skipped: tuple[Skipped, ...] = ()
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What a runbook step did, with the evidence that proves it."""
+
+    kind: str
+    status: StepStatus
+    summary: str
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A pull request as the bot would open it: branch, title and markdown body."""
+
+    branch: str
+    title: str
+    body: str
+    base_branch: str
+    base_commit: str
+    head_commit: str
+    runbook: str
+    new_version: str
+    draft: bool = False
+    labels: tuple[str, ...] = ()
+    reviewers: tuple[str, ...] = ()
+    assignees: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PublishedProposal:
+    """Where a proposal went: its forge URL or local id, and whether it was new."""
+
+    url: str
+    created: bool
+    updated: bool
+    superseded: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The outcome of one rotation attempt, as the CLI and the service report it."""
+
+    run_id: str
+    repo: str
+    runbook: str
+    target: str | None
+    outcome: Outcome
+    message: str
+    exit_code: int
+    steps: tuple[StepResult, ...] = ()
+    proposal: Proposal | None = None
+    published: PublishedProposal | None = None
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """What started a run: the schedule, a chat command, or the command line."""
+
+    kind: Literal["cli", "schedule", "chat"]
+    actor: str
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One request to rotate a repository: which runbooks (None: all that apply), which target."""
+
+    repo: str
+    trigger: Trigger
+    runbooks: tuple[str, ...] | None = None
+    target: str | None = None
+    forge: str | None = None

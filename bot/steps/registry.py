@@ -1,0 +1,118 @@
+"""The step registry and what every step receives.
+
+A step kind is a function `StepContext -> StepResult` registered under a string key with
+`@step("kind")`.  A step either returns a result (passed or skipped, with evidence) or raises a
+`BotError`; the pipeline times it, records it in the audit trail and stops on an error.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bot.errors import ConfigError
+from bot.models import Plan, Proposal, PublishedProposal, Rotation, StepResult
+
+if TYPE_CHECKING:
+    from bot.config import RepoConfig, RunbookSettings, Settings
+    from bot.forges.base import Forge
+    from bot.manifests.lockfile import Lockfile
+    from bot.runbook import Runbook
+    from bot.sources.http import HttpSource
+    from bot.sources.npm import NpmRegistry, NpmSettings
+    from bot.sources.releases import ReleaseNotes
+    from bot.workspace import Workspace
+
+StepFunction = Callable[["StepContext"], StepResult]
+_REGISTRY: dict[str, StepFunction] = {}
+
+
+def step(kind: str) -> Callable[[StepFunction], StepFunction]:
+    """Register a step function under `kind` (a runbook's `steps:` entry)."""
+
+    def register(function: StepFunction) -> StepFunction:
+        if kind in _REGISTRY:
+            raise ValueError(f"step kind {kind!r} registered twice")
+        _REGISTRY[kind] = function
+        return function
+
+    return register
+
+
+def _load() -> None:
+    importlib.import_module("bot.steps")
+
+
+def known_steps() -> frozenset[str]:
+    """Every registered step kind."""
+    _load()
+    return frozenset(_REGISTRY)
+
+
+def get_step(kind: str) -> StepFunction:
+    """The function for `kind`; an unknown kind is a `ConfigError` listing the known ones."""
+    _load()
+    try:
+        return _REGISTRY[kind]
+    except KeyError:
+        raise ConfigError(
+            f"unknown step kind {kind!r}; known kinds: {', '.join(sorted(_REGISTRY))}"
+        ) from None
+
+
+def passed(summary: str, **evidence: Any) -> StepResult:
+    """A successful result (the pipeline fills in kind and timings)."""
+    return StepResult(kind="", status="passed", summary=summary, evidence=evidence)
+
+
+def skipped(summary: str, **evidence: Any) -> StepResult:
+    """A step that had nothing to do here, and why."""
+    return StepResult(kind="", status="skipped", summary=summary, evidence=evidence)
+
+
+@dataclass
+class Services:
+    """Everything a step may talk to; built once per process and passed in (never global)."""
+
+    settings: Settings
+    environ: Mapping[str, str]
+    http: HttpSource
+    releases: ReleaseNotes
+    forge: Forge
+    clock: Callable[[], datetime]
+    oci: Any = None
+
+
+@dataclass
+class StepContext:
+    """One rotation being executed: its plan, its worktree, and what earlier steps found."""
+
+    run_id: str
+    runbook: Runbook
+    repo_config: RepoConfig
+    runbook_settings: RunbookSettings
+    plan: Plan
+    rotation: Rotation
+    workspace: Workspace
+    worktree: Path
+    scratch: Path
+    services: Services
+    npm: NpmRegistry
+    npm_settings: NpmSettings
+    previous_lock: Lockfile | None = None
+    results: list[StepResult] = field(default_factory=list)
+    changed_files: set[str] = field(default_factory=set)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    proposal: Proposal | None = None
+    published: PublishedProposal | None = None
+
+    def output(self, kind: str) -> Mapping[str, Any]:
+        """The evidence an earlier step of `kind` recorded (empty when it did not run)."""
+        for result in reversed(self.results):
+            if result.kind == kind:
+                return result.evidence
+        return {}

@@ -1,0 +1,75 @@
+"""Watchers: the I/O half of planning. Each reads a repository and its sources, then hands the
+facts to a pure planner and returns a `Plan`.  A runbook's `watch:` section picks the watcher
+(`npm: <package>` → "npm", `base-images: true` → "base-images").
+
+Importing this package imports every module in it; each registers with `@watcher("kind")`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from bot.errors import ConfigError
+from bot.models import Plan
+
+if TYPE_CHECKING:
+    from bot.config import RepoConfig, RunbookSettings
+    from bot.runbook import Runbook
+    from bot.sources.npm import NpmRegistry
+    from bot.steps.registry import Services
+    from bot.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class WatchRequest:
+    """Everything a watcher needs to plan one runbook for one repository."""
+
+    runbook: Runbook
+    settings: RunbookSettings
+    repo_config: RepoConfig
+    workspace: Workspace
+    services: Services
+    npm: NpmRegistry
+    target: str | None
+    now: datetime
+    explicit: bool
+
+
+WatchFunction = Callable[[WatchRequest], Plan]
+_WATCHERS: dict[str, WatchFunction] = {}
+
+
+def watcher(kind: str) -> Callable[[WatchFunction], WatchFunction]:
+    """Register a watcher under `kind`."""
+
+    def register(function: WatchFunction) -> WatchFunction:
+        _WATCHERS[kind] = function
+        return function
+
+    return register
+
+
+def watch_kind(runbook: Runbook) -> str:
+    """Which watcher a runbook uses."""
+    if runbook.watch.npm:
+        return "npm"
+    if runbook.watch.base_images:
+        return "base-images"
+    raise ConfigError(f"{runbook.source}: watch must name an npm package or base-images: true")
+
+
+def get_watcher(kind: str) -> WatchFunction:
+    """The watcher registered for `kind`."""
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+    try:
+        return _WATCHERS[kind]
+    except KeyError:
+        raise ConfigError(
+            f"unknown watcher {kind!r}; known: {', '.join(sorted(_WATCHERS))}"
+        ) from None
