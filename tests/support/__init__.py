@@ -1,0 +1,1 @@
+"""Real local services for the tests (npm registry, OCI registry, GitHub-shaped API) and helpers."""

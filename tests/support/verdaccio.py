@@ -1,0 +1,177 @@
+"""A real npm registry for the tests: Verdaccio 6 on 127.0.0.1, offline (no uplinks).
+
+Packages are published with one HTTP PUT each (packument + base64 tarball), as npm does, so a
+fixture registry with a dozen packages is ready in about a second.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import tarfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+HARNESS = Path(__file__).resolve().parent.parent / "harness"
+VERDACCIO = HARNESS / "node_modules" / "verdaccio" / "bin" / "verdaccio"
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_tarball(manifest: Mapping[str, Any], files: Mapping[str, bytes] | None = None) -> bytes:
+    """A deterministic npm tarball: package/package.json plus `files`."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=9) as archive:
+        entries = {"package.json": json.dumps(manifest, indent=2).encode(), **(files or {})}
+        for name, data in sorted(entries.items()):
+            info = tarfile.TarInfo(f"package/{name}")
+            info.size = len(data)
+            info.mtime = 499162500
+            info.mode = 0o644
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def integrity_of(data: bytes) -> str:
+    """The sha512 SRI string of `data`."""
+    return "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
+
+
+@dataclass
+class Verdaccio:
+    """A running Verdaccio: its URL, a publish token, and its storage directory."""
+
+    url: str
+    token: str
+    storage: Path
+    process: subprocess.Popen[bytes]
+    published: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def publish(
+        self,
+        name: str,
+        version: str,
+        *,
+        extra: Mapping[str, Any] | None = None,
+        files: Mapping[str, bytes] | None = None,
+        dist_extra: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Publish `name@version` (manifest fields from `extra`); returns the manifest sent."""
+        manifest: dict[str, Any] = {"name": name, "version": version, **(extra or {})}
+        tarball = make_tarball(manifest, files)
+        filename = f"{name.split('/')[-1]}-{version}.tgz"
+        manifest["dist"] = {
+            "integrity": integrity_of(tarball),
+            "shasum": hashlib.sha1(tarball).hexdigest(),  # noqa: S324 - npm's legacy field
+            "tarball": f"{self.url}{name}/-/{filename}",
+            **(dist_extra or {}),
+        }
+        manifest["_id"] = f"{name}@{version}"
+        body = {
+            "_id": name,
+            "name": name,
+            "dist-tags": {"latest": version} if "-" not in version else {"next": version},
+            "versions": {version: manifest},
+            "_attachments": {
+                filename: {
+                    "content_type": "application/octet-stream",
+                    "data": base64.b64encode(tarball).decode(),
+                    "length": len(tarball),
+                }
+            },
+        }
+        response = httpx.put(
+            f"{self.url}{quote(name, safe='@')}",
+            json=body,
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=30,
+        )
+        response.raise_for_status()
+        self.published[f"{name}@{version}"] = manifest
+        return manifest
+
+    def tarball_path(self, name: str, version: str) -> Path:
+        """Where Verdaccio stores a tarball on disk (to tamper with it)."""
+        return self.storage / name / f"{name.split('/')[-1]}-{version}.tgz"
+
+    def stop(self) -> None:
+        """Stop the server by its process group."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def start_verdaccio(directory: Path) -> Verdaccio:
+    """Start Verdaccio in `directory`, create a user, and wait until it answers."""
+    if not VERDACCIO.exists():
+        raise RuntimeError(f"{VERDACCIO} missing: run `npm ci` in {HARNESS} (tests/run.sh does)")
+    port = free_port()
+    storage = directory / "storage"
+    storage.mkdir(parents=True)
+    (directory / "htpasswd").touch()
+    config = directory / "config.yaml"
+    config.write_text(
+        f"""storage: {storage}
+auth:
+  htpasswd:
+    file: {directory / 'htpasswd'}
+    max_users: 1000
+uplinks: {{}}
+packages:
+  '@*/*':
+    access: $all
+    publish: $authenticated
+  '**':
+    access: $all
+    publish: $authenticated
+listen: 127.0.0.1:{port}
+log: {{type: stdout, level: warn}}
+"""
+    )
+    log = (directory / "verdaccio.log").open("wb")
+    process = subprocess.Popen(
+        ["node", str(VERDACCIO), "--config", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={"PATH": os.environ["PATH"], "HOME": str(directory)},
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}-/ping", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            raise RuntimeError(f"Verdaccio did not start; see {directory / 'verdaccio.log'}")
+        time.sleep(0.1)
+    response = httpx.put(
+        f"{url}-/user/org.couchdb.user:tester",
+        json={"name": "tester", "password": "tester-password"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return Verdaccio(url=url, token=response.json()["token"], storage=storage, process=process)
