@@ -113,7 +113,9 @@ def stamp(moment: datetime | None) -> str:
 
 def canonical(record: Mapping[str, Any]) -> str:
     """Canonical JSON: sorted keys, no spaces, UTF-8 as is."""
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return json.dumps(
+        record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    )
 
 
 def chain_hash(previous_hash: str, record: Mapping[str, Any]) -> str:
@@ -184,8 +186,13 @@ class AuditStore:
             run_id,
             "run-started",
             "passed",
-            {"repo": repo, "runbook": runbook, "trigger": trigger, "actor": actor,
-             "target": target},
+            {
+                "repo": repo,
+                "runbook": runbook,
+                "trigger": trigger,
+                "actor": actor,
+                "target": target,
+            },
             started_at=None,
         )
         return run_id
@@ -211,8 +218,9 @@ class AuditStore:
         clean = redact_data(dict(evidence))
         with self.engine.begin() as connection:
             # Take the write lock first (UPDATE), then read the head: no two appends interleave.
-            connection.execute(update(chain_head).where(chain_head.c.id == 1).values(
-                seq=chain_head.c.seq + 1))
+            connection.execute(
+                update(chain_head).where(chain_head.c.id == 1).values(seq=chain_head.c.seq + 1)
+            )
             head = connection.execute(
                 select(chain_head.c.seq, chain_head.c.hash).where(chain_head.c.id == 1)
             ).one()
@@ -366,9 +374,13 @@ class AuditStore:
     def find_proposal(self, repo: str, branch: str) -> dict[str, Any] | None:
         """The stored proposal for `branch` in `repo`, if any."""
         with self.engine.connect() as connection:
-            row = connection.execute(
-                select(proposals).where(proposals.c.repo == repo, proposals.c.branch == branch)
-            ).mappings().first()
+            row = (
+                connection.execute(
+                    select(proposals).where(proposals.c.repo == repo, proposals.c.branch == branch)
+                )
+                .mappings()
+                .first()
+            )
             return dict(row) if row else None
 
     def open_proposals(self, repo: str, runbook: str) -> list[dict[str, Any]]:
@@ -400,9 +412,7 @@ class AuditStore:
                 )
                 return False
             connection.execute(
-                insert(proposals).values(
-                    repo=repo, **values, created_at=moment, updated_at=moment
-                )
+                insert(proposals).values(repo=repo, **values, created_at=moment, updated_at=moment)
             )
             return True
 

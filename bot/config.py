@@ -128,7 +128,9 @@ def parse_repo_config(text: str | None, *, source: str = REPO_CONFIG_PATH) -> Re
     try:
         return RepoConfig.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(f"{source}: {describe_validation_error(error)}; see README 'Configuration'") from error
+        raise ConfigError(
+            f"{source}: {describe_validation_error(error)}; see README 'Configuration'"
+        ) from error
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,7 @@ class Proposal:
     head_commit: str
     runbook: str
     new_version: str
+    run_id: str = ""
     draft: bool = False
     labels: tuple[str, ...] = ()
     reviewers: tuple[str, ...] = ()

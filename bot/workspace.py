@@ -93,7 +93,9 @@ class Workspace:
             ) from error
         if base is None:
             if repo.head.is_detached:
-                raise RepositoryError(f"{path}: HEAD is detached; check out a branch or pass --base")
+                raise RepositoryError(
+                    f"{path}: HEAD is detached; check out a branch or pass --base"
+                )
             base = repo.active_branch.name
         return cls(repo, name=str(Path(path).resolve()), local=True, base_branch=base, auth=None)
 
@@ -115,9 +117,7 @@ class Workspace:
                 cache_dir.mkdir(parents=True, exist_ok=True)
                 git.Repo.clone_from(url, target, bare=True, env=environment)
             repo = git.Repo(target)
-            repo.git.fetch(
-                url, "+refs/heads/*:refs/heads/*", "--prune", "--force", env=environment
-            )
+            repo.git.fetch(url, "+refs/heads/*:refs/heads/*", "--prune", "--force", env=environment)
         except git.GitCommandError as error:
             raise ServiceUnavailable(
                 f"cannot fetch {redact(url)} ({_last_line(error)}); check the URL and access"

@@ -33,6 +33,7 @@ class Incident:
     target: str
     title: str
     body: str
+    run_id: str = ""
 
 
 class Forge(Protocol):

@@ -120,7 +120,9 @@ class PackageJson:
             data = json.loads(text)
             spans = _spans(text)
         except ValueError as error:
-            raise ManifestError(f"{source} is not valid JSON ({error}); fix it and retry") from error
+            raise ManifestError(
+                f"{source} is not valid JSON ({error}); fix it and retry"
+            ) from error
         if not isinstance(data, dict):
             raise ManifestError(f"{source} must hold a JSON object")
         return cls(text, data, spans, source)
@@ -151,7 +153,7 @@ class PackageJson:
                     yield from self._walk(item, (*path, key))
 
     def pins(self, names: set[str]) -> tuple[Pin, ...]:
-        """The exact pins under `overrides` for `names`; non-exact or conflicting ones are errors."""
+        """Exact pins under `overrides` for `names`; non-exact or conflicting pins are errors."""
         pins = []
         for name, places in sorted(self.override_pins(names).items()):
             versions = {value for _, value in places}
@@ -165,7 +167,7 @@ class PackageJson:
             if not match or match.group("operator") not in (None, "="):
                 raise ManifestError(
                     f"{self.source}: overrides.{name} is {version!r}, not an exact version; "
-                    "pin it exactly (e.g. \"0.33.5\")"
+                    'pin it exactly (e.g. "0.33.5")'
                 )
             pins.append(Pin(name, match.group("version")))
         return tuple(pins)

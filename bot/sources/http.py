@@ -33,7 +33,7 @@ USER_AGENT = "rotation-bot/0.1 (+https://github.com/rotation-bot/rotation-bot)"
 MAX_RETRY_AFTER = 30.0
 
 
-class _Retryable(Exception):
+class _RetryableError(Exception):
     """A response worth retrying (429, 5xx), carrying its Retry-After."""
 
     def __init__(self, response: httpx.Response) -> None:
@@ -43,7 +43,7 @@ class _Retryable(Exception):
 
 def _wait(state: RetryCallState) -> float:
     error = state.outcome.exception() if state.outcome else None
-    if isinstance(error, _Retryable):
+    if isinstance(error, _RetryableError):
         header = error.response.headers.get("retry-after", "")
         if header.isdigit():
             return min(float(header), MAX_RETRY_AFTER)
@@ -109,7 +109,7 @@ class HttpSource:
         cap = self.limit if limit is None else limit
 
         @retry(
-            retry=retry_if_exception_type((_Retryable, httpx.TransportError)),
+            retry=retry_if_exception_type((_RetryableError, httpx.TransportError)),
             stop=stop_after_attempt(self.attempts),
             wait=_wait,
             reraise=True,
@@ -118,12 +118,12 @@ class HttpSource:
             self.request_count += 1
             with self.client.stream(method, url, headers=dict(headers or {})) as response:
                 if response.status_code == 429 or response.status_code >= 500:
-                    raise _Retryable(response)
+                    raise _RetryableError(response)
                 return self._read(response, cap, sink)
 
         try:
             return attempt()
-        except _Retryable as error:
+        except _RetryableError as error:
             raise ServiceUnavailable(
                 f"{host_of(url)} answered HTTP {error.response.status_code} "
                 f"{self.attempts} times; try again later",
@@ -132,14 +132,12 @@ class HttpSource:
         except httpx.TransportError as error:
             raise ServiceUnavailable(
                 f"{host_of(url)} is unreachable ({type(error).__name__}); "
-                "check the registry URL and the network",
+                "check the URL and the network",
                 url=redact(url),
             ) from error
 
     @staticmethod
-    def _read(
-        response: httpx.Response, cap: int, sink: Callable[[bytes], None] | None
-    ) -> Body:
+    def _read(response: httpx.Response, cap: int, sink: Callable[[bytes], None] | None) -> Body:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > cap:
             raise InvalidRemoteData(
@@ -158,4 +156,3 @@ class HttpSource:
             else:
                 sink(chunk)
         return Body(response.status_code, response.headers, b"".join(chunks), str(response.url))
-

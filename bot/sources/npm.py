@@ -394,9 +394,7 @@ class NpmRegistry:
                 "check the registry token in .npmrc"
             )
         elif body.status_code != 200:
-            raise ServiceUnavailable(
-                f"{host_of(url)} answered HTTP {body.status_code} for {name}"
-            )
+            raise ServiceUnavailable(f"{host_of(url)} answered HTTP {body.status_code} for {name}")
         else:
             data = body.json()
             self._store(url, body.headers, data)

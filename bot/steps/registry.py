@@ -8,6 +8,7 @@ A step kind is a function `StepContext -> StepResult` registered under a string 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,7 +21,6 @@ from bot.models import Plan, Proposal, PublishedProposal, Rotation, StepResult
 if TYPE_CHECKING:
     from bot.config import RepoConfig, RunbookSettings, Settings
     from bot.forges.base import Forge
-    from bot.manifests.lockfile import Lockfile
     from bot.runbook import Runbook
     from bot.sources.http import HttpSource
     from bot.sources.npm import NpmRegistry, NpmSettings
@@ -44,7 +44,9 @@ def step(kind: str) -> Callable[[StepFunction], StepFunction]:
 
 
 def _load() -> None:
-    importlib.import_module("bot.steps")
+    package = importlib.import_module("bot.steps")
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"bot.steps.{module.name}")
 
 
 def known_steps() -> frozenset[str]:
@@ -103,7 +105,6 @@ class StepContext:
     services: Services
     npm: NpmRegistry
     npm_settings: NpmSettings
-    previous_lock: Lockfile | None = None
     results: list[StepResult] = field(default_factory=list)
     changed_files: set[str] = field(default_factory=set)
     outputs: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,342 @@
+"""The `rotation-bot` command: plan, run, serve, audit, demo.
+
+This is the one place where `BotError` becomes a one-line message and an exit code: 0 done
+(including nothing to do), 1 a step or verification failed (nothing published), 2 usage or
+configuration error, 3 an external service is unavailable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from bot.audit import AuditStore
+from bot.config import Settings, load_settings
+from bot.errors import EXIT_OK, EXIT_USAGE, BotError, redact
+from bot.forges.base import Forge
+from bot.forges.local import LocalForge
+from bot.models import Plan, RunRequest, RunSummary, Trigger
+from bot.pipeline import Pipeline, build_services, plan_evidence
+from bot.runbook import load_runbooks, runbooks_dir
+from bot.shell import process_environment
+
+
+class _RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def _configure_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _fail(error: BotError) -> NoReturn:
+    click.echo(f"rotation-bot: {error.slug}: {error.message}", err=True)
+    sys.exit(error.exit_code)
+
+
+class _Group(click.Group):
+    """Catches `BotError` from every command in one place."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BotError as error:
+            _fail(error)
+
+
+class _State:
+    """What the group options resolve to, shared by subcommands."""
+
+    def __init__(self, environ: Mapping[str, str], settings: Settings) -> None:
+        self.environ = environ
+        self.settings = settings
+
+    def audit(self) -> AuditStore:
+        return AuditStore(self.settings.resolved_database_url)
+
+    def forge(self, name: str | None, audit: AuditStore) -> Forge:
+        chosen = name or ("github" if self.settings.has_github_credentials else "local")
+        if chosen == "local":
+            return LocalForge(audit)
+        from bot.forges.github import GitHubForge  # noqa: PLC0415 - only with GitHub configured
+
+        forge: Forge = GitHubForge.from_settings(self.settings)
+        return forge
+
+    def pipeline(self, forge_name: str | None = None) -> Pipeline:
+        audit = self.audit()
+        services = build_services(self.settings, self.environ, forge=self.forge(forge_name, audit))
+        return Pipeline(
+            services=services, audit=audit, runbooks=load_runbooks(runbooks_dir(self.environ))
+        )
+
+
+@click.group(cls=_Group)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML file with service settings (environment variables override it).",
+)
+@click.option("--database-url", help="Audit store URL (default: SQLite in the state directory).")
+@click.option("-v", "--verbose", is_flag=True, help="Log each command and request.")
+@click.pass_context
+def main(
+    ctx: click.Context, config_file: Path | None, database_url: str | None, verbose: bool
+) -> None:
+    """Keep sharp's native-binary pins and base-image digests fresh and verified."""
+    _configure_logging(verbose)
+    environ = process_environment()
+    settings = load_settings(environ, config_file)
+    if database_url:
+        settings = replace(settings, database_url=database_url)
+    ctx.obj = _State(environ, settings)
+
+
+def _request(
+    repo: str,
+    runbook: Sequence[str],
+    target: str | None,
+    forge: str | None,
+    environ: Mapping[str, str],
+) -> RunRequest:
+    actor = environ.get("USER") or environ.get("LOGNAME") or "cli"
+    return RunRequest(
+        repo=repo,
+        trigger=Trigger(kind="cli", actor=actor),
+        runbooks=tuple(runbook) or None,
+        target=target,
+        forge=forge,
+    )
+
+
+def _print_plan(plan: Plan) -> None:
+    click.echo(f"{plan.runbook}: {plan.repo} (base {plan.base_commit[:12]})")
+    if plan.current_version:
+        click.echo(f"  current: {plan.runbook} {plan.current_version}")
+    for pin in plan.current_pins:
+        click.echo(f"    {pin.name} {pin.version}")
+    for rotation in plan.rotations:
+        click.echo(
+            f"  {rotation.kind}: {rotation.subject} {rotation.previous_version or '-'} → "
+            f"{rotation.new_version}  (branch {rotation.branch})"
+        )
+        for change in rotation.pins:
+            click.echo(
+                f"    {change.name} {change.previous_version or '(new)'} → {change.new_version}"
+            )
+        for digest in rotation.digests:
+            click.echo(
+                f"    {digest.file}:{digest.line} {digest.image}:{digest.tag} "
+                f"{digest.previous_digest or '(unpinned)'} → {digest.new_digest}"
+            )
+    if not plan.rotations:
+        click.echo("  nothing to rotate")
+    for item in plan.skipped:
+        click.echo(f"  skipped {item.subject}: {item.reason}")
+
+
+@main.command()
+@click.option("--repo", required=True, help="Local path, git URL, or owner/name on the forge.")
+@click.option(
+    "--runbook", multiple=True, help="Runbook name (repeatable; default: all that apply)."
+)
+@click.option("--target", help="Rotate to this exact version instead of the planned ones.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def plan(
+    state: _State, repo: str, runbook: tuple[str, ...], target: str | None, as_json: bool
+) -> None:
+    """Show what would rotate; changes nothing."""
+    plans = state.pipeline().plan(_request(repo, runbook, target, None, state.environ))
+    if as_json:
+        click.echo(json.dumps([plan_evidence(item) for item in plans], indent=2))
+        return
+    for item in plans:
+        _print_plan(item)
+
+
+def _summary_json(summary: RunSummary) -> dict[str, Any]:
+    return {
+        "run_id": summary.run_id,
+        "repo": summary.repo,
+        "runbook": summary.runbook,
+        "target": summary.target,
+        "outcome": summary.outcome,
+        "message": summary.message,
+        "exit_code": summary.exit_code,
+        "steps": [
+            {"kind": step.kind, "status": step.status, "summary": step.summary}
+            for step in summary.steps
+        ],
+        "proposal": None
+        if summary.proposal is None
+        else {
+            "branch": summary.proposal.branch,
+            "title": summary.proposal.title,
+            "body": summary.proposal.body,
+            "url": summary.published.url if summary.published else None,
+        },
+    }
+
+
+def _print_summaries(summaries: Sequence[RunSummary], as_json: bool) -> int:
+    if as_json:
+        click.echo(json.dumps([_summary_json(summary) for summary in summaries], indent=2))
+    else:
+        for summary in summaries:
+            target = f" {summary.target}" if summary.target else ""
+            click.echo(f"[{summary.outcome}] {summary.runbook}{target}: {summary.message}")
+            click.echo(f"  audit: rotation-bot audit show {summary.run_id[:8]}")
+            if summary.proposal is not None:
+                click.echo(f"\n--- proposal: {summary.proposal.title} ---")
+                click.echo(summary.proposal.body)
+    return max((summary.exit_code for summary in summaries), default=EXIT_OK)
+
+
+@main.command()
+@click.option("--repo", required=True, help="Local path, git URL, or owner/name on the forge.")
+@click.option(
+    "--runbook", multiple=True, help="Runbook name (repeatable; default: all that apply)."
+)
+@click.option("--target", help="Rotate to this exact version instead of the planned ones.")
+@click.option(
+    "--forge",
+    type=click.Choice(["local", "github"]),
+    help="Where proposals go (default: github when credentials are set, else local).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def run(
+    state: _State,
+    repo: str,
+    runbook: tuple[str, ...],
+    target: str | None,
+    forge: str | None,
+    as_json: bool,
+) -> None:
+    """Execute the runbooks and propose the rotations."""
+    summaries = state.pipeline(forge).run(_request(repo, runbook, target, forge, state.environ))
+    sys.exit(_print_summaries(summaries, as_json))
+
+
+@main.group()
+def audit() -> None:
+    """The runbook audit trail."""
+
+
+@audit.command("list")
+@click.option("--limit", default=30, show_default=True)
+@click.pass_obj
+def audit_list(state: _State, limit: int) -> None:
+    """The newest runs."""
+    for row in state.audit().list_runs(limit):
+        click.echo(
+            f"{row['id'][:8]}  {row['started_at']}  {row['runbook']:<11} "
+            f"{(row['target'] or '-'):<10} {(row['outcome'] or 'running'):<13} "
+            f"{row['trigger']}:{row['actor']}  {row['repo']}"
+        )
+
+
+@audit.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def audit_show(state: _State, run_id: str, as_json: bool) -> None:
+    """One run: its steps, evidence and proposal."""
+    store = state.audit()
+    run_row = store.find_run(run_id)
+    if run_row is None:
+        click.echo(f"rotation-bot: usage: no single run matches {run_id!r}", err=True)
+        sys.exit(EXIT_USAGE)
+    records = store.run_steps(run_row["id"])
+    if as_json:
+        click.echo(json.dumps({"run": run_row, "steps": records}, indent=2, default=str))
+        return
+    click.echo(f"run {run_row['id']}  {run_row['repo']}  runbook {run_row['runbook']}")
+    click.echo(
+        f"  trigger {run_row['trigger']} by {run_row['actor']}; target "
+        f"{run_row['target'] or '-'}; outcome {run_row['outcome']}: {run_row['message']}"
+    )
+    for record in records:
+        click.echo(
+            f"  {record['sequence']:>2}. {record['kind']:<20} {record['status']:<8} "
+            f"{record['started_at']} → {record['finished_at']}  {record['hash'][:12]}"
+        )
+        evidence = json.dumps(record["evidence"], indent=2, sort_keys=True)
+        click.echo("\n".join("        " + line for line in evidence.splitlines()))
+    if run_row["proposal_body"]:
+        click.echo(f"\n--- proposal: {run_row['proposal_title']} ---\n{run_row['proposal_body']}")
+
+
+@audit.command("verify")
+@click.pass_obj
+def audit_verify(state: _State) -> None:
+    """Recompute the hash chain from the first record; exit 1 when it is broken."""
+    report = state.audit().verify()
+    if report.ok:
+        click.echo(f"ok: {report.records} records in {report.runs} runs, chain intact")
+        return
+    click.echo(f"rotation-bot: audit chain broken: {report.problem}", err=True)
+    sys.exit(1)
+
+
+@audit.command("export")
+@click.pass_obj
+def audit_export(state: _State) -> None:
+    """Every run and record as JSON lines (for archiving or a SIEM)."""
+    store = state.audit()
+    for row in reversed(store.list_runs(limit=1_000_000)):
+        click.echo(json.dumps({"type": "run", **row}, default=str, sort_keys=True))
+    for record in store.records():
+        record["evidence"] = json.loads(record["evidence"])
+        click.echo(json.dumps({"type": "step", **record}, default=str, sort_keys=True))
+
+
+@main.command()
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where to build the sample repository (default: a new temp directory).",
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def demo(state: _State, directory: Path | None, as_json: bool) -> None:
+    """Build a sample repository one sharp patch behind and rotate it end to end."""
+    from bot.demo import build_sample_repository  # noqa: PLC0415 - demo only
+
+    path = build_sample_repository(directory, state.environ)
+    click.echo(f"sample repository: {path}", err=True)
+    summaries = state.pipeline("local").run(
+        RunRequest(repo=str(path), trigger=Trigger(kind="cli", actor="demo"))
+    )
+    code = _print_summaries(summaries, as_json)
+    click.echo(
+        f"\nnext: git -C {path} branch --list 'rotation-bot/*'; rotation-bot audit list; "
+        "rotation-bot audit verify",
+        err=True,
+    )
+    sys.exit(code)
+
+
+@main.command()
+@click.pass_obj
+def serve(state: _State) -> None:
+    """Run the scheduler and the webhook server until stopped."""
+    from bot.service import serve_forever  # noqa: PLC0415 - service only
+
+    serve_forever(state.settings, state.environ, state.pipeline())

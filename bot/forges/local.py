@@ -1,0 +1,103 @@
+"""The local forge (default without GitHub credentials): proposals live in the audit store.
+
+The branch is created in the repository by the workspace; this forge stores the proposal's
+title and body, finds it again by branch, supersedes older ones, and keeps incidents.
+"""
+
+from __future__ import annotations
+
+from bot.audit import AuditStore
+from bot.errors import UsageError
+from bot.forges.base import ExistingProposal, Incident
+from bot.models import Proposal, PublishedProposal
+
+
+class LocalForge:
+    """Proposals and incidents stored next to the audit trail."""
+
+    name = "local"
+
+    def __init__(self, audit: AuditStore) -> None:
+        self.audit = audit
+
+    def clone_url(self, repository: str) -> str:
+        """The local forge hosts no repositories."""
+        raise UsageError(
+            f"{repository} looks like owner/name, which needs a forge: pass a local path or a "
+            "git URL, or configure ROTATION_BOT_GITHUB_TOKEN"
+        )
+
+    def find_proposal(self, repo: str, branch: str) -> ExistingProposal | None:
+        """The stored open proposal for `branch`."""
+        row = self.audit.find_proposal(repo, branch)
+        if row is None or row["state"] != "open":
+            return None
+        return ExistingProposal(
+            url=_url(repo, branch),
+            branch=branch,
+            base_commit=row["base_commit"],
+            head_commit=row["head_commit"],
+            new_version=row["new_version"],
+            body=row["body"],
+        )
+
+    def ensure_proposal(
+        self, repo: str, proposal: Proposal, *, supersedes_prefix: str | None
+    ) -> PublishedProposal:
+        """Store (or update) the proposal; mark older ones of the same line superseded."""
+        existing = self.audit.find_proposal(repo, proposal.branch)
+        created = self.audit.save_proposal(
+            repo,
+            {
+                "branch": proposal.branch,
+                "runbook": proposal.runbook,
+                "state": "open",
+                "title": proposal.title,
+                "body": proposal.body,
+                "base_commit": proposal.base_commit,
+                "head_commit": proposal.head_commit,
+                "new_version": proposal.new_version,
+                "run_id": proposal.run_id,
+                "superseded_by": None,
+            },
+        )
+        superseded = []
+        if supersedes_prefix:
+            for row in self.audit.open_proposals(repo, proposal.runbook):
+                branch = row["branch"]
+                if branch != proposal.branch and branch.startswith(supersedes_prefix):
+                    self.audit.save_proposal(
+                        repo,
+                        {"branch": branch, "state": "superseded", "superseded_by": proposal.branch},
+                    )
+                    superseded.append(branch)
+        return PublishedProposal(
+            url=_url(repo, proposal.branch),
+            created=created,
+            updated=not created and existing is not None,
+            superseded=tuple(sorted(superseded)),
+        )
+
+    def ensure_incident(self, repo: str, incident: Incident) -> str | None:
+        """Store one incident per runbook and target (as an `incident` proposal row)."""
+        branch = f"incident/{incident.runbook}-{incident.target}"
+        self.audit.save_proposal(
+            repo,
+            {
+                "branch": branch,
+                "runbook": incident.runbook,
+                "state": "incident",
+                "title": incident.title,
+                "body": incident.body,
+                "base_commit": "",
+                "head_commit": "",
+                "new_version": incident.target,
+                "run_id": incident.run_id,
+                "superseded_by": None,
+            },
+        )
+        return _url(repo, branch)
+
+
+def _url(repo: str, branch: str) -> str:
+    return f"local:{repo}#{branch}"

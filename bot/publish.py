@@ -1,0 +1,211 @@
+"""Pull-request title, body and checklist, rendered from the rotation and its step evidence.
+
+Pure and deterministic: the same rotation and evidence give the same text byte for byte (no
+timings, no timestamps), so updating an open proposal does not churn.  Everything rendered is
+passed through `redact`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bot.config import PullRequestSettings
+from bot.errors import redact
+from bot.models import Proposal, Rotation, StepResult
+from bot.runbook import Runbook
+from bot.sources.releases import release_page
+
+MARKER = "<!-- rotation-bot:{runbook}:{version} -->"
+
+
+def title_for(rotation: Rotation) -> str:
+    """The proposal title."""
+    if rotation.kind == "digest":
+        count = len(rotation.digests)
+        return f"Re-pin base-image digests ({count} image{'s' if count != 1 else ''})"
+    major = " (major)" if rotation.is_major else ""
+    return f"Rotate {rotation.subject} {rotation.previous_version} → {rotation.new_version}{major}"
+
+
+def _evidence(results: Sequence[StepResult], kind: str) -> Mapping[str, Any]:
+    return next((result.evidence for result in results if result.kind == kind), {})
+
+
+def _cell(value: object) -> str:
+    return f"`{value}`" if value else "—"
+
+
+def _pin_table(rotation: Rotation, results: Sequence[StepResult]) -> list[str]:
+    entries = {
+        entry["name"]: entry
+        for entry in _evidence(results, "confirm-lockfile").get("entries", [])
+        if isinstance(entry, dict)
+    }
+    rows = [(rotation.subject, rotation.previous_version, rotation.new_version)] + [
+        (pin.name, pin.previous_version, pin.new_version) for pin in rotation.pins
+    ]
+    lines = [
+        "| Package | Version | Integrity (sha512) |",
+        "| --- | --- | --- |",
+    ]
+    for name, previous, new in rows:
+        entry = entries.get(name, {})
+        integrity = (
+            f"{_cell(entry.get('previous_integrity'))} → {_cell(entry.get('new_integrity'))}"
+            if entry
+            else "—"
+        )
+        lines.append(f"| `{name}` | {_cell(previous)} → {_cell(new)} | {integrity} |")
+    return lines
+
+
+def _digest_table(rotation: Rotation, results: Sequence[StepResult]) -> list[str]:
+    changes: list[Mapping[str, Any]] = [
+        change
+        for change in _evidence(results, "repin-base-images").get("changes", [])
+        if isinstance(change, Mapping)
+    ]
+    if not changes:
+        return []
+    lines = [
+        "### Base images",
+        "",
+        "| File | Image | Digest | Created |",
+        "| --- | --- | --- | --- |",
+    ]
+    for change in changes:
+        created = f"{change.get('previous_created') or '—'} → {change.get('new_created') or '—'}"
+        lines.append(
+            f"| `{change.get('file')}:{change.get('line')}` | `{change.get('image')}:"
+            f"{change.get('tag')}` | {_cell(change.get('previous_digest'))} → "
+            f"{_cell(change.get('new_digest'))} | {created} |"
+        )
+    return [*lines, ""]
+
+
+def _release_notes(
+    runbook: Runbook, rotation: Rotation, results: Sequence[StepResult]
+) -> list[str]:
+    spec = runbook.watch.release_notes
+    if not spec or rotation.kind == "digest":
+        return []
+    notes = _evidence(results, "read-release-notes")
+    url = notes.get("url") or release_page(spec, rotation.new_version)
+    lines = ["### Release notes", "", f"- [{rotation.subject} v{rotation.new_version}]({url})"]
+    for line in notes.get("breaking_lines", []):
+        lines.append(f"- ⚠️ looks breaking: {line}")
+    if notes.get("body"):
+        lines += ["", "<details><summary>Notes</summary>", "", str(notes["body"]), "", "</details>"]
+    return [*lines, ""]
+
+
+def _risk_signals(results: Sequence[StepResult]) -> list[str]:
+    signals = _evidence(results, "assess-risk").get("signals")
+    if signals is None:
+        return []
+    if not signals:
+        return ["### Risk signals", "", "None found in the registry metadata.", ""]
+    lines = ["### Risk signals", ""]
+    for signal in signals:
+        lines.append(
+            f"- `{signal.get('package')}`: {signal.get('signal')} — {signal.get('detail')}"
+        )
+    return [*lines, ""]
+
+
+def _checklist(runbook: Runbook, rotation: Rotation, results: Sequence[StepResult]) -> list[str]:
+    if not rotation.is_major:
+        return []
+    lines = ["### Major rotation checklist", ""]
+    lines += [f"- [ ] {item}" for item in runbook.major.checklist]
+    sites = _evidence(results, "find-call-sites")
+    lines += ["", f"Call sites of `{rotation.subject}` to audit:", ""]
+    found = sites.get("call_sites", [])
+    lines += [f"- [ ] `{site['file']}:{site['line']}` — `{site['text']}`" for site in found]
+    if not found:
+        lines.append("- none found in tracked source files")
+    breaking = _evidence(results, "read-release-notes").get("breaking_lines", [])
+    if breaking:
+        lines += ["", "Breaking-change lines from the release notes:", ""]
+        lines += [f"- [ ] {line}" for line in breaking]
+    return [*lines, ""]
+
+
+def _steps_table(results: Sequence[StepResult], run_id: str) -> list[str]:
+    lines = ["### Runbook steps", "", "| # | Step | Status | Result |", "| --- | --- | --- | --- |"]
+    icons = {"passed": "✅ passed", "skipped": "⏭️ skipped", "failed": "❌ failed"}
+    for number, result in enumerate(results, start=1):
+        summary = result.summary.replace("|", "\\|")
+        lines.append(f"| {number} | `{result.kind}` | {icons[result.status]} | {summary} |")
+    lines += ["", f"Audit record: `rotation-bot audit show {run_id}`"]
+    return lines
+
+
+def render_body(
+    runbook: Runbook, rotation: Rotation, results: Sequence[StepResult], run_id: str
+) -> str:
+    """The markdown body of the proposal."""
+    if rotation.kind == "digest":
+        intro = "rotation-bot re-pinned base images to their tags' current digests."
+        table: list[str] = []
+    else:
+        intro = (
+            f"rotation-bot rotated `{rotation.subject}` and the pins its "
+            f"`optionalDependencies` declare at {rotation.new_version}, following the "
+            f"**{runbook.title}** runbook (`{runbook.document or runbook.source}`)."
+        )
+        table = _pin_table(rotation, results)
+    lines = [
+        MARKER.format(runbook=runbook.name, version=rotation.new_version),
+        f"## {title_for(rotation)}",
+        "",
+        intro,
+        "",
+        *table,
+        "",
+        *_digest_table(rotation, results),
+        *_release_notes(runbook, rotation, results),
+        *_risk_signals(results),
+        *_checklist(runbook, rotation, results),
+        *_steps_table(results, run_id),
+    ]
+    return redact("\n".join(lines).replace("\n\n\n", "\n\n") + "\n")
+
+
+def build_proposal(
+    *,
+    runbook: Runbook,
+    rotation: Rotation,
+    results: Sequence[StepResult],
+    run_id: str,
+    settings: PullRequestSettings,
+    base_branch: str,
+    base_commit: str,
+    head_commit: str,
+) -> Proposal:
+    """The whole proposal for one rotation."""
+    return Proposal(
+        branch=rotation.branch,
+        title=title_for(rotation),
+        body=render_body(runbook, rotation, results, run_id),
+        base_branch=base_branch,
+        base_commit=base_commit,
+        head_commit=head_commit,
+        runbook=runbook.name,
+        new_version=rotation.new_version,
+        run_id=run_id,
+        draft=rotation.is_major and settings.draft_major,
+        labels=settings.labels,
+        reviewers=settings.reviewers,
+        assignees=settings.assignees,
+    )
+
+
+def supersedes_prefix(rotation: Rotation) -> str | None:
+    """Branches of older proposals that this one replaces (same runbook and line)."""
+    if rotation.kind == "digest":
+        return None
+    parts = rotation.new_version.split(".")
+    line = ".".join(parts[:2]) if parts[0] == "0" else parts[0]
+    return f"rotation-bot/{rotation.runbook}-{line}."

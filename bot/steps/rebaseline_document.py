@@ -1,0 +1,55 @@
+"""Step `rebaseline-document`: update the repository's pin-table document (configured with
+`runbooks.<name>.document`) in the same commit as the pins."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+from bot.errors import ConfigError, StepFailed
+from bot.manifests.document import RowChange, rebaseline
+from bot.models import StepResult
+from bot.steps.registry import StepContext, passed, skipped, step
+
+
+@step("rebaseline-document")
+def rebaseline_document(ctx: StepContext) -> StepResult:
+    """Rewrite the document's pin table rows; fail when it has none for the pins."""
+    relative = ctx.runbook_settings.document
+    if not relative:
+        return skipped("no pin-table document configured (runbooks.<name>.document)")
+    pure = PurePosixPath(relative)
+    if pure.is_absolute() or ".." in pure.parts:
+        raise ConfigError(
+            f".github/rotation-bot.yml: document {relative!r} must be inside the repo"
+        )
+    path = ctx.worktree / pure
+    if not path.is_file():
+        raise StepFailed(f"{relative} (the configured pin-table document) does not exist")
+    rotation = ctx.rotation
+    integrities = {
+        entry["name"]: entry
+        for entry in ctx.output("confirm-lockfile").get("entries", [])
+        if isinstance(entry, dict)
+    }
+
+    def change(name: str, previous: str | None, new: str) -> RowChange:
+        entry = integrities.get(name, {})
+        return RowChange(
+            name, previous, new, entry.get("previous_integrity"), entry.get("new_integrity")
+        )
+
+    changes = [change(rotation.subject, rotation.previous_version, rotation.new_version)] + [
+        change(pin.name, pin.previous_version, pin.new_version) for pin in rotation.pins
+    ]
+    text = path.read_text(encoding="utf-8")
+    new_text, updated = rebaseline(text, changes)
+    if new_text == text:
+        raise StepFailed(
+            f"Expected {relative} to change: it has no table row with the old pins of "
+            f"{', '.join(change.name for change in changes)}"
+        )
+    path.write_text(new_text, encoding="utf-8")
+    ctx.changed_files.add(relative)
+    return passed(
+        f"re-baselined {len(updated)} row(s) in {relative}", file=relative, packages=updated
+    )
