@@ -16,8 +16,9 @@ SITE_LIMIT = 200
 def call_site_pattern(package: str) -> re.Pattern[str]:
     """`require('pkg')`, `import … from 'pkg'`, `import('pkg')`, `import 'pkg'` (and subpaths)."""
     name = re.escape(package)
-    quoted = rf"""(['"`]){name}(?:/[^'"`]*)?\1"""
-    return re.compile(rf"require\s*\(\s*{quoted}|\bfrom\s*{quoted}|\bimport\s*\(?\s*{quoted}")
+    return re.compile(
+        rf"""(?:require\s*\(\s*|\bfrom\s*|\bimport\s*\(?\s*)(['"`]){name}(?:/[^'"`]*)?\1"""
+    )
 
 
 @step("find-call-sites")
