@@ -1,0 +1,143 @@
+"""Step `repin-base-images`: rewrite `FROM image:tag@sha256:…` (or the `ARG` default a `FROM`
+uses) to the digests the plan found, then verify by re-reading every edited Dockerfile.
+
+In the base-image runbook the digest changes come with the rotation.  Inside another runbook
+(sharp, whose rotation is a package version) the step resolves the digests itself with the
+repository's `base-image` settings, and skips with a reason when there is no Dockerfile or no
+digest moved.  Only the digest text changes; every other byte of each file stays.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from bot.errors import StepFailed
+from bot.manifests.dockerfile import BaseImage, Dockerfile
+from bot.models import DigestChange, Skipped, StepResult
+from bot.runbook import load_runbook, runbooks_dir
+from bot.steps.registry import StepContext, passed, skipped, step
+from bot.watchers.base_images import (
+    BASE_IMAGE_RUNBOOK,
+    digest_policy,
+    dockerfile_patterns,
+    find_base_images,
+    plan_base_images,
+)
+
+
+def _worktree_reader(worktree: Path) -> Callable[[str], str | None]:
+    def read(path: str) -> str | None:
+        file = worktree / path
+        return file.read_text(encoding="utf-8") if file.is_file() else None
+
+    return read
+
+
+def _resolve_here(ctx: StepContext) -> tuple[tuple[DigestChange, ...], tuple[Skipped, ...]] | str:
+    """Plan the digests in this worktree (when another runbook includes this step)."""
+    settings = ctx.repo_config.runbook(BASE_IMAGE_RUNBOOK)
+    if not settings.enabled:
+        return "the base-image runbook is disabled in the repository config"
+    path = runbooks_dir(ctx.services.environ) / f"{BASE_IMAGE_RUNBOOK}.yml"
+    runbook = load_runbook(path) if path.is_file() else None
+    patterns = dockerfile_patterns(settings, runbook.dockerfiles if runbook else ())
+    findings = find_base_images(
+        ctx.workspace.tracked_files(),
+        patterns,
+        _worktree_reader(ctx.worktree),
+        configured=settings.dockerfiles is not None,
+    )
+    if not findings.paths:
+        return f"no Dockerfile matches {', '.join(patterns)}"
+    plan = plan_base_images(
+        repo=ctx.workspace.name,
+        base_commit=ctx.workspace.base_commit,
+        findings=findings,
+        services=ctx.services,
+        policy=digest_policy(
+            BASE_IMAGE_RUNBOOK, settings, runbook.minimum_release_age if runbook else timedelta(0)
+        ),
+        now=ctx.services.clock(),
+    )
+    if not plan.rotations:
+        return "no base image digest moved"
+    return plan.rotations[0].digests, plan.skipped
+
+
+def _matching(dockerfile: Dockerfile, change: DigestChange, digest: str | None) -> BaseImage:
+    for image in dockerfile.images:
+        reference = image.reference
+        if (
+            image.span.line == change.line
+            and reference.name == change.image
+            and reference.lookup_tag == change.tag
+            and reference.digest == digest
+        ):
+            return image
+    raise StepFailed(
+        f"{change.file}:{change.line}: expected {change.image}:{change.tag}"
+        f"{'@' + digest if digest else ''} there; the Dockerfile changed since planning"
+    )
+
+
+def apply_changes(worktree: Path, changes: Sequence[DigestChange]) -> list[str]:
+    """Edit each Dockerfile once for all its changes, then verify by re-reading it."""
+    by_file: dict[str, list[DigestChange]] = defaultdict(list)
+    for change in changes:
+        by_file[change.file].append(change)
+    for file, file_changes in sorted(by_file.items()):
+        path = worktree / file
+        text = path.read_text(encoding="utf-8")
+        dockerfile = Dockerfile.parse(text, file)
+        edits = [
+            (_matching(dockerfile, change, change.previous_digest), change.new_digest)
+            for change in file_changes
+        ]
+        new_text = dockerfile.repin(edits)
+        if new_text == text:
+            raise StepFailed(f"Expected content to change! {file} is identical after re-pinning")
+        path.write_text(new_text, encoding="utf-8", newline="")
+        written = Dockerfile.parse(path.read_text(encoding="utf-8"), file)
+        for change in file_changes:
+            _matching(written, change, change.new_digest)
+    return sorted(by_file)
+
+
+def _change_evidence(change: DigestChange) -> dict[str, Any]:
+    return {
+        "file": change.file,
+        "line": change.line,
+        "image": change.image,
+        "tag": change.tag,
+        "previous_digest": change.previous_digest,
+        "new_digest": change.new_digest,
+        "previous_created": change.previous_created,
+        "new_created": change.new_created,
+    }
+
+
+@step("repin-base-images")
+def repin_base_images(ctx: StepContext) -> StepResult:
+    """Re-pin base-image digests in the worktree's Dockerfiles."""
+    left: tuple[Skipped, ...] = ()
+    if ctx.rotation.kind == "digest":
+        changes = ctx.rotation.digests
+        if not changes:
+            return skipped("the rotation carries no digest changes")
+    else:
+        resolved = _resolve_here(ctx)
+        if isinstance(resolved, str):
+            return skipped(resolved)
+        changes, left = resolved
+    files = apply_changes(ctx.worktree, changes)
+    ctx.changed_files.update(files)
+    count = len(changes)
+    return passed(
+        f"re-pinned {count} base image{'s' if count != 1 else ''} in {', '.join(files)}",
+        changes=[_change_evidence(change) for change in changes],
+        skipped=[{"subject": item.subject, "reason": item.reason} for item in left],
+    )

@@ -1,0 +1,214 @@
+"""The base-images watcher: read the Dockerfiles at the base commit, ask the registries what
+each tag points at now, and let the pure digest planner decide.
+
+Each registry answers for itself: one that is unreachable (or refuses, or answers garbage)
+turns its images into `Skipped` entries with the reason, and every other image proceeds.
+The same helpers serve the `repin-base-images` step when another runbook (sharp) includes it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot.config import RunbookSettings
+from bot.digests import DigestPolicy, Resolution, needs_details, plan_digests, triage
+from bot.errors import BotError, ConfigError, InvalidRemoteData, ManifestError, ServiceUnavailable
+from bot.manifests.dockerfile import DEFAULT_DOCKERFILES, BaseImage, Dockerfile, select_dockerfiles
+from bot.models import Plan, Skipped
+from bot.sources.oci import ImageDetails, ManifestHead, OciClient, TagNotFound
+from bot.steps.registry import Services
+from bot.watchers import WatchRequest, watcher
+
+log = logging.getLogger(__name__)
+
+BASE_IMAGE_RUNBOOK = "base-image"
+
+
+@dataclass(frozen=True)
+class Findings:
+    """The base images found in a repository's Dockerfiles, and what could not be read."""
+
+    paths: tuple[str, ...]
+    images: tuple[BaseImage, ...]
+    skipped: tuple[Skipped, ...]
+
+
+def dockerfile_patterns(settings: RunbookSettings, defaults: tuple[str, ...]) -> tuple[str, ...]:
+    """The repository's `dockerfiles` list, else the runbook's, else every Dockerfile."""
+    return settings.dockerfiles or defaults or DEFAULT_DOCKERFILES
+
+
+def digest_policy(runbook: str, settings: RunbookSettings, default_age: timedelta) -> DigestPolicy:
+    """The policy for `runbook` with the repository's settings applied."""
+    age = settings.minimum_release_age
+    return DigestPolicy(
+        runbook=runbook,
+        minimum_age=default_age if age is None else age,
+        pin_unpinned=settings.pin_unpinned,
+        platforms=settings.image_platforms or (),
+    )
+
+
+def find_base_images(
+    tracked: Iterable[str],
+    patterns: tuple[str, ...],
+    read: Callable[[str], str | None],
+    *,
+    configured: bool,
+) -> Findings:
+    """Parse every tracked file that matches `patterns`; unreadable ones become `Skipped`."""
+    paths = tuple(select_dockerfiles(tracked, patterns))
+    if configured and not paths:
+        raise ManifestError(
+            f"no tracked file matches dockerfiles {list(patterns)}; fix the list in "
+            ".github/rotation-bot.yml"
+        )
+    images: list[BaseImage] = []
+    skipped: list[Skipped] = []
+    for path in paths:
+        try:
+            text = read(path)
+        except UnicodeDecodeError:
+            skipped.append(Skipped(path, "not UTF-8 text; cannot read it as a Dockerfile"))
+            continue
+        if text is None:
+            continue
+        dockerfile = Dockerfile.parse(text, path)
+        images.extend(dockerfile.images)
+        skipped.extend(dockerfile.skipped)
+    return Findings(paths, tuple(images), tuple(skipped))
+
+
+def require_oci(services: Services) -> OciClient:
+    """The OCI client the composition root put into `Services.oci`."""
+    if not isinstance(services.oci, OciClient):
+        raise ConfigError("no OCI registry client is configured (Services.oci); cannot re-pin")
+    return services.oci
+
+
+def resolve_images(
+    oci: OciClient, images: Iterable[BaseImage], policy: DigestPolicy
+) -> dict[BaseImage, Resolution | Skipped]:
+    """Ask each registry once per tag; a failing registry skips its images, not the others."""
+    heads: dict[tuple[str, str, str], ManifestHead | BotError] = {}
+    down: dict[str, ServiceUnavailable] = {}
+    results: dict[BaseImage, Resolution | Skipped] = {}
+    for image in images:
+        reference = image.reference
+        subject = f"{image.subject} {reference.name}:{reference.lookup_tag}"
+        key = (reference.registry, reference.path, reference.lookup_tag)
+        if key not in heads:
+            if reference.registry in down:
+                heads[key] = down[reference.registry]
+            else:
+                try:
+                    heads[key] = oci.resolve(*key)
+                except ServiceUnavailable as error:
+                    down[reference.registry] = error
+                    heads[key] = error
+                except InvalidRemoteData as error:
+                    heads[key] = error
+        head = heads[key]
+        if isinstance(head, BotError):
+            results[image] = Skipped(subject, f"{_failure(head)}: {head.message}")
+            continue
+        results[image] = _with_details(oci, image, head.digest, policy, subject)
+    return results
+
+
+def _failure(error: BotError) -> str:
+    if isinstance(error, TagNotFound):
+        return "tag not found"
+    if isinstance(error, ServiceUnavailable):
+        return "registry unavailable"
+    return "registry answered invalid data"
+
+
+def _with_details(
+    oci: OciClient, image: BaseImage, digest: str, policy: DigestPolicy, subject: str
+) -> Resolution | Skipped:
+    """Dates and platforms for a digest that moved; `GET`s are spent only then."""
+    if not needs_details(image, digest):
+        return Resolution(digest)
+    reference = image.reference
+    platform = policy.platform_for(image)
+    try:
+        details: ImageDetails = oci.details(reference.registry, reference.path, digest, platform)
+    except (ServiceUnavailable, InvalidRemoteData) as error:
+        if policy.minimum_age or policy.platforms:
+            return Skipped(subject, f"cannot inspect {digest}: {error.message}")
+        log.warning("no created date for %s: %s", subject, error.message)
+        return Resolution(digest)
+    previous_created = None
+    if reference.digest is not None:
+        try:
+            previous_created = oci.details(
+                reference.registry, reference.path, reference.digest, platform
+            ).created
+        except (ServiceUnavailable, InvalidRemoteData) as error:
+            log.info("no created date for the previous digest of %s: %s", subject, error.message)
+    return Resolution(
+        digest,
+        created=details.created,
+        previous_created=previous_created,
+        platforms=details.platforms,
+    )
+
+
+def plan_base_images(
+    *,
+    repo: str,
+    base_commit: str,
+    findings: Findings,
+    services: Services,
+    policy: DigestPolicy,
+    now: datetime,
+) -> Plan:
+    """Triage, resolve (registries are asked only when an image needs it) and plan."""
+    chosen, left_alone = triage(findings.images, policy)
+    resolutions = resolve_images(require_oci(services), chosen, policy) if chosen else {}
+    return plan_digests(
+        repo=repo,
+        base_commit=base_commit,
+        images=chosen,
+        resolutions=resolutions,
+        skipped=(*findings.skipped, *left_alone),
+        policy=policy,
+        now=now,
+    )
+
+
+@watcher("base-images")
+def watch_base_images(request: WatchRequest) -> Plan:
+    """Plan the re-pinning of every base image in the repository's Dockerfiles."""
+    workspace = request.workspace
+    runbook = request.runbook
+    policy = digest_policy(runbook.name, request.settings, runbook.minimum_release_age)
+    patterns = dockerfile_patterns(request.settings, runbook.dockerfiles)
+    findings = find_base_images(
+        workspace.tracked_files(),
+        patterns,
+        workspace.read_text,
+        configured=request.settings.dockerfiles is not None,
+    )
+    if not findings.paths:
+        return Plan(
+            repo=workspace.name,
+            runbook=runbook.name,
+            base_commit=workspace.base_commit,
+            current_version=None,
+            current_pins=(),
+            rotations=(),
+            skipped=(Skipped(runbook.name, f"no Dockerfile matches {', '.join(patterns)}"),),
+        )
+    return plan_base_images(
+        repo=workspace.name,
+        base_commit=workspace.base_commit,
+        findings=findings,
+        services=request.services,
+        policy=policy,
+        now=request.now,
+    )
