@@ -42,24 +42,32 @@ def pin_names(platforms: tuple[str, ...] = PINNED) -> list[str]:
     return [name for p in platforms for name in (f"@img/sharp-{p}", f"@img/sharp-libvips-{p}")]
 
 
-def publish_sharp(registry: Verdaccio, version: str, libvips: str,
-                  platforms: Mapping[str, Mapping[str, Any]] = PLATFORMS) -> None:
+def publish_sharp(
+    registry: Verdaccio,
+    version: str,
+    libvips: str,
+    platforms: Mapping[str, Mapping[str, Any]] = PLATFORMS,
+) -> None:
     """Publish a fake sharp release with binaries and libvips packages for `platforms`."""
     optional: dict[str, str] = {}
     for platform, fields in platforms.items():
         vips = f"@img/sharp-libvips-{platform}"
         if f"{vips}@{libvips}" not in registry.published:
-            registry.publish(vips, libvips, extra=dict(fields),
-                             files={"lib/libvips-cpp.so": f"libvips {libvips}".encode()})
+            registry.publish(
+                vips,
+                libvips,
+                extra=dict(fields),
+                files={"lib/libvips-cpp.so": f"libvips {libvips}".encode()},
+            )
         registry.publish(
-            f"@img/sharp-{platform}", version,
+            f"@img/sharp-{platform}",
+            version,
             extra={**fields, "optionalDependencies": {vips: libvips}},
             files={"lib/sharp.node": f"sharp {version} {platform}".encode()},
         )
         optional[f"@img/sharp-{platform}"] = version
         optional[vips] = libvips
-    registry.publish("sharp", version, extra={"main": "index.js",
-                                             "optionalDependencies": optional})
+    registry.publish("sharp", version, extra={"main": "index.js", "optionalDependencies": optional})
 
 
 def publish_family(registry: Verdaccio) -> None:
@@ -134,11 +142,22 @@ def npm_lock(project: Path, env: Env, *, omit_resolved: bool = False) -> None:
     """Generate a real lockfile with npm (scripts off) for the test project."""
     variables = env.variables()
     subprocess.run(
-        ["npm", "install", "--package-lock-only", "--ignore-scripts", "--no-audit", "--no-fund",
-         f"--omit-lockfile-registry-resolved={'true' if omit_resolved else 'false'}",
-         "--cache", str(env.root / "npm-cache")],
-        cwd=project, env={k: v for k, v in variables.items() if not k.startswith("ROTATION")},
-        check=True, capture_output=True, stdin=subprocess.DEVNULL,
+        [
+            "npm",
+            "install",
+            "--package-lock-only",
+            "--ignore-scripts",
+            "--no-audit",
+            "--no-fund",
+            f"--omit-lockfile-registry-resolved={'true' if omit_resolved else 'false'}",
+            "--cache",
+            str(env.root / "npm-cache"),
+        ],
+        cwd=project,
+        env={k: v for k, v in variables.items() if not k.startswith("ROTATION")},
+        check=True,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -161,9 +180,11 @@ def make_project(
     """A committed Node project pinned to `sharp` with a real lockfile, on branch main."""
     path.mkdir(parents=True, exist_ok=True)
     libvips = FAMILY[sharp]
-    pins = overrides if overrides is not None else {
-        name: (libvips if "libvips" in name else sharp) for name in pin_names()
-    }
+    pins = (
+        overrides
+        if overrides is not None
+        else {name: (libvips if "libvips" in name else sharp) for name in pin_names()}
+    )
     manifest: dict[str, Any] = {
         "name": "fixture-app",
         "version": "1.0.0",

@@ -62,14 +62,15 @@ def test_plan_lists_patch_and_major_targets_with_derived_pins(tmp_path: Path, en
 def test_run_rotates_patch_and_major_on_separate_branches(tmp_path: Path, env: Env) -> None:
     path = tmp_path / "app"
     repo = make_project(
-        path, env,
+        path,
+        env,
         config="version: 1\nrunbooks:\n  sharp:\n    minimum-release-age: 0\n"
-               "    document: docs/pins.md\n",
+        "    document: docs/pins.md\n",
         files={
             "docs/pins.md": "| Package | Version |\n| --- | --- |\n| sharp | 0.33.4 |\n"
-                            "| `@img/sharp-libvips-linux-x64` | 1.0.2 |\n",
+            "| `@img/sharp-libvips-linux-x64` | 1.0.2 |\n",
             "src/resize.ts": "import sharp from 'sharp';\nexport const r = () => sharp();\n",
-            "src/other.js": "const x = require(\"sharp-cli\");\n",
+            "src/other.js": 'const x = require("sharp-cli");\n',
         },
     )
     before = {name: (path / name).read_text() for name in ("package.json", "package-lock.json")}
@@ -139,8 +140,9 @@ def test_newer_release_supersedes_the_open_proposal(
 ) -> None:
     env = Env(tmp_path, private_registry.url, private_registry.token)
     path = tmp_path / "app"
-    repo = make_project(path, env,
-                        config="runbooks:\n  sharp:\n    minimum-release-age: 0\n    major: false\n")
+    repo = make_project(
+        path, env, config="runbooks:\n  sharp:\n    minimum-release-age: 0\n    major: false\n"
+    )
     assert bot(env, "run", "--repo", str(path), "--runbook", "sharp").exit_code == 0
     publish_sharp(private_registry, "0.33.8", "1.0.6")
 
@@ -157,8 +159,9 @@ def test_newer_release_supersedes_the_open_proposal(
 def test_tampered_binary_fails_closed(tmp_path: Path, private_registry: Verdaccio) -> None:
     env = Env(tmp_path, private_registry.url, private_registry.token)
     path = tmp_path / "app"
-    repo = make_project(path, env,
-                        config="runbooks:\n  sharp:\n    minimum-release-age: 0\n    major: false\n")
+    repo = make_project(
+        path, env, config="runbooks:\n  sharp:\n    minimum-release-age: 0\n    major: false\n"
+    )
     tarball = private_registry.tarball_path("@img/sharp-linuxmusl-x64", "0.33.6")
     tarball.write_bytes(tarball.read_bytes()[:-8] + b"tampered")
 
@@ -177,12 +180,14 @@ def test_tampered_binary_fails_closed(tmp_path: Path, private_registry: Verdacci
 
 
 @pytest.mark.parametrize("omit_resolved", [False, True])
-def test_lockfile_keeps_its_resolved_style(
-    tmp_path: Path, env: Env, omit_resolved: bool
-) -> None:
+def test_lockfile_keeps_its_resolved_style(tmp_path: Path, env: Env, omit_resolved: bool) -> None:
     path = tmp_path / "app"
-    repo = make_project(path, env, omit_resolved=omit_resolved,
-                        config="runbooks:\n  sharp:\n    minimum-release-age: 0\n    major: false\n")
+    repo = make_project(
+        path,
+        env,
+        omit_resolved=omit_resolved,
+        config="runbooks:\n  sharp:\n    minimum-release-age: 0\n    major: false\n",
+    )
     assert bot(env, "run", "--repo", str(path), "--runbook", "sharp").exit_code == 0
     entries = lock_entries(repo.git.show("rotation-bot/sharp-0.33.6:package-lock.json"))
     has_resolved = "resolved" in entries["node_modules/@img/sharp-linux-x64"]
@@ -193,7 +198,9 @@ def test_range_spec_gets_its_floor_raised_and_scripts_never_run(tmp_path: Path, 
     marker = tmp_path / "script-ran"
     path = tmp_path / "app"
     repo = make_project(
-        path, env, spec="^0.33.4",
+        path,
+        env,
+        spec="^0.33.4",
         manifest_extra={"scripts": {"preinstall": f"touch {marker}", "install": f"touch {marker}"}},
         config="runbooks:\n  sharp:\n    minimum-release-age: 0\n    major: false\n",
     )
@@ -224,8 +231,9 @@ def test_token_from_npmrc_variable_never_lands_anywhere(tmp_path: Path, env: Env
     )
     env.extra["NPM_TOKEN"] = canary
     path = tmp_path / "app"
-    repo = make_project(path, env,
-                        config="runbooks:\n  sharp:\n    minimum-release-age: 0\n    major: false\n")
+    repo = make_project(
+        path, env, config="runbooks:\n  sharp:\n    minimum-release-age: 0\n    major: false\n"
+    )
 
     result = bot(env, "-v", "run", "--repo", str(path))
 

@@ -76,7 +76,7 @@ class Verdaccio:
         """Publish `name@version` (manifest fields from `extra`); returns the manifest sent."""
         manifest: dict[str, Any] = {"name": name, "version": version, **(extra or {})}
         tarball = make_tarball(manifest, files)
-        filename = f"{name.split('/')[-1]}-{version}.tgz"
+        filename = f"{name.rsplit('/', maxsplit=1)[-1]}-{version}.tgz"
         manifest["dist"] = {
             "integrity": integrity_of(tarball),
             "shasum": hashlib.sha1(tarball).hexdigest(),  # noqa: S324 - npm's legacy field
@@ -109,7 +109,7 @@ class Verdaccio:
 
     def tarball_path(self, name: str, version: str) -> Path:
         """Where Verdaccio stores a tarball on disk (to tamper with it)."""
-        return self.storage / name / f"{name.split('/')[-1]}-{version}.tgz"
+        return self.storage / name / f"{name.rsplit('/', maxsplit=1)[-1]}-{version}.tgz"
 
     def stop(self) -> None:
         """Stop the server by its process group."""
@@ -134,7 +134,7 @@ def start_verdaccio(directory: Path) -> Verdaccio:
         f"""storage: {storage}
 auth:
   htpasswd:
-    file: {directory / 'htpasswd'}
+    file: {directory / "htpasswd"}
     max_users: 1000
 uplinks: {{}}
 packages:

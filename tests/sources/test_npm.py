@@ -1,0 +1,109 @@
+"""npm settings the way .npmrc users expect, and the registry client against real Verdaccio."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.errors import ConfigError, InvalidRemoteData
+from bot.sources.http import HttpSource
+from bot.sources.npm import NpmRegistry, NpmSettings, load_npm_settings
+from tests.support.verdaccio import Verdaccio
+
+
+def test_npmrc_layers_variables_scopes_and_credentials(tmp_path: Path) -> None:
+    user = tmp_path / "npmrc"
+    user.write_text("registry=https://user.example/\n//npm.corp.example/:_authToken=${NPM_TOKEN}\n")
+    settings = load_npm_settings(
+        {"NPM_CONFIG_USERCONFIG": str(user), "NPM_TOKEN": "tok-123456"},
+        project_npmrc="@img:registry=https://npm.corp.example/\n; comment\n",
+    )
+    assert settings.registry == "https://user.example/"
+    assert settings.registry_for("@img/sharp-linux-x64") == "https://npm.corp.example/"
+    assert settings.registry_for("sharp") == "https://user.example/"
+    assert settings.auth_headers("https://npm.corp.example/@img%2fsharp") == {
+        "Authorization": "Bearer tok-123456"
+    }
+    # the token is never sent to another host
+    assert settings.auth_headers("https://user.example/sharp") == {}
+    env_wins = load_npm_settings(
+        {
+            "NPM_CONFIG_USERCONFIG": str(user),
+            "NPM_TOKEN": "x" * 8,
+            "NPM_CONFIG_REGISTRY": "http://127.0.0.1:4873",
+        }
+    )
+    assert env_wins.registry == "http://127.0.0.1:4873/"
+
+
+def test_missing_variable_and_bad_registry_are_config_errors(tmp_path: Path) -> None:
+    user = tmp_path / "npmrc"
+    user.write_text("//r.example/:_authToken=${NPM_TOKEN}\n")
+    with pytest.raises(ConfigError, match=r"\$\{NPM_TOKEN\} is used but not set"):
+        load_npm_settings({"NPM_CONFIG_USERCONFIG": str(user)})
+    user.write_text("registry=ftp://r.example\n")
+    with pytest.raises(ConfigError, match="must be an http"):
+        load_npm_settings({"NPM_CONFIG_USERCONFIG": str(user)})
+
+
+def test_userconfig_for_npm_turns_scripts_off() -> None:
+    text = NpmSettings(credentials=(("//r/", "_authToken", "t0ken"),)).userconfig(
+        omit_resolved=True
+    )
+    assert "ignore-scripts=true" in text and "//r/:_authToken=t0ken" in text
+    assert "omit-lockfile-registry-resolved=true" in text
+
+
+def test_packument_is_cached_with_conditional_requests(tmp_path: Path, registry: Verdaccio) -> None:
+    http = HttpSource()
+    settings = NpmSettings(registry=registry.url)
+    first = NpmRegistry(settings, http, cache_dir=tmp_path)
+    assert "0.33.4" in first.packument("sharp").versions
+    second = NpmRegistry(settings, http, cache_dir=tmp_path)
+    before = http.request_count
+    assert second.packument("sharp").versions == first.packument("sharp").versions
+    assert http.request_count == before + 1  # one conditional request answered 304
+    assert list(tmp_path.glob("*.json"))
+
+
+def test_tarball_hash_streams_and_caps(registry: Verdaccio) -> None:
+    npm = NpmRegistry(NpmSettings(registry=registry.url), HttpSource())
+    manifest = npm.packument("@img/sharp-linux-x64").manifest("0.33.5")
+    digest = npm.hash_tarball(manifest.dist.tarball)
+    assert digest.integrity == manifest.dist.integrity and digest.size > 0
+    with pytest.raises(InvalidRemoteData, match="cap"):
+        npm.hash_tarball(manifest.dist.tarball, limit=10)
+
+
+def test_manifest_validation_refuses_bad_integrity_and_tarball_urls() -> None:
+    from bot.sources.npm import Packument
+
+    def one(dist: dict[str, str]) -> Packument:
+        return Packument(
+            "x", {"versions": {"1.0.0": {"name": "x", "version": "1.0.0", "dist": dist}}}, host="h"
+        )
+
+    with pytest.raises(InvalidRemoteData, match="integrity"):
+        one({"tarball": "https://h/x.tgz", "integrity": "sha1-abc"}).manifest("1.0.0")
+    with pytest.raises(InvalidRemoteData, match="not an http"):
+        one({"tarball": "file:///etc/passwd", "integrity": "sha512-" + "A" * 86 + "=="}).manifest(
+            "1.0.0"
+        )
+
+
+def test_server_errors_are_retried_then_reported(tmp_path: Path) -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(503, headers={"retry-after": "0"})
+
+    http = HttpSource(httpx.Client(transport=httpx.MockTransport(handler)))
+    npm = NpmRegistry(NpmSettings(registry="https://flaky.example/"), http)
+    from bot.errors import ServiceUnavailable
+
+    with pytest.raises(ServiceUnavailable, match="https://flaky.example answered HTTP 503 3 times"):
+        npm.packument("sharp")
+    assert len(calls) == 3

@@ -1,0 +1,204 @@
+"""Bad input gets a one-line error naming the file or host, a distinct exit code, no branch, no
+leftover worktree, and an audit record."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import git
+import pytest
+
+from bot.audit import AuditStore
+from tests.conftest import Env, bot, make_project
+from tests.support.verdaccio import free_port
+
+NO_MAJOR = "runbooks:\n  sharp:\n    minimum-release-age: 0\n    major: false\n"
+
+
+def assert_nothing_changed(repo: git.Repo, env: Env, head: str) -> None:
+    assert [h.name for h in repo.heads] == ["main"]
+    assert repo.head.commit.hexsha == head
+    assert len(repo.git.worktree("list").splitlines()) == 1
+    runs = AuditStore(f"sqlite:///{env.state / 'audit.sqlite3'}").list_runs()
+    assert runs and runs[0]["outcome"] == "error"
+
+
+def mutate(repo: git.Repo, change: Callable[[Path], None]) -> str:
+    root = Path(str(repo.working_tree_dir))
+    change(root)
+    repo.git.add("--all")
+    repo.git.commit("-m", "break it", "--no-verify", "--allow-empty")
+    return repo.head.commit.hexsha
+
+
+CASES: dict[str, tuple[Callable[[Path], None], int, str]] = {
+    "missing package.json": (
+        lambda root: (root / "package.json").unlink(),
+        2,
+        "package.json not found",
+    ),
+    "malformed package.json": (
+        lambda root: (root / "package.json").write_text('{"dependencies": {"sharp": "0.33.4",}}'),
+        2,
+        "package.json is not valid JSON",
+    ),
+    "missing lockfile": (
+        lambda root: (root / "package-lock.json").unlink(),
+        2,
+        "package-lock.json not found",
+    ),
+    "malformed lockfile": (
+        lambda root: (root / "package-lock.json").write_text('{"lockfileVersion": 1}'),
+        2,
+        "package-lock.json has lockfileVersion 1",
+    ),
+    "no sharp dependency": (
+        lambda root: (root / "package.json").write_text(
+            json.dumps({"name": "x", "dependencies": {"left-pad": "1.3.0"}})
+        ),
+        2,
+        "package.json does not depend on sharp",
+    ),
+    "no overrides": (
+        lambda root: (root / "package.json").write_text(
+            json.dumps({"name": "x", "dependencies": {"sharp": "0.33.4"}})
+        ),
+        2,
+        "package.json has no overrides",
+    ),
+    "unknown config key": (
+        lambda root: (root / ".github" / "rotation-bot.yml").write_text(
+            "runbooks:\n  sharp:\n    platfroms: [linux-x64]\n"
+        ),
+        2,
+        ".github/rotation-bot.yml: unknown key runbooks.sharp.platfroms",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_repository_input(tmp_path: Path, env: Env, case: str) -> None:
+    change, exit_code, message = CASES[case]
+    repo = make_project(tmp_path / "app", env, config=NO_MAJOR)
+    head = mutate(repo, change)
+
+    result = bot(env, "run", "--repo", str(tmp_path / "app"), "--runbook", "sharp")
+
+    assert result.exit_code == exit_code, result.output
+    assert message in result.output
+    assert_nothing_changed(repo, env, head)
+
+
+def test_overrides_that_disagree_with_the_locked_sharp(tmp_path: Path, env: Env) -> None:
+    pins = {"@img/sharp-linux-x64": "0.33.5", "@img/sharp-libvips-linux-x64": "1.0.2"}
+    repo = make_project(tmp_path / "app", env, overrides=pins, config=NO_MAJOR, lock=False)
+    root = tmp_path / "app"
+    # lock with consistent pins, then commit inconsistent ones
+    (root / "package-lock.json").write_text(
+        json.dumps(
+            {
+                "lockfileVersion": 3,
+                "packages": {"": {}, "node_modules/sharp": {"version": "0.33.4"}},
+            }
+        )
+    )
+    repo.git.add("--all")
+    repo.git.commit("-m", "lock", "--no-verify")
+
+    result = bot(env, "run", "--repo", str(root), "--runbook", "sharp")
+
+    assert result.exit_code == 2
+    assert (
+        "overrides pin @img/sharp-linux-x64 0.33.5 but the locked sharp 0.33.4 needs 0.33.4"
+        in result.output
+    )
+    assert_nothing_changed(repo, env, repo.head.commit.hexsha)
+
+
+def test_repository_without_sharp_skips_the_runbook_when_not_asked_by_name(
+    tmp_path: Path, env: Env
+) -> None:
+    repo = make_project(tmp_path / "app", env, config=NO_MAJOR)
+    mutate(repo, CASES["no sharp dependency"][0])
+
+    result = bot(env, "run", "--repo", str(tmp_path / "app"), "--json")
+
+    assert result.exit_code == 0, result.output
+    sharp = next(s for s in json.loads(result.stdout) if s["runbook"] == "sharp")
+    assert sharp["outcome"] == "nothing-to-do"
+    assert "does not depend on sharp" in sharp["message"]
+
+
+def test_unreachable_registry_exits_3(tmp_path: Path, env: Env) -> None:
+    repo = make_project(tmp_path / "app", env, config=NO_MAJOR)
+    dead = f"http://127.0.0.1:{free_port()}/"
+    env.extra["NPM_CONFIG_REGISTRY"] = dead
+
+    result = bot(env, "run", "--repo", str(tmp_path / "app"), "--runbook", "sharp")
+
+    assert result.exit_code == 3
+    assert f"{dead.rstrip('/')} is unreachable" in result.output
+    assert_nothing_changed(repo, env, repo.head.commit.hexsha)
+
+
+@pytest.fixture
+def garbage_registry() -> Iterator[str]:
+    """A registry answering a sharp packument whose newest version is not strict semver."""
+    packument = {
+        "name": "sharp",
+        "versions": {
+            "0.33.4": {
+                "name": "sharp",
+                "version": "0.33.4",
+                "dist": {
+                    "tarball": "http://127.0.0.1:1/sharp.tgz",
+                    "integrity": "sha512-" + "A" * 86 + "==",
+                },
+            },
+            "0.33.5-evil; rm -rf /": {"name": "sharp", "version": "0.33.5-evil; rm -rf /"},
+        },
+    }
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(packument).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def test_version_from_registry_that_is_not_strict_semver(
+    tmp_path: Path, env: Env, garbage_registry: str
+) -> None:
+    repo = make_project(tmp_path / "app", env, config=NO_MAJOR)
+    env.extra["NPM_CONFIG_REGISTRY"] = garbage_registry
+
+    result = bot(env, "run", "--repo", str(tmp_path / "app"), "--runbook", "sharp")
+
+    assert result.exit_code == 1
+    assert "gave version '0.33.5-evil; rm -rf /', which is not strict semver" in result.output
+    assert_nothing_changed(repo, env, repo.head.commit.hexsha)
+
+
+def test_unknown_runbook_and_missing_repository(tmp_path: Path, env: Env) -> None:
+    make_project(tmp_path / "app", env, config=NO_MAJOR)
+    unknown = bot(env, "plan", "--repo", str(tmp_path / "app"), "--runbook", "esbuild")
+    assert unknown.exit_code == 2 and "unknown runbook 'esbuild'" in unknown.output
+    missing = bot(env, "plan", "--repo", str(tmp_path / "nope"))
+    assert missing.exit_code == 2
+    assert "is not an existing path, a git URL or owner/name" in missing.output
