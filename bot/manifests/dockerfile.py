@@ -289,7 +289,7 @@ class Dockerfile:
         if not words:
             return Skipped(subject, "FROM names no image")
         stage = None
-        if len(words) >= 3 and logical.text[words[1][0] : words[1][1]].lower() == "as":
+        if len(words) == 3 and logical.text[words[1][0] : words[1][1]].lower() == "as":
             stage = logical.text[words[2][0] : words[2][1]]
         elif len(words) != 1:
             return Skipped(subject, "FROM has unexpected words after the image; expected `AS name`")

@@ -32,7 +32,7 @@ from bot.watchers.base_images import (
 def _worktree_reader(worktree: Path) -> Callable[[str], str | None]:
     def read(path: str) -> str | None:
         file = worktree / path
-        return file.read_text(encoding="utf-8") if file.is_file() else None
+        return file.read_bytes().decode("utf-8") if file.is_file() else None
 
     return read
 
@@ -91,7 +91,7 @@ def apply_changes(worktree: Path, changes: Sequence[DigestChange]) -> list[str]:
         by_file[change.file].append(change)
     for file, file_changes in sorted(by_file.items()):
         path = worktree / file
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8")
         dockerfile = Dockerfile.parse(text, file)
         edits = [
             (_matching(dockerfile, change, change.previous_digest), change.new_digest)
@@ -100,8 +100,8 @@ def apply_changes(worktree: Path, changes: Sequence[DigestChange]) -> list[str]:
         new_text = dockerfile.repin(edits)
         if new_text == text:
             raise StepFailed(f"Expected content to change! {file} is identical after re-pinning")
-        path.write_text(new_text, encoding="utf-8", newline="")
-        written = Dockerfile.parse(path.read_text(encoding="utf-8"), file)
+        path.write_bytes(new_text.encode("utf-8"))
+        written = Dockerfile.parse(path.read_bytes().decode("utf-8"), file)
         for change in file_changes:
             _matching(written, change, change.new_digest)
     return sorted(by_file)

@@ -400,7 +400,7 @@ class BrokenRegistry:
 
 
 def start_broken_registry(directory: Path) -> BrokenRegistry:
-    """Start the broken registry: tag `bad-digest` → invalid digest header; others → garbage."""
+    """Start the misbehaving registry (see `serve_broken` for what each tag does)."""
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = directory / "broken.log"
@@ -473,29 +473,54 @@ def serve_tokens(port: int, cert_path: Path, key_path: Path) -> None:
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
     ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 
 
+VALID_MANIFEST = json.dumps(
+    {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": "sha256:" + "0" * 64, "size": 2},
+        "layers": [],
+    },
+    sort_keys=True,
+).encode()
+
+
 def serve_broken(port: int) -> None:
-    """Manifests with an invalid `Docker-Content-Digest` (tag `bad-digest`) or no header and a
-    body that is not a manifest (any other tag)."""
+    """A registry that misbehaves on purpose, by tag:
+
+    - `bad-digest`: an invalid `Docker-Content-Digest` header;
+    - `no-digest-header`: a valid manifest without the header (clients must hash it);
+    - `rate-limited`: a valid answer saying `RateLimit-Remaining: 0`;
+    - any digest: a manifest that does not hash to the digest asked for;
+    - any other tag: no header, and a body that is not a manifest.
+    """
 
     class Handler(BaseHTTPRequestHandler):
         def _manifest(self, with_body: bool) -> None:
-            if self.path == "/ready":
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
+            headers = {"Content-Type": OCI_MANIFEST}
             body = b"<html>this is not a manifest</html>"
+            reference = self.path.rsplit("/", 1)[-1]
+            if self.path == "/ready":
+                body, headers = b"", {}
+            elif reference == "bad-digest":
+                headers["Docker-Content-Digest"] = "sha256:../../etc/passwd"
+            elif reference in ("no-digest-header", "rate-limited") or reference.startswith(
+                "sha256:"
+            ):
+                body = VALID_MANIFEST
+            if reference == "rate-limited":
+                headers["Docker-Content-Digest"] = digest_of(body)
+                headers["RateLimit-Limit"] = "100;w=21600"
+                headers["RateLimit-Remaining"] = "0;w=21600"
             self.send_response(200)
-            self.send_header("Content-Type", OCI_MANIFEST)
+            for name, value in headers.items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
-            if self.path.endswith("/manifests/bad-digest"):
-                self.send_header("Docker-Content-Digest", "sha256:../../etc/passwd")
             self.end_headers()
             if with_body:
                 self.wfile.write(body)
@@ -506,7 +531,7 @@ def serve_broken(port: int) -> None:
         def do_GET(self) -> None:
             self._manifest(with_body=True)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
     ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
