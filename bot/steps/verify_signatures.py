@@ -37,7 +37,7 @@ def pinned_packages(rotation: Rotation) -> tuple[PinChange, ...]:
 
 def _summary(checks: list[SignatureCheck]) -> str:
     counts = Counter(check.status for check in checks)
-    policies = ", ".join(sorted({f"{host_of(c.registry)}: {c.policy}" for c in checks}))
+    policies = ", ".join(sorted({f"{c.policy} for {host_of(c.registry)}" for c in checks}))
     parts = [f"{status} for {count}" for status, count in sorted(counts.items())]
     return f"signatures: {'; '.join(parts)} of {len(checks)} packages (policy {policies})"
 

@@ -38,7 +38,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
-from tests.support.verdaccio import Verdaccio, free_port, integrity_of, make_tarball, start_verdaccio
+from tests.support.verdaccio import (
+    Verdaccio,
+    free_port,
+    integrity_of,
+    make_tarball,
+    start_verdaccio,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SLSA_V1 = "https://slsa.dev/provenance/v1"
@@ -675,7 +681,7 @@ class _Front(BaseHTTPRequestHandler):
     upstream = ""
     directory = Path()
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path == "/-/npm/v1/keys":
             self._file(self.directory / "keys.json")
@@ -703,7 +709,7 @@ class _Front(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
 

@@ -1,0 +1,76 @@
+"""A real `StepContext` for running one verify step against a local registry.
+
+Real HTTP, real npm source, real repo config and the shipped sharp runbook; the forge and
+release-notes services are not used by the verify steps and are left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from bot.audit import now
+from bot.config import Settings, parse_repo_config
+from bot.models import PinChange, Plan, Rotation
+from bot.runbook import DEFAULT_RUNBOOKS_DIR, load_runbook
+from bot.sources.http import HttpSource
+from bot.sources.npm import NpmRegistry, NpmSettings
+from bot.steps.registry import Services, StepContext
+
+
+def rotation_for(
+    new_version: str,
+    pins: Mapping[str, tuple[str | None, str]],
+    *,
+    previous_version: str | None = "0.33.4",
+) -> Rotation:
+    """A sharp patch rotation to `new_version` with `pins` (name → previous, new)."""
+    return Rotation(
+        runbook="sharp",
+        kind="patch",
+        subject="sharp",
+        previous_version=previous_version,
+        new_version=new_version,
+        branch=f"rotation-bot/sharp-{new_version}",
+        pins=tuple(PinChange(name, old, new) for name, (old, new) in pins.items()),
+    )
+
+
+def make_context(
+    tmp_path: Path,
+    registry_url: str,
+    rotation: Rotation,
+    *,
+    config: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    worktree: Path | None = None,
+    workspace: object = None,
+) -> StepContext:
+    """A context whose npm registry is `registry_url` and state dir is under `tmp_path`."""
+    settings = Settings(state_dir=tmp_path / "state")
+    npm_settings = NpmSettings(registry=registry_url)
+    http = HttpSource(attempts=1)
+    repo_config = parse_repo_config(config)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir(exist_ok=True)
+    return StepContext(
+        run_id="0123456789abcdef",
+        runbook=load_runbook(DEFAULT_RUNBOOKS_DIR / "sharp.yml"),
+        repo_config=repo_config,
+        runbook_settings=repo_config.runbook("sharp"),
+        plan=Plan("fixture", "sharp", "0" * 40, rotation.previous_version, (), (rotation,)),
+        rotation=rotation,
+        workspace=workspace,  # type: ignore[arg-type]
+        worktree=worktree or tmp_path,
+        scratch=scratch,
+        services=Services(
+            settings=settings,
+            environ=dict(environ or {}),
+            http=http,
+            releases=None,  # type: ignore[arg-type]
+            forge=None,  # type: ignore[arg-type]
+            clock=now,
+        ),
+        npm=NpmRegistry(npm_settings, http),
+        npm_settings=npm_settings,
+    )
