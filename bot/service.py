@@ -1,0 +1,243 @@
+"""`rotation-bot serve`: the work queue, the scheduler and the webhook server in one process.
+
+`start_service` wires the pieces and returns them running; `RunningService.stop` shuts down in
+the order that loses nothing: the scheduler stops firing, the HTTP server stops accepting, the
+chat pool stops, the queue hands back what never started (a scheduled request gets its fire time
+back, a chat request an answer), running rotations get a grace period, and the scheduler closes.
+`serve_forever` is the command: it starts, waits for SIGTERM or SIGINT, and stops.
+
+Repositories served are `ROTATION_BOT_REPOSITORIES`, or every repository the GitHub App is
+installed on (refreshed periodically and whenever an installation webhook arrives).  Each
+repository's config (`.github/rotation-bot.yml`) is read the same way a run reads it, under the
+repository's lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from types import FrameType
+from typing import Protocol, cast
+
+from waitress.server import BaseWSGIServer, create_server
+
+from bot.audit import AuditStore
+from bot.chat import ChatCommands, ChatGitHub, ClientFor
+from bot.config import RepoConfig, Settings
+from bot.errors import ConfigError
+from bot.locks import RepositoryLocks
+from bot.metrics import Metrics
+from bot.models import RunRequest, RunSummary
+from bot.runbook import Runbook
+from bot.scheduler import RepositoryLister, Scheduler
+from bot.webhook import MAX_BODY_BYTES, DeliveryLog, WebhookApp
+from bot.workqueue import WorkQueue, close_abandoned_runs
+
+log = logging.getLogger(__name__)
+
+DELIVERY_RETENTION = timedelta(days=30)
+
+
+class ServedPipeline(Protocol):
+    """What the service needs from the pipeline."""
+
+    audit: AuditStore
+    runbooks: dict[str, Runbook]
+
+    def run(self, request: RunRequest) -> list[RunSummary]:
+        """Execute a request."""
+        ...
+
+    def open_repo(self, repo: str) -> _OpenedRepo:
+        """Open a repository (fetching it) and read its config."""
+        ...
+
+
+class _OpenedRepo(Protocol):
+    @property
+    def config(self) -> RepoConfig: ...
+
+
+class _Trigger(Protocol):
+    """waitress's loop trigger: runs a callable in the I/O loop's own thread."""
+
+    def pull_trigger(self, thunk: Callable[[], None] | None = None) -> None: ...
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    """Tunables of the service (defaults suit one small instance)."""
+
+    workers: int = 2
+    queue_capacity: int = 32
+    chat_workers: int = 2
+    http_threads: int = 4
+    max_body: int = MAX_BODY_BYTES
+    refresh_interval: timedelta = timedelta(minutes=15)
+    shutdown_grace: float = 60.0
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`host:port` (IPv6 as `[::1]:8080`) → (host, port)."""
+    host, _, port = value.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"ROTATION_BOT_LISTEN={value!r} must look like 127.0.0.1:8080")
+    return host, int(port)
+
+
+@dataclass
+class RunningService:
+    """The started service; `url` is where it listens."""
+
+    url: str
+    queue: WorkQueue
+    scheduler: Scheduler
+    chat: ChatCommands | None
+    app: WebhookApp
+    options: ServiceOptions
+    _server: BaseWSGIServer
+    _thread: threading.Thread
+    _stopped: threading.Event = field(default_factory=threading.Event)
+
+    def stop(self) -> list[RunRequest]:
+        """Shut down gracefully; returns the requests still running after the grace period."""
+        if self._stopped.is_set():
+            return []
+        self._stopped.set()
+        log.info("shutting down")
+        self.scheduler.pause()
+        server = self._server
+        cast(_Trigger, server.trigger).pull_trigger(server.close)  # stop accepting
+        if self.chat is not None:
+            self.chat.close()
+        still = self.queue.stop(self.options.shutdown_grace)
+        self.scheduler.shutdown()
+        server.task_dispatcher.shutdown(timeout=1)
+        return still
+
+
+def start_service(
+    settings: Settings,
+    pipeline: ServedPipeline,
+    *,
+    repositories: RepositoryLister,
+    clients: ClientFor | None,
+    options: ServiceOptions = ServiceOptions(),
+) -> RunningService:
+    """Start the queue, the scheduler and the HTTP server; returns once all are running."""
+    host, port = parse_listen(settings.listen)
+    audit = pipeline.audit
+    locks = RepositoryLocks(settings.state_dir / "locks")
+    closed = close_abandoned_runs(audit, locks)
+    if closed:
+        log.warning("runs left unfinished by a previous process marked interrupted runs=%s",
+                    ",".join(run[:8] for run in closed))
+    deliveries = DeliveryLog(audit.engine)
+    deliveries.prune(DELIVERY_RETENTION)
+    metrics = Metrics()
+    queue = WorkQueue(pipeline, locks=locks, metrics=metrics, workers=options.workers,
+                      capacity=options.queue_capacity)
+
+    def read_config(repo: str) -> RepoConfig:
+        with locks.hold(repo, timeout=0):
+            return pipeline.open_repo(repo).config
+
+    scheduler = Scheduler(
+        engine=audit.engine,
+        queue=queue,
+        runbooks=sorted(pipeline.runbooks),
+        default_schedule=settings.schedule,
+        repositories=repositories,
+        repo_config=read_config,
+        refresh_interval=options.refresh_interval,
+    )
+    chat = None
+    if clients is not None:
+        chat = ChatCommands(
+            github=ChatGitHub(clients), queue=queue, runbooks=pipeline.runbooks, audit=audit,
+            metrics=metrics, next_runs=scheduler.next_runs, workers=options.chat_workers,
+        )
+    if not settings.webhook_secret:
+        log.warning("webhook disabled: set ROTATION_BOT_WEBHOOK_SECRET to accept deliveries")
+    elif chat is None:
+        log.warning("chat commands disabled: they need GitHub credentials")
+    app = WebhookApp(
+        secret=settings.webhook_secret,
+        deliveries=deliveries,
+        metrics=metrics,
+        chat=chat,
+        serves=scheduler.serves,
+        on_installation_change=scheduler.refresh_soon,
+        max_body=options.max_body,
+    )
+    queue.start()
+    scheduler.start()
+    server = create_server(
+        app,
+        host=host,
+        port=port,
+        threads=options.http_threads,
+        # The app answers 413 itself (and counts it); waitress stops anything far larger.
+        max_request_body_size=options.max_body * 4,
+        channel_timeout=30,
+        connection_limit=100,
+        ident="rotation-bot",
+    )
+    if not isinstance(server, BaseWSGIServer):
+        raise ConfigError(f"ROTATION_BOT_LISTEN={settings.listen!r}: give one host:port")
+    thread = threading.Thread(target=server.run, name="http", daemon=True)
+    thread.start()
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{server.getsockname()[1]}"
+    log.info("serving url=%s", url)
+    return RunningService(url, queue, scheduler, chat, app, options, server, thread)
+
+
+def repository_lister(settings: Settings, installations: Callable[[], Iterable[str]] | None
+                      ) -> RepositoryLister:
+    """The configured repositories, or the App's installations when none are configured."""
+    if settings.repositories:
+        configured = tuple(settings.repositories)
+        return lambda: configured
+    if installations is None:
+        raise ConfigError(
+            "nothing to serve: set ROTATION_BOT_REPOSITORIES (owner/name, comma-separated) or "
+            "GitHub App credentials (ROTATION_BOT_GITHUB_APP_ID and ROTATION_BOT_GITHUB_APP_KEY)"
+        )
+    return installations
+
+
+def serve_forever(
+    settings: Settings,
+    pipeline: ServedPipeline,
+    *,
+    clients: ClientFor | None = None,
+    installations: Callable[[], Iterable[str]] | None = None,
+    options: ServiceOptions = ServiceOptions(),
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal received signal=%s", signal.Signals(signum).name)
+        stop.set()
+
+    running = start_service(
+        settings, pipeline, repositories=repository_lister(settings, installations),
+        clients=clients, options=options,
+    )
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        if on_ready is not None:
+            on_ready(running.url)
+        while not stop.wait(timeout=1.0):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        running.stop()
