@@ -123,9 +123,8 @@ def _change_evidence(change: DigestChange) -> dict[str, Any]:
 @step("repin-base-images")
 def repin_base_images(ctx: StepContext) -> StepResult:
     """Re-pin base-image digests in the worktree's Dockerfiles."""
-    left: tuple[Skipped, ...] = ()
     if ctx.rotation.kind == "digest":
-        changes = ctx.rotation.digests
+        changes, left = ctx.rotation.digests, ctx.plan.skipped
         if not changes:
             return skipped("the rotation carries no digest changes")
     else:
