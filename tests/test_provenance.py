@@ -1,0 +1,403 @@
+"""Provenance: sigstore bundles built with roots generated here (Fulcio-like CA with SCTs, a
+Rekor-like log with promises, inclusion proofs and checkpoints), verified offline; then the
+`verify-provenance` step against a real signing registry on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.config import Policy
+from bot.errors import VerificationFailed
+from bot.provenance import (
+    TRUSTED_ROOT_FILE,
+    Attestation,
+    IdentityPolicy,
+    ProvenanceCheck,
+    TrustedRoot,
+    check_provenance,
+    load_trusted_root,
+    package_purl,
+    parse_trusted_root,
+    root_from_inclusion_proof,
+    trusted_root_for,
+)
+from bot.signatures import TrustedKeys, parse_keys, trusted_keys
+from bot.sources.npm import Dist, PackageVersion
+from bot.steps.registry import get_step
+from tests.support.signing_registry import (
+    PUBLISH_V01,
+    SLSA_V1,
+    RegistryKeyPair,
+    SigningRegistry,
+    TestSigstore,
+    _merkle_path,
+    _merkle_root,
+    keys_document,
+    start_signing_registry,
+)
+from tests.support.step_context import make_context, rotation_for
+
+NAME = "@img/sharp-linux-x64"
+INTEGRITY = "sha512-" + base64.b64encode(hashlib.sha512(b"sharp binary").digest()).decode()
+SHARP = IdentityPolicy(("lovell/sharp", "lovell/sharp-libvips"))
+
+
+@pytest.fixture(scope="module")
+def sigstore() -> TestSigstore:
+    return TestSigstore()
+
+
+@pytest.fixture(scope="module")
+def root(sigstore: TestSigstore) -> TrustedRoot:
+    return parse_trusted_root(sigstore.trusted_root(), source="test root")
+
+
+@pytest.fixture(scope="module")
+def registry_key() -> RegistryKeyPair:
+    return RegistryKeyPair()
+
+
+@pytest.fixture(scope="module")
+def keys(registry_key: RegistryKeyPair) -> TrustedKeys:
+    served = parse_keys(keys_document(registry_key.entry()), source="test")
+    return trusted_keys("https://registry.example/", pinned={}, served=served)
+
+
+def version(v: str = "0.33.5", *, announced: bool = True) -> PackageVersion:
+    attestations = f"https://registry.example/-/npm/v1/attestations/{NAME}@{v}"
+    return PackageVersion(
+        name=NAME,
+        version=v,
+        dist=Dist(
+            tarball="https://registry.example/x.tgz",
+            integrity=INTEGRITY,
+            attestations_url=attestations if announced else None,
+            provenance_predicate=SLSA_V1 if announced else None,
+        ),
+    )
+
+
+def attestations(
+    sigstore: TestSigstore,
+    registry_key: RegistryKeyPair | None,
+    *,
+    v: str = "0.33.5",
+    bundle: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> tuple[Attestation, ...]:
+    found = [
+        Attestation(
+            SLSA_V1, bundle or sigstore.provenance_bundle(NAME, v, INTEGRITY, **options)
+        )
+    ]
+    if registry_key is not None:
+        found.append(
+            Attestation(PUBLISH_V01, sigstore.publish_bundle(NAME, v, INTEGRITY, registry_key))
+        )
+    return tuple(found)
+
+
+def check(
+    found: tuple[Attestation, ...] | None,
+    root: TrustedRoot,
+    keys: TrustedKeys,
+    *,
+    manifest: PackageVersion | None = None,
+    previous: PackageVersion | None = None,
+    policy: Policy = "if-published",
+) -> ProvenanceCheck:
+    return check_provenance(
+        manifest or version(), found, previous=previous, policy=policy, root=root,
+        identity_policy=SHARP, keys=keys,
+    )
+
+
+def test_present_provenance_verifies_with_identity_in_evidence(
+    sigstore: TestSigstore, root: TrustedRoot, keys: TrustedKeys, registry_key: RegistryKeyPair
+) -> None:
+    result = check(attestations(sigstore, registry_key), root, keys, policy="required")
+
+    evidence = result.as_evidence()
+    assert evidence["provenance"] == "verified" and evidence["verified"] is True
+    assert evidence["publish_attestation"] == "verified"
+    assert evidence["issuer"] == "https://token.actions.githubusercontent.com"
+    assert evidence["source_repository"] == "https://github.com/lovell/sharp"
+    assert evidence["source_ref"] == "refs/tags/v0.33.5"
+    assert evidence["log_index"] == 1005 and evidence["policy"] == "required"
+
+
+def test_libvips_repository_is_allowed(
+    sigstore: TestSigstore, root: TrustedRoot, keys: TrustedKeys
+) -> None:
+    found = attestations(sigstore, None, repository="lovell/sharp-libvips", ref="refs/tags/v8.15.3")
+
+    assert check(found, root, keys).status == "verified"
+
+
+@pytest.mark.parametrize(
+    ("options", "reason"),
+    [
+        ({"repository": "mallory/sharp"}, "source repository 'https://github.com/mallory/sharp'"),
+        ({"ref": "refs/heads/main"}, "ref 'refs/heads/main' is not a refs/tags/"),
+        ({"issuer": "https://gitlab.com"}, "issuer 'https://gitlab.com'"),
+        ({"subject_sha512": "00" * 64}, "subject sha512 differs"),
+        ({"subject_name": package_purl("@img/sharp-linuxmusl-x64", "0.33.5")}, "subject is"),
+        ({"with_sct": False}, "carries no SCT"),
+    ],
+    ids=["wrong-repo", "branch-ref", "wrong-issuer", "wrong-digest", "wrong-subject", "no-sct"],
+)
+def test_provenance_that_does_not_match_fails(
+    sigstore: TestSigstore, root: TrustedRoot, keys: TrustedKeys,
+    options: dict[str, Any], reason: str,
+) -> None:
+    with pytest.raises(VerificationFailed, match="provenance check failed for") as caught:
+        check(attestations(sigstore, None, **options), root, keys)
+
+    assert reason in caught.value.message
+    assert caught.value.fields["package"] == f"{NAME}@0.33.5"
+
+
+def test_absent_provenance_is_recorded_under_if_published_and_fails_under_required(
+    root: TrustedRoot, keys: TrustedKeys
+) -> None:
+    bare = version(announced=False)
+
+    assert check(None, root, keys, manifest=bare).status == "absent"
+    assert check(None, root, keys, manifest=bare, policy="off").status == "off"
+    with pytest.raises(VerificationFailed, match="policy requires provenance"):
+        check(None, root, keys, manifest=bare, policy="required")
+
+
+def test_losing_provenance_the_previous_version_had_is_a_downgrade(
+    root: TrustedRoot, keys: TrustedKeys
+) -> None:
+    with pytest.raises(VerificationFailed, match=r"0\.33\.4 had provenance .* \(no downgrade\)"):
+        check(None, root, keys, manifest=version(announced=False), previous=version("0.33.4"))
+
+    unproven_before = check(None, root, keys, manifest=version(announced=False),
+                            previous=version("0.33.4", announced=False))
+    assert unproven_before.status == "absent" and not unproven_before.previous_had_provenance
+
+
+def test_announced_but_not_served_fails(root: TrustedRoot, keys: TrustedKeys) -> None:
+    with pytest.raises(VerificationFailed, match="announces attestations but the registry"):
+        check(None, root, keys)
+
+
+def test_bundle_from_another_sigstore_does_not_chain(
+    root: TrustedRoot, keys: TrustedKeys
+) -> None:
+    with pytest.raises(VerificationFailed, match="transparency log is not in the trusted root"):
+        check(attestations(TestSigstore(), None), root, keys)
+
+
+def _tampered(sigstore: TestSigstore, change: Any) -> dict[str, Any]:
+    bundle = copy.deepcopy(sigstore.provenance_bundle(NAME, "0.33.5", INTEGRITY))
+    change(bundle)
+    return bundle
+
+
+def _entry(bundle: dict[str, Any]) -> dict[str, Any]:
+    entry: dict[str, Any] = bundle["verificationMaterial"]["tlogEntries"][0]
+    return entry
+
+
+def _swap_payload(bundle: dict[str, Any]) -> None:
+    statement = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+    statement["predicate"]["note"] = "rewritten"
+    bundle["dsseEnvelope"]["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+
+
+def _later_time(bundle: dict[str, Any]) -> None:
+    _entry(bundle)["integratedTime"] = str(int(_entry(bundle)["integratedTime"]) + 60)
+
+
+def _bad_proof(bundle: dict[str, Any]) -> None:
+    _entry(bundle)["inclusionProof"]["hashes"][0] = base64.b64encode(b"\0" * 32).decode()
+
+
+def _bad_checkpoint(bundle: dict[str, Any]) -> None:
+    proof = _entry(bundle)["inclusionProof"]
+    proof["checkpoint"]["envelope"] = proof["checkpoint"]["envelope"].replace(
+        "rekor.test - 42", "rekor.test - 43", 1
+    )
+
+
+def _drop_promise(bundle: dict[str, Any]) -> None:
+    del _entry(bundle)["inclusionPromise"]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (_swap_payload, "envelope's signature does not verify"),
+        (_later_time, "signed entry timestamp does not verify"),
+        (_bad_proof, "inclusion proof does not lead"),
+        (_bad_checkpoint, "checkpoint is not signed"),
+        (_drop_promise, "no inclusion promise"),
+    ],
+    ids=["payload", "log-time", "inclusion-proof", "checkpoint", "no-promise"],
+)
+def test_tampered_bundles_fail(
+    sigstore: TestSigstore, root: TrustedRoot, keys: TrustedKeys, change: Any, reason: str
+) -> None:
+    with pytest.raises(VerificationFailed, match=reason):
+        check(attestations(sigstore, None, bundle=_tampered(sigstore, change)), root, keys)
+
+
+def test_log_entry_for_another_envelope_fails(
+    sigstore: TestSigstore, root: TrustedRoot, keys: TrustedKeys
+) -> None:
+    """A genuine log entry re-used with another (validly signed) envelope is caught."""
+    mine = sigstore.provenance_bundle(NAME, "0.33.5", INTEGRITY)
+    other = sigstore.provenance_bundle(NAME, "0.33.5", INTEGRITY)
+    mine["dsseEnvelope"] = other["dsseEnvelope"]
+    mine["verificationMaterial"]["x509CertificateChain"] = other["verificationMaterial"][
+        "x509CertificateChain"
+    ]
+
+    with pytest.raises(VerificationFailed, match="records other signatures or another signer"):
+        check(attestations(sigstore, None, bundle=mine), root, keys)
+
+
+def test_publish_attestation_by_an_unknown_key_fails(
+    sigstore: TestSigstore, root: TrustedRoot, keys: TrustedKeys
+) -> None:
+    with pytest.raises(VerificationFailed, match="publish attestation names unknown key"):
+        check(attestations(sigstore, RegistryKeyPair()), root, keys)
+
+
+def test_publish_attestation_without_registry_keys_is_not_verifiable_under_if_published(
+    sigstore: TestSigstore, root: TrustedRoot, registry_key: RegistryKeyPair
+) -> None:
+    no_keys = trusted_keys("https://registry.example/", pinned={}, served=None)
+
+    result = check(attestations(sigstore, registry_key), root, no_keys)
+
+    assert (result.status, result.publish_attestation) == ("verified", "not verifiable")
+
+
+@pytest.mark.parametrize("size", range(1, 10))
+def test_inclusion_proofs_lead_to_the_rfc6962_root(size: int) -> None:
+    leaves = [hashlib.sha256(bytes([i])).digest() for i in range(size)]
+    root_hash = _merkle_root(leaves)
+    for index in range(size):
+        path = _merkle_path(index, leaves)
+        assert root_from_inclusion_proof(index, size, leaves[index], path) == root_hash
+        if path:
+            forged = [bytes(32), *path[1:]]
+            assert root_from_inclusion_proof(index, size, leaves[index], forged) != root_hash
+        if index ^ 1 < size:
+            assert root_from_inclusion_proof(index ^ 1, size, leaves[index], path) != root_hash
+    assert root_from_inclusion_proof(size, size, leaves[0], []) is None
+
+
+def test_shipped_trusted_root_is_sigstore_public_good() -> None:
+    shipped = load_trusted_root(TRUSTED_ROOT_FILE)
+
+    assert base64.b64encode(shipped.tlogs[0].log_id).decode() == (
+        "wNI9atQGlz+VWfO6LRygH4QUfY/8W4RFwiT5i5WRgB0="
+    )
+    assert shipped.authorities and shipped.ctlogs
+
+
+def test_state_dir_trusted_root_replaces_the_shipped_one(
+    tmp_path: Path, sigstore: TestSigstore
+) -> None:
+    sigstore.write_trusted_root(tmp_path / "trust" / "sigstore-trusted-root.json")
+
+    assert trusted_root_for(tmp_path).tlogs[0].log_id == sigstore.rekor_log_id
+
+
+# --- the step against a real signing registry ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def signing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SigningRegistry]:
+    registry = start_signing_registry(tmp_path_factory.mktemp("signing"))
+    try:
+        linux = {"os": ["linux"], "cpu": ["x64"], "libc": ["glibc"]}
+        for v in ("0.33.4", "0.33.5"):
+            registry.publish("sharp", v, provenance={})
+            registry.publish(NAME, v, extra=linux, provenance={})
+        registry.publish("@img/sharp-libvips-linux-x64", "1.0.4", extra=linux,
+                         provenance={"repository": "lovell/sharp-libvips",
+                                     "ref": "refs/tags/v1.0.4"})
+        registry.publish("sharp", "0.33.6", provenance={})
+        registry.publish(NAME, "0.33.6", extra=linux)  # provenance lost
+        registry.publish("sharp", "0.33.7", provenance={"repository": "mallory/sharp"})
+        yield registry
+    finally:
+        registry.stop()
+
+
+def _trusting(tmp_path: Path, signing: SigningRegistry) -> None:
+    signing.sigstore.write_trusted_root(tmp_path / "state" / "trust" / "sigstore-trusted-root.json")
+
+
+def test_step_verifies_every_pinned_package(tmp_path: Path, signing: SigningRegistry) -> None:
+    _trusting(tmp_path, signing)
+    ctx = make_context(tmp_path, signing.url, rotation_for("0.33.5", {
+        NAME: ("0.33.4", "0.33.5"), "@img/sharp-libvips-linux-x64": (None, "1.0.4")}))
+
+    result = get_step("verify-provenance")(ctx)
+
+    assert result.status == "passed"
+    assert result.summary == (
+        "provenance: verified for 3 of 3 packages, 0 without (policy if-published)"
+    )
+    assert [(e["name"], e["source_repository"], e["publish_attestation"])
+            for e in result.evidence["provenance"]] == [
+        ("sharp", "https://github.com/lovell/sharp", "verified"),
+        (NAME, "https://github.com/lovell/sharp", "verified"),
+        ("@img/sharp-libvips-linux-x64", "https://github.com/lovell/sharp-libvips", "verified"),
+    ]
+
+
+def test_step_blocks_a_downgrade(tmp_path: Path, signing: SigningRegistry) -> None:
+    _trusting(tmp_path, signing)
+    ctx = make_context(tmp_path, signing.url,
+                       rotation_for("0.33.6", {NAME: ("0.33.5", "0.33.6")}, previous_version="0.33.5"))
+
+    with pytest.raises(VerificationFailed, match="no downgrade") as caught:
+        get_step("verify-provenance")(ctx)
+
+    assert f"{NAME}@0.33.6" in caught.value.message
+    assert [e["name"] for e in caught.value.fields["provenance"]] == ["sharp"]
+
+
+def test_step_rejects_a_foreign_repository(tmp_path: Path, signing: SigningRegistry) -> None:
+    _trusting(tmp_path, signing)
+    ctx = make_context(tmp_path, signing.url, rotation_for("0.33.7", {}))
+
+    with pytest.raises(VerificationFailed, match="mallory/sharp"):
+        get_step("verify-provenance")(ctx)
+
+
+def test_step_with_the_shipped_root_rejects_test_signed_provenance(
+    tmp_path: Path, signing: SigningRegistry
+) -> None:
+    ctx = make_context(tmp_path, signing.url, rotation_for("0.33.5", {}))
+
+    with pytest.raises(VerificationFailed, match="transparency log is not in the trusted root"):
+        get_step("verify-provenance")(ctx)
+
+
+def test_step_off_records_the_policy(tmp_path: Path, signing: SigningRegistry) -> None:
+    ctx = make_context(tmp_path, signing.url, rotation_for("0.33.7", {}),
+                       config="version: 1\nverify:\n  provenance: 'off'\n")
+
+    result = get_step("verify-provenance")(ctx)
+
+    assert result.status == "skipped" and result.summary == "provenance: off (policy off)"
+    assert result.evidence["provenance"] == [
+        {"name": "sharp", "version": "0.33.7", "policy": "off", "provenance": "off"}
+    ]
