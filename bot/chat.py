@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import requests
 from github import Github, GithubException, UnknownObjectException
+from github.Repository import Repository
 
 from bot.audit import AuditStore
 from bot.errors import InvalidRemoteData, ServiceUnavailable, redact
@@ -251,9 +252,14 @@ class ChatGitHub:
     def __init__(self, client_for: ClientFor) -> None:
         self.client_for = client_for
 
+    def _repository(self, repo: str) -> Repository:
+        # Lazy objects: a reaction or a reply is one POST, with no GETs of the repository,
+        # issue or comment before it.
+        return self.client_for(repo).withLazy(True).get_repo(repo)
+
     def permission(self, repo: str, login: str) -> str:
         """`login`'s role on `repo` (admin, maintain, write, triage, read or none)."""
-        repository = self.client_for(repo).get_repo(repo)
+        repository = self._repository(repo)
         try:
             level = _checked(repository.get_collaborator_permission(login), repo)
             if level in TRIGGERING_PERMISSIONS:
@@ -268,8 +274,8 @@ class ChatGitHub:
     def react(self, event: CommentEvent, content: Reaction) -> None:
         """Put a reaction on the command's comment."""
         try:
-            repository = self.client_for(event.repo).get_repo(event.repo)
-            comment = repository.get_issue(event.issue_number).get_comment(event.comment_id)
+            issue = self._repository(event.repo).get_issue(event.issue_number)
+            comment = issue.get_comment(event.comment_id)
             comment.create_reaction(content)
         except (GithubException, requests.RequestException) as error:
             raise _unavailable(event.repo, "react to the comment", error) from error
@@ -277,8 +283,8 @@ class ChatGitHub:
     def reply(self, event: CommentEvent, body: str) -> None:
         """Comment on the issue or pull request the command came from."""
         try:
-            repository = self.client_for(event.repo).get_repo(event.repo)
-            repository.get_issue(event.issue_number).create_comment(redact(body))
+            issue = self._repository(event.repo).get_issue(event.issue_number)
+            issue.create_comment(redact(body))
         except (GithubException, requests.RequestException) as error:
             raise _unavailable(event.repo, "reply to the comment", error) from error
 
