@@ -309,20 +309,20 @@ class OciClient:
         )
         self._expect_found(body, endpoint, subject)
         media_type = _media_type(body)
-        if media_type and media_type not in MANIFEST_TYPES:
-            raise InvalidRemoteData(
-                f"{endpoint.base_url} answered {subject} with media type {media_type!r}, "
-                "not an OCI or Docker v2 manifest"
-            )
         header = body.headers.get("docker-content-digest")
-        if header:
+        if header and media_type in MANIFEST_TYPES:
             return ManifestHead(self._digest(header, endpoint, subject), media_type)
-        log.info("no Docker-Content-Digest from %s; hashing the manifest", endpoint.base_url)
+        log.info(
+            "no Docker-Content-Digest or manifest type from %s; hashing the manifest",
+            endpoint.base_url,
+        )
         body = self._request(
             "GET", endpoint, repository, f"manifests/{tag}", accept=MANIFEST_ACCEPT
         )
         self._expect_found(body, endpoint, subject)
         digest = "sha256:" + hashlib.sha256(body.content).hexdigest()
+        if header:
+            self._verify(body.content, self._digest(header, endpoint, subject), endpoint, subject)
         manifest = self._parse_manifest(body, digest, endpoint, subject)
         self._manifests[(endpoint.base_url, repository, digest)] = manifest
         return ManifestHead(digest, manifest.media_type)

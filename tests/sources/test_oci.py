@@ -228,6 +228,18 @@ def test_a_missing_digest_header_falls_back_to_hashing_the_manifest(
     assert len(calls(client)) == 2
 
 
+def test_a_sloppy_content_type_is_checked_against_the_manifest_itself(
+    broken: BrokenRegistry,
+) -> None:
+    client = client_for()
+    head = client.resolve(broken.host, "acme/app", "json-type")
+
+    assert head.media_type == "application/vnd.oci.image.manifest.v1+json"
+    assert [method for method, _ in calls(client)] == ["HEAD", "GET"]
+    with pytest.raises(InvalidRemoteData, match="hashes to"):
+        client.resolve(broken.host, "acme/app", "lying-digest")
+
+
 def test_an_exhausted_rate_limit_stops_gets_but_not_heads(broken: BrokenRegistry) -> None:
     client = client_for()
     head = client.resolve(broken.host, "acme/app", "rate-limited")

@@ -496,6 +496,8 @@ def serve_broken(port: int) -> None:
     - `bad-digest`: an invalid `Docker-Content-Digest` header;
     - `no-digest-header`: a valid manifest without the header (clients must hash it);
     - `rate-limited`: a valid answer saying `RateLimit-Remaining: 0`;
+    - `json-type` / `lying-digest`: a valid manifest typed `application/json`, with a digest
+      header that matches it / does not;
     - any digest: a manifest that does not hash to the digest asked for;
     - any other tag: no header, and a body that is not a manifest.
     """
@@ -513,6 +515,12 @@ def serve_broken(port: int) -> None:
                 "sha256:"
             ):
                 body = VALID_MANIFEST
+            if reference in ("json-type", "lying-digest"):
+                body = VALID_MANIFEST
+                headers["Content-Type"] = "application/json"
+                headers["Docker-Content-Digest"] = digest_of(
+                    body if reference == "json-type" else b"other"
+                )
             if reference == "rate-limited":
                 headers["Docker-Content-Digest"] = digest_of(body)
                 headers["RateLimit-Limit"] = "100;w=21600"
