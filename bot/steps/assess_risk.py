@@ -1,0 +1,64 @@
+"""Step `assess-risk`: compare registry metadata of the previous and the new version of the
+parent and of every pinned package (install scripts, dependencies, publisher, provenance,
+unpacked size) and record the signals for the pull request body.  Signals inform the reviewer;
+they never stop a rotation (the verification steps do that)."""
+
+from __future__ import annotations
+
+import semver
+
+from bot.errors import InvalidRemoteData
+from bot.models import PinChange, StepResult
+from bot.risk import RiskSignal, compare_versions
+from bot.sources.npm import Packument
+from bot.steps.registry import StepContext, passed, skipped, step
+
+
+def _earlier_publishers(packument: Packument, version: str) -> set[str]:
+    """Accounts that published any version older than `version`."""
+    target = semver.Version.parse(version)
+    publishers = set()
+    for release in packument.releases():
+        if semver.Version.parse(release.version) >= target:
+            break
+        try:
+            publisher = packument.manifest(release.version).publisher
+        except InvalidRemoteData:
+            continue  # an unusable old manifest says nothing about who publishes this package
+        if publisher:
+            publishers.add(publisher)
+    return publishers
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+@step("assess-risk")
+def assess_risk(ctx: StepContext) -> StepResult:
+    """Risk signals for the parent and each pinned package."""
+    rotation = ctx.rotation
+    if rotation.kind == "digest":
+        return skipped("a digest rotation changes no npm package", signals=[])
+    changes = [
+        PinChange(rotation.subject, rotation.previous_version, rotation.new_version),
+        *rotation.pins,
+    ]
+    signals: list[RiskSignal] = []
+    for change in changes:
+        packument = ctx.npm.packument(change.name)
+        previous = (
+            packument.manifest(change.previous_version) if change.previous_version else None
+        )
+        signals += compare_versions(
+            previous,
+            packument.manifest(change.new_version),
+            earlier_publishers=_earlier_publishers(packument, change.new_version),
+        )
+    packages = _count(len(changes), "package")
+    summary = (
+        f"{_count(len(signals), 'risk signal')} for {packages}"
+        if signals
+        else f"no risk signals for {packages}"
+    )
+    return passed(summary, signals=[signal.as_evidence() for signal in signals])
