@@ -10,9 +10,15 @@ Writes are idempotent and never duplicate a pull request: the open pull request 
 branch is looked up first and updated only when its title, body or base changed (bodies are
 deterministic, so a rerun writes nothing); a create that fails in a way that may have succeeded
 (a 5xx or a timeout) is followed by another look before it is retried; GitHub's 422 "A pull
-request already exists" means "find it".  PyGithub's own retries are off (they would repeat a
-POST after a 5xx): this module retries reads, and honours secondary rate limits (403/429 with
-`retry-after`) for every request, since GitHub did not process those.
+request already exists" means "find it".  The body sent ends with a hidden line
+(`<!-- rotation-bot-proposal {"base_commit": …, "new_version": …} -->`) that `find_proposal`
+reads back, so an up-to-date proposal is recognised from one list request.  Labels, reviewers
+and assignees are set when the pull request is opened (a later run only adds missing labels: it
+never re-requests a review or re-assigns someone a maintainer removed).
+
+PyGithub's own retries are off (they would repeat a POST after a 5xx): this module retries
+reads, and honours secondary rate limits (403/429 with `retry-after`) for every request, since
+GitHub did not process those.
 
 List reads are conditional (`If-None-Match` with the last `ETag`): a 304 costs nothing against
 GitHub's rate limit, so an idle cycle that finds its proposal unchanged is one free request.
@@ -440,7 +446,7 @@ class GitHubForge:
             cached = self._clone_urls.get(repository)
         if cached:
             return cached
-        client = self._client_for(repository)
+        client = self.client_for(repository)
         path = f"/repos/{quote(owner)}/{quote(name)}"
         _, data = self._call(
             f"reading {repository}",
@@ -464,7 +470,7 @@ class GitHubForge:
         else:
             if repository is None:
                 raise ConfigError("with GitHub App credentials, push_auth needs the repository")
-            auth = self._client_for(repository).requester.auth
+            auth = self.client_for(repository).requester.auth
         if auth is None:
             raise ConfigError("the GitHub forge has no credentials to push with")
         token = self._call("issuing a token", lambda: auth.token, idempotent=True)
@@ -495,7 +501,7 @@ class GitHubForge:
         self, repo: str, proposal: Proposal, *, supersedes_prefix: str | None
     ) -> PublishedProposal:
         """Open the pull request, or update the open one for its branch; close superseded ones."""
-        client = self._client_for(repo)
+        client = self.client_for(repo)
         if supersedes_prefix:
             open_pulls = self._open_pulls(repo)
             pull = next((p for p in open_pulls if p.head == proposal.branch), None)
@@ -511,10 +517,8 @@ class GitHubForge:
         else:
             updated = self._update_pull(client, repo, pull, proposal)
         superseded = []
-        for other in open_pulls:
-            if other.head != proposal.branch and supersedes_prefix and other.head.startswith(
-                supersedes_prefix
-            ):
+        for other in open_pulls:  # listed only when there is a prefix
+            if other.head != proposal.branch and other.head.startswith(str(supersedes_prefix)):
                 self._close_superseded(client, repo, other, pull)
                 superseded.append(other.head)
         log.info(
@@ -527,7 +531,7 @@ class GitHubForge:
 
     def ensure_incident(self, repo: str, incident: Incident) -> str | None:
         """Open, or update, the one open incident issue for this runbook and target."""
-        client = self._client_for(repo)
+        client = self.client_for(repo)
         marker = _INCIDENT_MARKER.format(runbook=incident.runbook, target=incident.target)
         body = f"{redact(incident.body).rstrip()}\n\n{marker}\n"
         title = redact(incident.title)
@@ -549,7 +553,7 @@ class GitHubForge:
 
     def _find_pull(self, repo: str, branch: str) -> _Pull | None:
         owner, name = _split(repo)
-        client = self._client_for(repo)
+        client = self.client_for(repo)
         items = self._list(
             client,
             f"/repos/{quote(owner)}/{quote(name)}/pulls",
@@ -561,7 +565,7 @@ class GitHubForge:
     def _open_pulls(self, repo: str) -> list[_Pull]:
         owner, name = _split(repo)
         items = self._list(
-            self._client_for(repo), f"/repos/{quote(owner)}/{quote(name)}/pulls", {"state": "open"}
+            self.client_for(repo), f"/repos/{quote(owner)}/{quote(name)}/pulls", {"state": "open"}
         )
         pulls = [_parse_pull(item, source=f"{self.host} ({repo})") for item in items]
         return [p for p in pulls if _same(p.head_repo, repo)]
@@ -711,7 +715,11 @@ class GitHubForge:
 
     # --- clients, lists and the one retry policy ----------------------------------------
 
-    def _client_for(self, repo: str) -> Github:
+    def client_for(self, repo: str) -> Github:
+        """The PyGithub client for `repo` (with App auth, its installation's): counted, no retries.
+
+        Other GitHub callers (the chat commands) use it to share credentials and the counter.
+        """
         if self._token_client is not None:
             return self._token_client
         owner, _ = _split(repo)

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.support.github_api import (
+    Fault,
     GitHubApi,
     GitRepository,
     make_git_repository,
@@ -137,6 +138,23 @@ def test_pull_request_and_issue_operations_match_the_description(
             f"/repos/{REPO}/collaborators/{login}/permission"))
         assert permission["permission"] == level
     check("rate-limit/get", client.get("/rate_limit"))
+
+
+def test_canned_faults_match_the_description(
+    served: tuple[GitHubApi, GitRepository, httpx.Client],
+) -> None:
+    api, _, client = served
+    api.inject(Fault.pull_request_exists(REPO, "rotation-bot/sharp-0.33.5"))
+    api.inject(Fault.secondary_rate_limit("POST", f"/repos/{REPO}/pulls", retry_after=3))
+    create = {"title": "t", "head": "rotation-bot/sharp-0.33.5", "base": "main"}
+
+    exists = client.post(f"/repos/{REPO}/pulls", json=create)
+    limited = client.post(f"/repos/{REPO}/pulls", json=create)
+
+    assert "already exists" in json.dumps(check("pulls/create", exists))
+    assert "secondary rate limit" in check("pulls/create", limited)["message"]
+    assert limited.headers["retry-after"] == "3"
+    assert api.pulls(REPO) == []  # neither fault performed the operation
 
 
 def test_app_operations_match_the_description(

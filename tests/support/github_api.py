@@ -60,7 +60,7 @@ import secrets
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
@@ -1406,8 +1406,3 @@ def make_git_repository(directory: Path, files: Mapping[str, str]) -> GitReposit
     repository.commit(files, "Initial commit")
     return repository
 
-
-def iter_request_text(api: GitHubApi) -> Iterator[str]:
-    """Every recorded request body, decoded (for canary checks)."""
-    for request in list(api.requests):
-        yield request.body.decode("utf-8", errors="replace")
