@@ -30,10 +30,11 @@ from github.Repository import Repository
 
 from bot.audit import AuditStore
 from bot.errors import InvalidRemoteData, ServiceUnavailable, redact
+from bot.locks import repository_key
 from bot.metrics import Metrics
 from bot.models import RunRequest, RunSummary, Trigger, strict_version
 from bot.runbook import Runbook
-from bot.workqueue import Admission, WorkQueue, WorkResult, repository_key
+from bot.workqueue import Admission, WorkQueue, WorkResult
 
 log = logging.getLogger(__name__)
 

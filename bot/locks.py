@@ -10,6 +10,7 @@ and the pipeline may both hold it around the same run.
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,14 @@ from bot.errors import ConfigError, ServiceUnavailable
 
 _POLL_SECONDS = 0.05
 _WAIT_SLICE_SECONDS = 0.5
+_OWNER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$")
+
+
+def repository_key(repo: str) -> str:
+    """The identity of a repository for locking and de-duplication: `owner/name` ignoring case
+    (as GitHub does), a path or URL as written."""
+    repo = repo.strip()
+    return repo.lower() if _OWNER_NAME.match(repo) else repo
 
 
 class RepositoryBusy(ServiceUnavailable):
@@ -43,8 +52,8 @@ class RepositoryLocks:
         self.directory = directory
 
     def path(self, repo: str) -> Path:
-        """The lock file of `repo` (owner/name is case-insensitive on GitHub)."""
-        key = repo.strip().lower().encode("utf-8")
+        """The lock file of `repo`."""
+        key = repository_key(repo).encode("utf-8")
         return self.directory / f"{hashlib.sha256(key).hexdigest()[:32]}.lock"
 
     def _lock(self, repo: str) -> FileLock:

@@ -34,8 +34,9 @@ from sqlalchemy import Engine
 
 from bot.config import RepoConfig
 from bot.errors import BotError, ConfigError
+from bot.locks import repository_key
 from bot.models import RunRequest, Trigger
-from bot.workqueue import WorkQueue, WorkResult, repository_key
+from bot.workqueue import WorkQueue, WorkResult
 
 log = logging.getLogger(__name__)
 

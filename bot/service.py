@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import FrameType
@@ -29,6 +29,8 @@ from bot.audit import AuditStore
 from bot.chat import ChatCommands, ChatGitHub, ClientFor
 from bot.config import RepoConfig, Settings
 from bot.errors import ConfigError
+from bot.forges.base import Forge
+from bot.forges.github import GitHubForge
 from bot.locks import RepositoryLocks
 from bot.metrics import Metrics
 from bot.models import RunRequest, RunSummary
@@ -47,6 +49,11 @@ class ServedPipeline(Protocol):
 
     audit: AuditStore
     runbooks: dict[str, Runbook]
+
+    @property
+    def forge(self) -> Forge:
+        """Where proposals go (GitHub: also the chat commands' client and the App's repos)."""
+        ...
 
     def run(self, request: RunRequest) -> list[RunSummary]:
         """Execute a request."""
@@ -197,39 +204,42 @@ def start_service(
     return RunningService(url, queue, scheduler, chat, app, options, server, thread)
 
 
-def repository_lister(settings: Settings, installations: Callable[[], Iterable[str]] | None
-                      ) -> RepositoryLister:
+def repository_lister(settings: Settings, forge: Forge) -> RepositoryLister:
     """The configured repositories, or the App's installations when none are configured."""
     if settings.repositories:
         configured = tuple(settings.repositories)
         return lambda: configured
-    if installations is None:
-        raise ConfigError(
-            "nothing to serve: set ROTATION_BOT_REPOSITORIES (owner/name, comma-separated) or "
-            "GitHub App credentials (ROTATION_BOT_GITHUB_APP_ID and ROTATION_BOT_GITHUB_APP_KEY)"
-        )
-    return installations
+    if isinstance(forge, GitHubForge) and settings.github_app_id:
+        return forge.list_repositories
+    raise ConfigError(
+        "nothing to serve: set ROTATION_BOT_REPOSITORIES (owner/name, comma-separated) or "
+        "GitHub App credentials (ROTATION_BOT_GITHUB_APP_ID and ROTATION_BOT_GITHUB_APP_KEY)"
+    )
 
 
 def serve_forever(
     settings: Settings,
     pipeline: ServedPipeline,
     *,
-    clients: ClientFor | None = None,
-    installations: Callable[[], Iterable[str]] | None = None,
     options: ServiceOptions = ServiceOptions(),
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+    """Serve until SIGTERM or SIGINT, then shut down gracefully.
+
+    With the GitHub forge, chat commands use its clients (the App's installation client per
+    repository) and, without `ROTATION_BOT_REPOSITORIES`, every repository the App is installed
+    on is served.
+    """
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
         log.info("signal received signal=%s", signal.Signals(signum).name)
         stop.set()
 
+    forge = pipeline.forge
     running = start_service(
-        settings, pipeline, repositories=repository_lister(settings, installations),
-        clients=clients, options=options,
+        settings, pipeline, repositories=repository_lister(settings, forge),
+        clients=forge.client_for if isinstance(forge, GitHubForge) else None, options=options,
     )
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

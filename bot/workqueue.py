@@ -20,7 +20,7 @@ from typing import Literal, Protocol
 
 from bot.audit import AuditStore
 from bot.errors import BotError, redact
-from bot.locks import RepositoryBusy, RepositoryLocks
+from bot.locks import RepositoryBusy, RepositoryLocks, repository_key
 from bot.metrics import Metrics
 from bot.models import RunRequest, RunSummary
 
@@ -82,11 +82,6 @@ class _Item:
             and request.runbooks == self.request.runbooks
             and request.target == self.request.target
         )
-
-
-def repository_key(repo: str) -> str:
-    """The identity of a repository for locking and de-duplication."""
-    return repo.strip().lower()
 
 
 class WorkQueue:

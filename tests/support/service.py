@@ -26,6 +26,7 @@ import httpx
 
 from bot.audit import AuditStore
 from bot.config import RepoConfig
+from bot.forges.local import LocalForge
 from bot.models import Outcome, PublishedProposal, RunRequest, RunSummary, StepResult
 from bot.runbook import DEFAULT_RUNBOOKS_DIR, Runbook, load_runbooks
 
@@ -112,6 +113,7 @@ class RecordingPipeline:
                  configs: Mapping[str, RepoConfig] | None = None) -> None:
         self.runner = runner
         self.audit = audit
+        self.forge = LocalForge(audit)
         self.runbooks: dict[str, Runbook] = load_runbooks(DEFAULT_RUNBOOKS_DIR)
         self.configs = dict(configs or {})
 
