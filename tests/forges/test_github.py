@@ -23,6 +23,7 @@ from bot.forges.base import Incident
 from bot.forges.github import INCIDENT_LABEL, GitHubForge, GitHubOptions
 from bot.models import Proposal
 from bot.workspace import Workspace
+from tests.conftest import Env, bot_json, make_project
 from tests.support.github_api import (
     Fault,
     GitHubApi,
@@ -457,3 +458,33 @@ def test_push_auth_is_a_basic_header_and_git_needs_it(rig: Rig) -> None:
     )
     assert anonymous.returncode != 0
     assert authorized.returncode == 0 and "refs/heads/main" in authorized.stdout
+
+
+def test_cli_run_opens_pull_requests_and_a_rerun_writes_nothing(
+    env: Env, api: GitHubApi, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    make_project(project, env)
+    bare = tmp_path / "remote.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(project), str(bare)], check=True)
+    api.add_repository(REPO, bare)
+    api.add_token(TOKEN)
+    env.extra.update(ROTATION_BOT_GITHUB_URL=api.api_url, ROTATION_BOT_GITHUB_TOKEN=TOKEN)
+
+    code, first = bot_json(env, "run", "--repo", REPO, "--runbook", "sharp")
+    writes = [r for r in api.requests if r.method != "GET" and ".git/" not in r.path]
+    again_code, again = bot_json(env, "run", "--repo", REPO, "--runbook", "sharp")
+
+    pulls = {pull.head: pull for pull in api.pulls(REPO)}
+    assert code == again_code == 0
+    assert [run["outcome"] for run in first] == ["proposed", "proposed"]
+    assert [run["outcome"] for run in again] == ["up-to-date", "up-to-date"]
+    assert set(pulls) == {"rotation-bot/sharp-0.33.6", "rotation-bot/sharp-0.34.1"}
+    assert pulls["rotation-bot/sharp-0.34.1"].draft and not pulls["rotation-bot/sharp-0.33.6"].draft
+    assert "| `@img/sharp-linux-x64` | `0.33.4` → `0.33.6` |" in str(
+        pulls["rotation-bot/sharp-0.33.6"].body
+    )
+    assert [r for r in api.requests if r.method != "GET" and ".git/" not in r.path] == writes
+    leaks = subprocess.run(["grep", "-rl", "--", TOKEN, str(tmp_path)], capture_output=True,
+                           text=True, check=False)
+    assert leaks.stdout == ""  # not in the state dir, the audit database, the cache or a clone
