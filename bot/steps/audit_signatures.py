@@ -20,7 +20,8 @@ from bot.steps.regenerate_lockfile import npm_environment
 from bot.steps.registry import StepContext, passed, skipped, step
 
 INSTALL_ARGV = ("npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund")
-AUDIT_ARGV = ("npm", "audit", "signatures")
+# No retries: a transient failure is reported as unavailable and the next cycle tries again.
+AUDIT_ARGV = ("npm", "audit", "signatures", "--fetch-retries=0")
 _NETWORK_ERROR = re.compile(
     r"npm error code (ENOTFOUND|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EAI_AGAIN|EPROXY|ENETUNREACH)"
 )
