@@ -16,20 +16,17 @@ import pytest
 
 from bot.config import Policy
 from bot.errors import VerificationFailed
-from bot.provenance import (
+from bot.provenance import Attestation, ProvenanceCheck, check_provenance, package_purl
+from bot.signatures import TrustedKeys, parse_keys, trusted_keys
+from bot.sigstore_bundles import (
     TRUSTED_ROOT_FILE,
-    Attestation,
     IdentityPolicy,
-    ProvenanceCheck,
     TrustedRoot,
-    check_provenance,
     load_trusted_root,
-    package_purl,
     parse_trusted_root,
     root_from_inclusion_proof,
     trusted_root_for,
 )
-from bot.signatures import TrustedKeys, parse_keys, trusted_keys
 from bot.sources.npm import Dist, PackageVersion
 from bot.steps.registry import get_step
 from tests.support.signing_registry import (

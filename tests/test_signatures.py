@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -143,7 +144,7 @@ def test_expiry_is_judged_against_the_publish_time_like_npm(key: RegistryKeyPair
 def test_unknown_key_fails(key: RegistryKeyPair) -> None:
     stranger = RegistryKeyPair()
 
-    with pytest.raises(VerificationFailed, match=f"unknown key {stranger.keyid}"):
+    with pytest.raises(VerificationFailed, match=re.escape(f"unknown key {stranger.keyid}")):
         verify_signatures(manifest(stranger), keys_of(key), "required")
 
 

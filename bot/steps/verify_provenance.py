@@ -13,14 +13,9 @@ from typing import Any
 
 from bot.errors import ConfigError, VerificationFailed
 from bot.models import StepResult
-from bot.provenance import (
-    IdentityPolicy,
-    ProvenanceCheck,
-    check_provenance,
-    fetch_attestations,
-    trusted_root_for,
-)
+from bot.provenance import ProvenanceCheck, check_provenance, fetch_attestations
 from bot.signatures import RegistryKeyring, pinned_keys_for
+from bot.sigstore_bundles import IdentityPolicy, trusted_root_for
 from bot.sources.npm import PackageVersion
 from bot.steps.registry import StepContext, passed, skipped, step
 from bot.steps.verify_signatures import pinned_packages
