@@ -9,19 +9,23 @@ validates every answer against it), recording every request, and able to inject 
 
 Start, seed, point a client at it::
 
-    from tests.support.github_api import Fault, start_github_api
+    from tests.support.github_api import Fault, make_git_repository, start_github_api
 
-    api = start_github_api(tmp_path)                # or the `github_api` fixture in your tests
+    running = start_github_api(tmp_path / "api")    # wrap in a fixture of your test file
+    api = running.api
     try:
+        remote = make_git_repository(tmp_path / "git", {"README.md": "hi\n"})  # bare + a clone
         api.add_token("ghp_test", login="rotation-bot")          # a valid token (any login)
-        repo = api.add_repository("octo/app", bare_path)          # an existing bare git repo
-        api.set_permission("octo/app", "alice", "write")         # admin|maintain|write|triage|read
+        api.add_repository("octo/app", remote.bare)               # serve a bare git repo
+        api.set_permission("octo/app", "alice", "write")  # admin|maintain|write|triage|read|none
         issue = api.add_issue("octo/app", title="x", user="alice")   # number shared with PRs
         comment = api.add_comment("octo/app", issue, user="alice", body="/rotate sharp")
         github = Github(auth=Auth.Token("ghp_test"), base_url=api.api_url)  # …/api/v3 (GHE shape)
     finally:
-        api.stop()
+        running.stop()
 
+`remote.commit({"file": "text"}, "message", branch="b")` pushes more commits to the bare
+repository; `remote.branches()` reads its branches back.
 - `api.api_url` is the REST base (`http://127.0.0.1:PORT/api/v3`, GitHub Enterprise's shape);
   `api.url` the host root.  A repository's `clone_url` is `http://127.0.0.1:PORT/OWNER/NAME.git`,
   served by `git http-backend` from the bare repository, requiring
@@ -31,7 +35,8 @@ Start, seed, point a client at it::
   `add_token` or one issued by `POST /app/installations/{id}/access_tokens`, else 401 "Bad
   credentials".  `/app/*` needs a GitHub App JWT (RS256) that verifies with the public key given
   to `add_app(app_id, public_key_pem)`; `add_installation(app_id, account, repositories)`.
-  Installation tokens reach only their installation's repositories (others: 404).
+  Installation tokens reach only their installation's repositories (others: 404) and expire
+  after `api.token_lifetime` (one hour; shorten it to exercise refreshing).
 - State to assert on: `api.repository("octo/app")` → `RepositoryState` with `.items` (issues
   and pulls by number: `.title .body .state .labels .assignees .reviewers .draft .head .is_pull`),
   `.comments` (id → `CommentState`), `.reactions` (list of `(comment_id, login, content)`);
