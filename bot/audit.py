@@ -36,8 +36,10 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.errors import ConfigError, ServiceUnavailable, redact, redact_data
+from bot.models import utc_now
 
 GENESIS = "0" * 64
+now = utc_now  # the clock the audit trail stamps with
 metadata = MetaData()
 
 runs = Table(
@@ -98,12 +100,6 @@ proposals = Table(
     Column("updated_at", String(40), nullable=False),
     Column("superseded_by", String(255)),
 )
-
-
-def now() -> datetime:
-    """The current time, UTC, to the millisecond."""
-    moment = datetime.now(UTC)
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def stamp(moment: datetime | None) -> str:

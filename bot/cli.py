@@ -13,11 +13,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from bot.audit import AuditStore
 from bot.config import Settings, load_settings
 from bot.errors import EXIT_OK, EXIT_USAGE, BotError, redact
 from bot.forges.base import Forge
@@ -26,6 +25,9 @@ from bot.models import Plan, RunRequest, RunSummary, Trigger
 from bot.pipeline import Pipeline, build_services, plan_evidence
 from bot.runbook import load_runbooks, runbooks_dir
 from bot.shell import process_environment
+
+if TYPE_CHECKING:
+    from bot.audit import AuditStore
 
 
 class _RedactingFormatter(logging.Formatter):
@@ -65,9 +67,11 @@ class _State:
         self.settings = settings
 
     def audit(self) -> AuditStore:
+        from bot.audit import AuditStore  # noqa: PLC0415 - SQLAlchemy only when recording
+
         return AuditStore(self.settings.resolved_database_url)
 
-    def forge(self, name: str | None, audit: AuditStore) -> Forge:
+    def forge(self, name: str | None, audit: AuditStore | None) -> Forge:
         chosen = name or ("github" if self.settings.has_github_credentials else "local")
         if chosen == "local":
             return LocalForge(audit)
@@ -76,8 +80,8 @@ class _State:
         forge: Forge = GitHubForge.from_settings(self.settings)
         return forge
 
-    def pipeline(self, forge_name: str | None = None) -> Pipeline:
-        audit = self.audit()
+    def pipeline(self, forge_name: str | None = None, *, record: bool = True) -> Pipeline:
+        audit = self.audit() if record else None
         services = build_services(self.settings, self.environ, forge=self.forge(forge_name, audit))
         return Pipeline(
             services=services, audit=audit, runbooks=load_runbooks(runbooks_dir(self.environ))
@@ -161,7 +165,7 @@ def plan(
     state: _State, repo: str, runbook: tuple[str, ...], target: str | None, as_json: bool
 ) -> None:
     """Show what would rotate; changes nothing."""
-    plans = state.pipeline().plan(_request(repo, runbook, target, None, state.environ))
+    plans = state.pipeline(record=False).plan(_request(repo, runbook, target, None, state.environ))
     if as_json:
         click.echo(json.dumps([plan_evidence(item) for item in plans], indent=2))
         return

@@ -54,12 +54,12 @@ module.exports = async function thumbnail(input) {
 """
 DOCKERFILE = """\
 # syntax=docker/dockerfile:1
-FROM node:20-alpine AS build
+FROM node:20.11.0-alpine3.19@sha256:9e38d3d4117da74a643f67041c83914480b335c3bd44d37ccf5b5ad86cd715d1 AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts
 
-FROM node:20-alpine
+FROM node:20.11.0-alpine3.19@sha256:9e38d3d4117da74a643f67041c83914480b335c3bd44d37ccf5b5ad86cd715d1
 COPY --from=build /app /app
 """
 

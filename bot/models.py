@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import semver
@@ -19,6 +19,12 @@ Outcome = Literal["proposed", "up-to-date", "nothing-to-do", "failed", "error", 
 DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
 PACKAGE_NAME_PATTERN = re.compile(r"^(?:@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*$")
 INTEGRITY_PATTERN = re.compile(r"^sha512-[A-Za-z0-9+/]{86}==$")
+
+
+def utc_now() -> datetime:
+    """The current time, UTC, to the millisecond."""
+    moment = datetime.now(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def strict_version(value: object, *, source: str) -> str:

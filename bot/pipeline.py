@@ -14,9 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.audit import AuditStore, now
 from bot.config import REPO_CONFIG_PATH, RepoConfig, Settings, parse_repo_config
 from bot.errors import (
     EXIT_OK,
@@ -26,14 +25,26 @@ from bot.errors import (
     VerificationFailed,
 )
 from bot.forges.base import Forge, Incident
-from bot.models import Outcome, Plan, Rotation, RunRequest, RunSummary, StepResult
+from bot.models import (
+    Outcome,
+    Plan,
+    Rotation,
+    RunRequest,
+    RunSummary,
+    StepResult,
+    utc_now,
+)
 from bot.runbook import Runbook
 from bot.sources.http import HttpSource
 from bot.sources.npm import NpmRegistry, NpmSettings, load_npm_settings
+from bot.sources.oci import make_oci_client
 from bot.sources.releases import ReleaseNotes
 from bot.steps.registry import Services, StepContext, get_step
 from bot.watchers import WatchRequest, get_watcher, watch_kind
 from bot.workspace import Workspace, is_owner_name
+
+if TYPE_CHECKING:
+    from bot.audit import AuditStore
 
 log = logging.getLogger(__name__)
 _URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git@)")
@@ -86,6 +97,8 @@ def rotation_evidence(rotation: Rotation) -> dict[str, Any]:
                 "tag": change.tag,
                 "previous_digest": change.previous_digest,
                 "new_digest": change.new_digest,
+                "previous_created": change.previous_created,
+                "new_created": change.new_created,
             }
             for change in rotation.digests
         ],
@@ -99,14 +112,21 @@ class Pipeline:
         self,
         *,
         services: Services,
-        audit: AuditStore,
+        audit: AuditStore | None,
         runbooks: Mapping[str, Runbook],
-        clock: Callable[[], datetime] = now,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.services = services
-        self.audit = audit
+        self._audit = audit
         self.runbooks = dict(runbooks)
         self.clock = clock
+
+    @property
+    def audit(self) -> AuditStore:
+        """The audit store (a planning-only pipeline has none)."""
+        if self._audit is None:
+            raise UsageError("this pipeline was built for planning only and records nothing")
+        return self._audit
 
     @property
     def forge(self) -> Forge:
@@ -507,5 +527,6 @@ def build_services(
         http=client,
         releases=ReleaseNotes(client, settings.release_notes_url, settings.github_token),
         forge=forge,
-        clock=now,
+        clock=utc_now,
+        oci=make_oci_client(settings, environ, http=client),
     )

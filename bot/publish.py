@@ -60,20 +60,15 @@ def _pin_table(rotation: Rotation, results: Sequence[StepResult]) -> list[str]:
     return lines
 
 
-def _digest_table(rotation: Rotation, results: Sequence[StepResult]) -> list[str]:
-    changes: list[Mapping[str, Any]] = [
-        change
-        for change in _evidence(results, "repin-base-images").get("changes", [])
-        if isinstance(change, Mapping)
-    ]
-    if not changes:
+def _digest_table(results: Sequence[StepResult]) -> list[str]:
+    evidence = _evidence(results, "repin-base-images")
+    changes = [change for change in evidence.get("changes", []) if isinstance(change, Mapping)]
+    skipped = [item for item in evidence.get("skipped", []) if isinstance(item, Mapping)]
+    if not changes and not skipped:
         return []
-    lines = [
-        "### Base images",
-        "",
-        "| File | Image | Digest | Created |",
-        "| --- | --- | --- | --- |",
-    ]
+    lines = ["### Base images", ""]
+    if changes:
+        lines += ["| File | Image | Digest | Created |", "| --- | --- | --- | --- |"]
     for change in changes:
         created = f"{change.get('previous_created') or '—'} → {change.get('new_created') or '—'}"
         lines.append(
@@ -81,6 +76,9 @@ def _digest_table(rotation: Rotation, results: Sequence[StepResult]) -> list[str
             f"{change.get('tag')}` | {_cell(change.get('previous_digest'))} → "
             f"{_cell(change.get('new_digest'))} | {created} |"
         )
+    if skipped:
+        lines += ["", "Not re-pinned:", ""]
+        lines += [f"- `{item.get('subject')}`: {item.get('reason')}" for item in skipped]
     return [*lines, ""]
 
 
@@ -164,7 +162,7 @@ def render_body(
         "",
         *table,
         "",
-        *_digest_table(rotation, results),
+        *_digest_table(results),
         *_release_notes(runbook, rotation, results),
         *_risk_signals(results),
         *_checklist(runbook, rotation, results),

@@ -6,10 +6,14 @@ title and body, finds it again by branch, supersedes older ones, and keeps incid
 
 from __future__ import annotations
 
-from bot.audit import AuditStore
+from typing import TYPE_CHECKING
+
 from bot.errors import UsageError
 from bot.forges.base import ExistingProposal, Incident
 from bot.models import Proposal, PublishedProposal
+
+if TYPE_CHECKING:
+    from bot.audit import AuditStore
 
 
 class LocalForge:
@@ -17,8 +21,15 @@ class LocalForge:
 
     name = "local"
 
-    def __init__(self, audit: AuditStore) -> None:
-        self.audit = audit
+    def __init__(self, audit: AuditStore | None) -> None:
+        self._audit = audit
+
+    @property
+    def audit(self) -> AuditStore:
+        """The store proposals live in (a planning-only forge has none)."""
+        if self._audit is None:
+            raise UsageError("the local forge was opened for planning only")
+        return self._audit
 
     def clone_url(self, repository: str) -> str:
         """The local forge hosts no repositories."""

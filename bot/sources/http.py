@@ -31,6 +31,8 @@ DEFAULT_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
 JSON_LIMIT = 64 * 1024 * 1024
 USER_AGENT = "rotation-bot/0.1 (+https://github.com/rotation-bot/rotation-bot)"
 MAX_RETRY_AFTER = 30.0
+_SERVER_BACKOFF: Callable[[RetryCallState], float] = wait_exponential(multiplier=0.5, max=5)
+_CONNECT_BACKOFF: Callable[[RetryCallState], float] = wait_exponential(multiplier=0.05, max=1)
 
 
 class _RetryableError(Exception):
@@ -47,8 +49,9 @@ def _wait(state: RetryCallState) -> float:
         header = error.response.headers.get("retry-after", "")
         if header.isdigit():
             return min(float(header), MAX_RETRY_AFTER)
-    backoff: Callable[[RetryCallState], float] = wait_exponential(multiplier=0.2, max=5)
-    return backoff(state)
+        return _SERVER_BACKOFF(state)
+    # Connection failures: retry quickly; a host that is down stays down, don't stall on it.
+    return _CONNECT_BACKOFF(state)
 
 
 def host_of(url: str) -> str:
@@ -104,13 +107,15 @@ class HttpSource:
         headers: Mapping[str, str] | None = None,
         limit: int | None = None,
         sink: Callable[[bytes], None] | None = None,
+        attempts: int | None = None,
     ) -> Body:
         """One request with retries; the body is read up to `limit` bytes (or fed to `sink`)."""
         cap = self.limit if limit is None else limit
+        tries = attempts or self.attempts
 
         @retry(
             retry=retry_if_exception_type((_RetryableError, httpx.TransportError)),
-            stop=stop_after_attempt(self.attempts),
+            stop=stop_after_attempt(tries),
             wait=_wait,
             reraise=True,
         )
@@ -126,7 +131,7 @@ class HttpSource:
         except _RetryableError as error:
             raise ServiceUnavailable(
                 f"{host_of(url)} answered HTTP {error.response.status_code} "
-                f"{self.attempts} times; try again later",
+                f"{tries} times; try again later",
                 url=redact(url),
             ) from error
         except httpx.TransportError as error:

@@ -34,6 +34,18 @@ PUBLIC_REGISTRY = "https://registry.npmjs.org/"
 TARBALL_LIMIT = 128 * 1024 * 1024
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(\?)?\}")
 _CREDENTIAL_KEYS = ("_authToken", "_auth", "username", "_password")
+# npm's network settings that are carried over to npm unchanged (corporate CAs and proxies).
+NETWORK_KEYS = (
+    "cafile",
+    "ca",
+    "strict-ssl",
+    "proxy",
+    "https-proxy",
+    "noproxy",
+    "fetch-timeout",
+    "fetch-retries",
+    "maxsockets",
+)
 
 
 def _normalize_registry(url: str, *, source: str) -> str:
@@ -58,6 +70,7 @@ class NpmSettings:
     scoped_registries: tuple[tuple[str, str], ...] = ()
     credentials: tuple[tuple[str, str, str], ...] = ()
     variables: tuple[tuple[str, str], ...] = ()
+    network: tuple[tuple[str, str], ...] = ()
 
     def registry_for(self, package: str) -> str:
         """The registry that serves `package` (scoped registries win)."""
@@ -88,6 +101,7 @@ class NpmSettings:
             f"registry={self.registry}",
             *(f"{scope}:registry={url}" for scope, url in self.scoped_registries),
             *(f"{prefix}:{name}={value}" for prefix, name, value in self.credentials),
+            *(f"{key}={value}" for key, value in self.network),
             "ignore-scripts=true",
             "audit=false",
             "fund=false",
@@ -166,7 +180,8 @@ def load_npm_settings(
     )
     for _, value in variables:
         register_secret(value)
-    return NpmSettings(registry, scoped, tuple(sorted(credentials)), variables)
+    network = tuple((key, merged[key]) for key in NETWORK_KEYS if key in merged)
+    return NpmSettings(registry, scoped, tuple(sorted(credentials)), variables, network)
 
 
 @dataclass(frozen=True)

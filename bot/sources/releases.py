@@ -66,7 +66,7 @@ class ReleaseNotes:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         try:
-            body = self.http.fetch("GET", url, headers=headers, limit=NOTES_LIMIT)
+            body = self.http.fetch("GET", url, headers=headers, limit=NOTES_LIMIT, attempts=1)
             if body.status_code == 404:
                 return Skipped(f"{repository} v{version}", "no GitHub release for this tag")
             if body.status_code != 200:
