@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from bot.runbook import Runbook
     from bot.sources.http import HttpSource
     from bot.sources.npm import NpmRegistry, NpmSettings
+    from bot.sources.oci import OciClient
     from bot.sources.releases import ReleaseNotes
     from bot.workspace import Workspace
 
@@ -86,7 +87,7 @@ class Services:
     releases: ReleaseNotes
     forge: Forge
     clock: Callable[[], datetime]
-    oci: Any = None
+    oci: OciClient | None = None
 
 
 @dataclass
