@@ -299,6 +299,8 @@ def check_provenance(
     if provenance is None:
         if manifest.dist.attestations_url is not None and attestations is None:
             raise fail(label, "the packument announces attestations but the registry serves none")
+        if announces_provenance(manifest):
+            raise fail(label, "the packument announces SLSA provenance but none is served")
         if policy == "required":
             raise fail(label, "policy requires provenance and this version has none")
         if previous_had:

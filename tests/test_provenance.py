@@ -184,9 +184,14 @@ def test_losing_provenance_the_previous_version_had_is_a_downgrade(
     assert unproven_before.status == "absent" and not unproven_before.previous_had_provenance
 
 
-def test_announced_but_not_served_fails(root: TrustedRoot, keys: TrustedKeys) -> None:
+def test_announced_but_not_served_fails(
+    sigstore: TestSigstore, root: TrustedRoot, keys: TrustedKeys, registry_key: RegistryKeyPair
+) -> None:
     with pytest.raises(VerificationFailed, match="announces attestations but the registry"):
         check(None, root, keys)
+    publish_only = attestations(sigstore, registry_key)[1:]
+    with pytest.raises(VerificationFailed, match="announces SLSA provenance but none is served"):
+        check(publish_only, root, keys)
 
 
 def test_bundle_from_another_sigstore_does_not_chain(
