@@ -37,11 +37,13 @@ def _worktree_reader(worktree: Path) -> Callable[[str], str | None]:
     return read
 
 
-def _resolve_here(ctx: StepContext) -> tuple[tuple[DigestChange, ...], tuple[Skipped, ...]] | str:
+def _resolve_here(
+    ctx: StepContext,
+) -> tuple[tuple[DigestChange, ...], tuple[Skipped, ...]] | StepResult:
     """Plan the digests in this worktree (when another runbook includes this step)."""
     settings = ctx.repo_config.runbook(BASE_IMAGE_RUNBOOK)
     if not settings.enabled:
-        return "the base-image runbook is disabled in the repository config"
+        return skipped("the base-image runbook is disabled in the repository config")
     path = runbooks_dir(ctx.services.environ) / f"{BASE_IMAGE_RUNBOOK}.yml"
     runbook = load_runbook(path) if path.is_file() else None
     patterns = dockerfile_patterns(settings, runbook.dockerfiles if runbook else ())
@@ -52,7 +54,7 @@ def _resolve_here(ctx: StepContext) -> tuple[tuple[DigestChange, ...], tuple[Ski
         configured=settings.dockerfiles is not None,
     )
     if not findings.paths:
-        return f"no Dockerfile matches {', '.join(patterns)}"
+        return skipped(f"no Dockerfile matches {', '.join(patterns)}")
     plan = plan_base_images(
         repo=ctx.workspace.name,
         base_commit=ctx.workspace.base_commit,
@@ -64,7 +66,11 @@ def _resolve_here(ctx: StepContext) -> tuple[tuple[DigestChange, ...], tuple[Ski
         now=ctx.services.clock(),
     )
     if not plan.rotations:
-        return "no base image digest moved"
+        unchecked = f"; {len(plan.skipped)} image(s) not checked" if plan.skipped else ""
+        return skipped(
+            f"no base image digest moved{unchecked}",
+            skipped=[{"subject": item.subject, "reason": item.reason} for item in plan.skipped],
+        )
     return plan.rotations[0].digests, plan.skipped
 
 
@@ -129,8 +135,8 @@ def repin_base_images(ctx: StepContext) -> StepResult:
             return skipped("the rotation carries no digest changes")
     else:
         resolved = _resolve_here(ctx)
-        if isinstance(resolved, str):
-            return skipped(resolved)
+        if isinstance(resolved, StepResult):
+            return resolved
         changes, left = resolved
     files = apply_changes(ctx.worktree, changes)
     ctx.changed_files.update(files)
