@@ -265,10 +265,12 @@ class AuditStore:
         proposal_title: str | None = None,
         proposal_body: str | None = None,
         proposal_url: str | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         """Close a run with its `run-finished` record and fill in the index row."""
         body = redact(proposal_body) if proposal_body is not None else None
         evidence = {
+            **(extra or {}),
             "outcome": outcome,
             "message": message,
             "proposal_title": proposal_title,

@@ -52,14 +52,16 @@ module.exports = async function thumbnail(input) {
   return sharp(input).resize(200).webp().toBuffer();
 };
 """
-DOCKERFILE = """\
+NODE_DIGEST = "sha256:9e38d3d4117da74a643f67041c83914480b335c3bd44d37ccf5b5ad86cd715d1"
+DOCKERFILE = f"""\
 # syntax=docker/dockerfile:1
-FROM node:20.11.0-alpine3.19@sha256:9e38d3d4117da74a643f67041c83914480b335c3bd44d37ccf5b5ad86cd715d1 AS build
+ARG NODE=node:20.11.0-alpine3.19@{NODE_DIGEST}
+FROM ${{NODE}} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts
 
-FROM node:20.11.0-alpine3.19@sha256:9e38d3d4117da74a643f67041c83914480b335c3bd44d37ccf5b5ad86cd715d1
+FROM ${{NODE}}
 COPY --from=build /app /app
 """
 

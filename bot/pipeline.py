@@ -24,7 +24,7 @@ from bot.errors import (
     UsageError,
     VerificationFailed,
 )
-from bot.forges.base import Forge, Incident
+from bot.forges.base import ApiUsage, Forge, Incident
 from bot.models import (
     Outcome,
     Plan,
@@ -120,6 +120,7 @@ class Pipeline:
         self._audit = audit
         self.runbooks = dict(runbooks)
         self.clock = clock
+        self._usage: dict[str, ApiUsage] = {}
 
     @property
     def audit(self) -> AuditStore:
@@ -149,7 +150,7 @@ class Pipeline:
                 self.forge.clone_url(repo),
                 cache_dir=cache,
                 name=repo,
-                auth=auth() if callable(auth) else None,
+                auth=auth(repo) if callable(auth) else None,
             )
         else:
             raise UsageError(f"--repo {repo!r} is not an existing path, a git URL or owner/name")
@@ -228,13 +229,24 @@ class Pipeline:
         return summaries
 
     def _start(self, request: RunRequest, runbook: str, target: str | None) -> str:
-        return self.audit.start_run(
+        run_id = self.audit.start_run(
             repo=request.repo,
             runbook=runbook,
             trigger=request.trigger.kind,
             actor=request.trigger.actor
             + (f" ({request.trigger.url})" if request.trigger.url else ""),
             target=target,
+        )
+        self._usage[run_id] = self.forge.api_usage()
+        return run_id
+
+    def _finish(self, run_id: str, **fields: Any) -> None:
+        """Close a run, recording how many forge API calls it cost."""
+        used = self.forge.api_usage() - self._usage.pop(run_id, ApiUsage())
+        self.audit.finish_run(
+            run_id,
+            extra={"api_requests": used.requests, "api_not_modified": used.not_modified},
+            **fields,
         )
 
     def _run_runbook(
@@ -253,7 +265,7 @@ class Pipeline:
         if not plan.rotations:
             reason = "; ".join(f"{item.subject}: {item.reason}" for item in plan.skipped)
             message = f"nothing to rotate ({reason})" if reason else "nothing to rotate"
-            self.audit.finish_run(run_id, outcome="nothing-to-do", message=message)
+            self._finish(run_id, outcome="nothing-to-do", message=message)
             return [
                 RunSummary(
                     run_id,
@@ -302,9 +314,7 @@ class Pipeline:
                 {"url": existing.url, "branch": rotation.branch, "reason": "up-to-date"},
                 started_at=None,
             )
-            self.audit.finish_run(
-                run_id, outcome="up-to-date", message=message, proposal_url=existing.url
-            )
+            self._finish(run_id, outcome="up-to-date", message=message, proposal_url=existing.url)
             return RunSummary(
                 run_id,
                 workspace.name,
@@ -382,7 +392,7 @@ class Pipeline:
                 started_at=None,
             )
             message = f"internal error: {type(error).__name__}: {error}"
-            self.audit.finish_run(run_id, outcome="error", message=message)
+            self._finish(run_id, outcome="error", message=message)
             return RunSummary(
                 run_id,
                 workspace.name,
@@ -394,13 +404,13 @@ class Pipeline:
                 tuple(results),
             )
         except BaseException as error:
-            self.audit.finish_run(
+            self._finish(
                 run_id, outcome="interrupted", message=f"interrupted ({type(error).__name__})"
             )
             raise
         proposal, published = ctx.proposal, ctx.published
         message = f"proposed {rotation.branch}" + (f" at {published.url}" if published else "")
-        self.audit.finish_run(
+        self._finish(
             run_id,
             outcome="proposed",
             message=message,
@@ -477,7 +487,7 @@ class Pipeline:
         results: tuple[StepResult, ...],
     ) -> RunSummary:
         message = f"step {kind} failed: {error.message}; nothing was published"
-        self.audit.finish_run(run_id, outcome="failed", message=message)
+        self._finish(run_id, outcome="failed", message=message)
         return RunSummary(
             run_id,
             request.repo,
@@ -501,7 +511,7 @@ class Pipeline:
     ) -> RunSummary:
         self.audit.append(run_id, kind, "failed", error.as_evidence(), started_at=None)
         outcome: Outcome = "error"
-        self.audit.finish_run(run_id, outcome=outcome, message=error.message)
+        self._finish(run_id, outcome=outcome, message=error.message)
         return RunSummary(
             run_id, request.repo, runbook, target, outcome, error.message, error.exit_code, results
         )

@@ -14,6 +14,17 @@ from bot.models import Proposal, PublishedProposal
 
 
 @dataclass(frozen=True)
+class ApiUsage:
+    """How many API requests were made, and how many were answered 304 (free on GitHub)."""
+
+    requests: int = 0
+    not_modified: int = 0
+
+    def __sub__(self, other: ApiUsage) -> ApiUsage:
+        return ApiUsage(self.requests - other.requests, self.not_modified - other.not_modified)
+
+
+@dataclass(frozen=True)
 class ExistingProposal:
     """An open proposal found on the forge for a branch."""
 
@@ -58,4 +69,8 @@ class Forge(Protocol):
 
     def ensure_incident(self, repo: str, incident: Incident) -> str | None:
         """Open or update the one incident for this runbook and target; returns its URL."""
+        ...
+
+    def api_usage(self) -> ApiUsage:
+        """API requests made so far by this forge (for the audit trail)."""
         ...

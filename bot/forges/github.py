@@ -57,7 +57,7 @@ from bot.errors import (
     redact,
     register_secret,
 )
-from bot.forges.base import ExistingProposal, Incident
+from bot.forges.base import ApiUsage, ExistingProposal, Incident
 from bot.models import Proposal, PublishedProposal, strict_version
 from bot.sources.http import USER_AGENT, host_of
 from bot.workspace import PushAuth
@@ -74,17 +74,6 @@ T = TypeVar("T")
 
 
 # --- counting and auth ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ApiUsage:
-    """How many API requests were made, and how many were answered 304 (free on GitHub)."""
-
-    requests: int = 0
-    not_modified: int = 0
-
-    def __sub__(self, other: ApiUsage) -> ApiUsage:
-        return ApiUsage(self.requests - other.requests, self.not_modified - other.not_modified)
 
 
 class _Counter:
@@ -251,8 +240,10 @@ def _parse_pull(raw: object, *, source: str) -> _Pull:
         raise InvalidRemoteData(f"{source} answered with a pull request that is not an object")
     head, base = raw.get("head"), raw.get("base")
     number = raw.get("number")
-    if not isinstance(head, Mapping) or not isinstance(base, Mapping) or not isinstance(
-        number, int
+    if (
+        not isinstance(head, Mapping)
+        or not isinstance(base, Mapping)
+        or not isinstance(number, int)
     ):
         raise InvalidRemoteData(f"{source} answered with a pull request without number/head/base")
     head_sha = _string(head.get("sha"), source=source, what="head sha")
@@ -269,9 +260,7 @@ def _parse_pull(raw: object, *, source: str) -> _Pull:
         head_repo=str(head_repo.get("full_name")) if isinstance(head_repo, Mapping) else "",
         head_sha=head_sha,
         base=_string(base.get("ref"), source=source, what="base ref"),
-        labels=frozenset(
-            str(label.get("name")) for label in labels if isinstance(label, Mapping)
-        ),
+        labels=frozenset(str(label.get("name")) for label in labels if isinstance(label, Mapping)),
         raw=raw,
     )
 
@@ -522,7 +511,8 @@ class GitHubForge:
                 self._close_superseded(client, repo, other, pull)
                 superseded.append(other.head)
         log.info(
-            "pull request %s", "opened" if created else "updated" if updated else "unchanged",
+            "pull request %s",
+            "opened" if created else "updated" if updated else "unchanged",
             extra={"repo": repo, "url": pull.url, "superseded": superseded},
         )
         return PublishedProposal(
@@ -588,16 +578,20 @@ class GitHubForge:
                     ) from None
                 return found, False
             except _DraftUnsupported:
-                log.warning("draft pull requests unsupported here; opening a regular one",
-                            extra={"repo": repo})
+                log.warning(
+                    "draft pull requests unsupported here; opening a regular one",
+                    extra={"repo": repo},
+                )
                 draft = False
                 continue
             except _Uncertain:
                 found = self._find_pull(repo, proposal.branch)
                 if found is not None:
                     return found, True
-                log.warning("creating the pull request failed; retrying",
-                            extra={"repo": repo, "attempt": attempt})
+                log.warning(
+                    "creating the pull request failed; retrying",
+                    extra={"repo": repo, "attempt": attempt},
+                )
                 self.options.sleep(self.options.backoff * attempt)
         raise ServiceUnavailable(
             f"{self.host} kept failing to open the pull request for {proposal.branch}; "
@@ -653,15 +647,17 @@ class GitHubForge:
             actions.append(("assignees", lambda: handle.add_to_assignees(*proposal.assignees)))
         if proposal.reviewers:
             reviewers = list(proposal.reviewers)
-            actions.append(
-                ("reviewers", lambda: handle.create_review_request(reviewers=reviewers))
-            )
+            actions.append(("reviewers", lambda: handle.create_review_request(reviewers=reviewers)))
         for what, action in actions:
             try:
                 self._call(f"setting {what} on {pull.url}", action, idempotent=True)
             except ConfigError as error:
-                log.warning("could not set %s: %s", what, error.message,
-                            extra={"repo": repo, "url": pull.url})
+                log.warning(
+                    "could not set %s: %s",
+                    what,
+                    error.message,
+                    extra={"repo": repo, "url": pull.url},
+                )
 
     def _close_superseded(self, client: Github, repo: str, old: _Pull, new: _Pull) -> None:
         handle = client.create_from_raw_data(PullRequest, dict(old.raw))
@@ -816,8 +812,11 @@ class GitHubForge:
                 if delay is not None and not last:
                     if delay > self.options.max_retry_after:
                         raise self._convert(error, what) from error
-                    log.warning("GitHub secondary rate limit; waiting %.0fs", delay,
-                                extra={"host": self.host, "action": what})
+                    log.warning(
+                        "GitHub secondary rate limit; waiting %.0fs",
+                        delay,
+                        extra={"host": self.host, "action": what},
+                    )
                     self.options.sleep(delay)
                     continue
                 if error.status >= 500:
@@ -856,9 +855,7 @@ class GitHubForge:
         message = _message(error)
         where = f"{self.host} answered HTTP {error.status} while {what}: {message}"
         if error.status == 401:
-            return ConfigError(
-                f"{where}; check ROTATION_BOT_GITHUB_TOKEN or the App id and key"
-            )
+            return ConfigError(f"{where}; check ROTATION_BOT_GITHUB_TOKEN or the App id and key")
         if error.status in (403, 429) and (
             _primary_exhausted(error) or _rate_limit_wait(error, 0.0) is not None
         ):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bot.errors import UsageError
-from bot.forges.base import ExistingProposal, Incident
+from bot.forges.base import ApiUsage, ExistingProposal, Incident
 from bot.models import Proposal, PublishedProposal
 
 if TYPE_CHECKING:
@@ -88,6 +88,10 @@ class LocalForge:
             updated=not created and existing is not None,
             superseded=tuple(sorted(superseded)),
         )
+
+    def api_usage(self) -> ApiUsage:
+        """The local forge makes no API calls."""
+        return ApiUsage()
 
     def ensure_incident(self, repo: str, incident: Incident) -> str | None:
         """Store one incident per runbook and target (as an `incident` proposal row)."""
