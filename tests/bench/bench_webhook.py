@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -65,7 +64,7 @@ service.stop()
 
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def main() -> None:
@@ -101,14 +100,18 @@ def main() -> None:
         payload["comment"]["html_url"] = f"https://github.com/{repo}/issues/1#c-{comment}"
         plan.append((index, repo, login, comment, payload, str(uuid.uuid4())))
 
+    log = (root / "service.log").open("w")
     service = subprocess.Popen(
         [sys.executable, "-c", SERVICE, str(root), api.api_url, ",".join(repos)],
-        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True,
     )
     try:
         assert service.stdout is not None and service.stdin is not None
-        url = json.loads(service.stdout.readline())["url"]
+        first = service.stdout.readline()
+        if not first:
+            raise SystemExit(f"the service did not start:\n{(root / 'service.log').read_text()}")
+        url = json.loads(first)["url"]
         latencies: list[float] = []
         answers: Counter[str] = Counter()
         replays: Counter[str] = Counter()
@@ -133,8 +136,10 @@ def main() -> None:
 
         began = time.monotonic() + 0.2
         with ThreadPoolExecutor(max_workers=32) as pool:
-            for position, item in enumerate(plan):
-                pool.submit(send, item, began + position / rate)
+            futures = [pool.submit(send, item, began + position / rate)
+                       for position, item in enumerate(plan)]
+        for future in futures:
+            future.result()  # a failed send fails the benchmark
         sent_seconds = time.monotonic() - began
 
         def replies() -> dict[str, int]:
