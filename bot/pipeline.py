@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,27 +81,8 @@ def rotation_evidence(rotation: Rotation) -> dict[str, Any]:
         "previous_version": rotation.previous_version,
         "new_version": rotation.new_version,
         "branch": rotation.branch,
-        "pins": [
-            {
-                "name": pin.name,
-                "previous_version": pin.previous_version,
-                "new_version": pin.new_version,
-            }
-            for pin in rotation.pins
-        ],
-        "digests": [
-            {
-                "file": change.file,
-                "line": change.line,
-                "image": change.image,
-                "tag": change.tag,
-                "previous_digest": change.previous_digest,
-                "new_digest": change.new_digest,
-                "previous_created": change.previous_created,
-                "new_created": change.new_created,
-            }
-            for change in rotation.digests
-        ],
+        "pins": [asdict(pin) for pin in rotation.pins],
+        "digests": [asdict(change) for change in rotation.digests],
     }
 
 

@@ -108,6 +108,7 @@ def run(
             command=printable,
             returncode=completed.returncode,
             stderr=result.stderr[-4000:],
+            stdout=result.stdout[-4000:],
         )
     return result
 

@@ -10,7 +10,6 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import git
 import pytest
@@ -69,9 +68,7 @@ def test_enabled_runs_npm_in_a_scratch_copy_and_reports_the_unreachable_tuf_serv
         environ={"PATH": os.environ["PATH"], "HOME": str(tmp_path),
                  "HTTPS_PROXY": refusing_proxy, "NO_PROXY": "127.0.0.1"},
         worktree=project, workspace=Workspace.open_local(project),
-    )
-    ctx.repo_config = SimpleNamespace(  # type: ignore[assignment]
-        verify=SimpleNamespace(npm_audit_signatures=True)
+        config="verify:\n  npm-audit-signatures: true\n",
     )
 
     with pytest.raises(ServiceUnavailable, match=r"could not reach its services \(ECONNREFUSED\)") \

@@ -28,7 +28,7 @@ _NETWORK_ERROR = re.compile(
 
 
 def _enabled(ctx: StepContext) -> bool:
-    return bool(getattr(ctx.repo_config.verify, "npm_audit_signatures", False))
+    return ctx.repo_config.verify.npm_audit_signatures
 
 
 def _last_line(text: str) -> str:

@@ -4,6 +4,8 @@ raised range would admit a newer release than the target)."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import nodesemver
 
 from bot.errors import StepFailed
@@ -65,13 +67,6 @@ def bump_overrides(ctx: StepContext) -> StepResult:
     ctx.changed_files.add("package.json")
     return passed(
         f"pinned {len(wanted)} packages; {rotation.subject} {previous_spec} → {new_spec}",
-        pins=[
-            {
-                "name": pin.name,
-                "previous_version": pin.previous_version,
-                "new_version": pin.new_version,
-            }
-            for pin in rotation.pins
-        ],
+        pins=[asdict(pin) for pin in rotation.pins],
         dependency={"field": dependency[0], "previous_spec": previous_spec, "new_spec": new_spec},
     )

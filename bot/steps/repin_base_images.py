@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from bot.errors import StepFailed
 from bot.manifests.dockerfile import BaseImage, Dockerfile
@@ -113,19 +113,6 @@ def apply_changes(worktree: Path, changes: Sequence[DigestChange]) -> list[str]:
     return sorted(by_file)
 
 
-def _change_evidence(change: DigestChange) -> dict[str, Any]:
-    return {
-        "file": change.file,
-        "line": change.line,
-        "image": change.image,
-        "tag": change.tag,
-        "previous_digest": change.previous_digest,
-        "new_digest": change.new_digest,
-        "previous_created": change.previous_created,
-        "new_created": change.new_created,
-    }
-
-
 @step("repin-base-images")
 def repin_base_images(ctx: StepContext) -> StepResult:
     """Re-pin base-image digests in the worktree's Dockerfiles."""
@@ -143,6 +130,6 @@ def repin_base_images(ctx: StepContext) -> StepResult:
     count = len(changes)
     return passed(
         f"re-pinned {count} base image{'s' if count != 1 else ''} in {', '.join(files)}",
-        changes=[_change_evidence(change) for change in changes],
+        changes=[asdict(change) for change in changes],
         skipped=[{"subject": item.subject, "reason": item.reason} for item in left],
     )
