@@ -232,14 +232,7 @@ class Scheduler:
         (missed cycles fire once now); the repository list is refreshed periodically."""
         self._scheduler.start(paused=True)
         self.refresh()
-        self._scheduler.add_job(
-            self.refresh,
-            "interval",
-            seconds=self.refresh_interval.total_seconds(),
-            id="refresh-repositories",
-            jobstore=_INTERNAL,
-            replace_existing=True,
-        )
+        self.every(self.refresh_interval, self.refresh, "refresh-repositories")
         self._scheduler.resume()
 
     def pause(self) -> None:
@@ -254,6 +247,11 @@ class Scheduler:
         # store first so that pass cannot consume a fire time given back by `_restore`.
         self._scheduler.remove_jobstore(_ROTATIONS, shutdown=False)
         self._scheduler.shutdown(wait=False)
+
+    def every(self, interval: timedelta, function: Callable[[], object], name: str) -> None:
+        """Run `function` every `interval` (housekeeping; not persisted, not a rotation)."""
+        self._scheduler.add_job(function, "interval", seconds=interval.total_seconds(), id=name,
+                                jobstore=_INTERNAL, replace_existing=True)
 
     def refresh_soon(self) -> None:
         """Refresh the served repositories now, in the background (an installation changed)."""

@@ -21,9 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import FrameType
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from waitress.server import BaseWSGIServer, create_server
+from waitress.wasyncore import close_all
 
 from bot.audit import AuditStore
 from bot.chat import ChatCommands, ChatGitHub, ClientFor
@@ -97,7 +98,7 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunningService:
     """The started service; `url` is where it listens."""
 
@@ -108,6 +109,7 @@ class RunningService:
     app: WebhookApp
     options: ServiceOptions
     _server: BaseWSGIServer
+    _sockets: dict[int, Any]
     _thread: threading.Thread
     _stopped: threading.Event = field(default_factory=threading.Event)
 
@@ -118,13 +120,16 @@ class RunningService:
         self._stopped.set()
         log.info("shutting down")
         self.scheduler.pause()
-        server = self._server
-        cast(_Trigger, server.trigger).pull_trigger(server.close)  # stop accepting
+        self.app.stopping.set()  # deliveries now get 503, so GitHub marks them for redelivery
         if self.chat is not None:
             self.chat.close()
         still = self.queue.stop(self.options.shutdown_grace)
         self.scheduler.shutdown()
-        server.task_dispatcher.shutdown(timeout=1)
+        # Close the listener and every connection from inside waitress's I/O loop (its own
+        # thread); with its socket map empty the loop returns.
+        cast(_Trigger, self._server.trigger).pull_trigger(lambda: close_all(self._sockets))
+        self._thread.join(5)
+        self._server.task_dispatcher.shutdown(timeout=1)
         return still
 
 
@@ -135,8 +140,12 @@ def start_service(
     repositories: RepositoryLister,
     clients: ClientFor | None,
     options: ServiceOptions = ServiceOptions(),
+    stopping: threading.Event | None = None,
 ) -> RunningService:
-    """Start the queue, the scheduler and the HTTP server; returns once all are running."""
+    """Start the queue, the scheduler and the HTTP server; returns once all are running.
+
+    `stopping` is set when shutdown begins (share it with the pipeline so that a running
+    rotation stops at its next step boundary, marked interrupted)."""
     host, port = parse_listen(settings.listen)
     audit = pipeline.audit
     locks = RepositoryLocks(settings.state_dir / "locks")
@@ -148,7 +157,7 @@ def start_service(
     deliveries.prune(DELIVERY_RETENTION)
     metrics = Metrics()
     queue = WorkQueue(pipeline, locks=locks, metrics=metrics, workers=options.workers,
-                      capacity=options.queue_capacity)
+                      capacity=options.queue_capacity, stopping=stopping)
 
     def read_config(repo: str) -> RepoConfig:
         with locks.hold(repo, timeout=0):
@@ -184,8 +193,12 @@ def start_service(
     )
     queue.start()
     scheduler.start()
+    scheduler.every(timedelta(days=1), lambda: deliveries.prune(DELIVERY_RETENTION),
+                    "prune-deliveries")
+    sockets: dict[int, Any] = {}
     server = create_server(
         app,
+        sockets,
         host=host,
         port=port,
         threads=options.http_threads,
@@ -201,7 +214,7 @@ def start_service(
     thread.start()
     url = f"http://{host if ':' not in host else f'[{host}]'}:{server.getsockname()[1]}"
     log.info("serving url=%s", url)
-    return RunningService(url, queue, scheduler, chat, app, options, server, thread)
+    return RunningService(url, queue, scheduler, chat, app, options, server, sockets, thread)
 
 
 def repository_lister(settings: Settings, forge: Forge) -> RepositoryLister:
@@ -222,13 +235,14 @@ def serve_forever(
     pipeline: ServedPipeline,
     *,
     options: ServiceOptions = ServiceOptions(),
+    stopping: threading.Event | None = None,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully.
 
     With the GitHub forge, chat commands use its clients (the App's installation client per
     repository) and, without `ROTATION_BOT_REPOSITORIES`, every repository the App is installed
-    on is served.
+    on is served.  `stopping`, shared with the pipeline, is set when shutdown begins.
     """
     stop = threading.Event()
 
@@ -240,6 +254,7 @@ def serve_forever(
     running = start_service(
         settings, pipeline, repositories=repository_lister(settings, forge),
         clients=forge.client_for if isinstance(forge, GitHubForge) else None, options=options,
+        stopping=stopping,
     )
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

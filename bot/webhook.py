@@ -21,6 +21,7 @@ import hmac
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
@@ -120,6 +121,7 @@ class WebhookApp:
         self.serves = serves
         self.on_installation_change = on_installation_change
         self.max_body = max_body
+        self.stopping = threading.Event()
         self._metrics_app = make_wsgi_app(metrics.registry)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -142,6 +144,8 @@ class WebhookApp:
         """Handle one delivery: (HTTP status, JSON answer with a `result`)."""
         if not self.secret:
             return 503, {"result": "disabled", "error": "no webhook secret is configured"}
+        if self.stopping.is_set():
+            return 503, {"result": "stopping", "error": "shutting down; redeliver later"}
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:

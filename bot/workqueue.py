@@ -95,14 +95,17 @@ class WorkQueue:
         metrics: Metrics,
         workers: int = 2,
         capacity: int = 32,
+        stopping: threading.Event | None = None,
     ) -> None:
+        """`stopping` is set when shutdown begins; give the same event to the runner so that a
+        running rotation can stop at its next step boundary."""
         if workers < 1 or capacity < 1:
             raise ValueError("workers and capacity must be at least 1")
         self.runner = runner
         self.locks = locks
         self.metrics = metrics
         self.capacity = capacity
-        self.stopping = threading.Event()
+        self.stopping = stopping or threading.Event()
         self._condition = threading.Condition()
         self._pending: list[_Item] = []
         self._running: dict[str, tuple[_Item, float]] = {}

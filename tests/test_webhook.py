@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from tests.support.service import (
     RecordingRunner,
     comment_payload,
     deliver,
+    examples,
     sign,
     wait_until,
 )
@@ -83,18 +84,17 @@ class World:
 
 
 def start(tmp_path: Path, api: GitHubApi, runner: RecordingRunner,
-          served: tuple[str, ...] = (REPO,)) -> RunningService:
+          served: Callable[[], Iterable[str]] = lambda: (REPO,)) -> RunningService:
     settings = Settings(
         listen="127.0.0.1:0",
         webhook_secret=SECRET,
         state_dir=tmp_path / "state",
         database_url=f"sqlite:///{tmp_path / 'audit.sqlite3'}",
-        repositories=served,
     )
     github = Github(auth=Auth.Token("ghp_test"), base_url=api.api_url,
                     seconds_between_requests=0, seconds_between_writes=0, retry=None)
     pipeline = RecordingPipeline(runner, AuditStore(settings.resolved_database_url))
-    return start_service(settings, pipeline, repositories=lambda: served,
+    return start_service(settings, pipeline, repositories=served,
                          clients=lambda _repo: github,
                          options=ServiceOptions(shutdown_grace=2, max_body=64 * 1024))
 
@@ -172,12 +172,24 @@ def test_replayed_delivery_is_ignored_even_after_a_restart(world: World, tmp_pat
     again = deliver(world.client, world.url, payload, delivery="delivery-1")
     assert (again.status_code, again.json()["result"]) == (200, "duplicate")
 
+    old = world.url
     world.service.stop()
+    with pytest.raises(httpx.ConnectError):  # the old process stopped listening
+        world.client.get(f"{old}/healthz")
     world.service = start(tmp_path, world.api, world.runner)
     after_restart = deliver(world.client, world.url, payload, delivery="delivery-1")
     assert (after_restart.status_code, after_restart.json()["result"]) == (200, "duplicate")
     time.sleep(0.3)
     assert len(world.runner.calls) == 1
+
+
+def test_deliveries_during_shutdown_are_refused_for_redelivery(world: World) -> None:
+    world.service.app.stopping.set()
+    response, _ = world.command("/rotate sharp")
+    assert (response.status_code, response.json()["result"]) == (503, "stopping")
+    world.service.app.stopping.clear()
+    time.sleep(0.2)
+    assert world.api.requests == [] and world.runner.calls == []
 
 
 def test_malformed_deliveries(world: World) -> None:
@@ -308,6 +320,26 @@ def test_comments_on_repositories_not_served_are_ignored(world: World) -> None:
     assert world.api.requests == []
 
 
+def test_an_installation_event_refreshes_the_served_repositories(
+    world: World, tmp_path: Path
+) -> None:
+    served: list[str] = []
+    world.service.stop()
+    world.service = start(tmp_path / "again", world.api, world.runner, served=lambda: served)
+    ignored, _ = world.command("/rotate sharp")
+    assert ignored.json()["result"] == "ignored"
+
+    served.append(REPO)  # the App was installed on the repository
+    added = examples("installation_repositories", "added")[0]
+    response = deliver(world.client, world.url, added, event="installation_repositories")
+    assert response.status_code == 202
+    wait_until(lambda: world.service.scheduler.serves(REPO), timeout=5, message="a refresh")
+    assert world.service.scheduler.next_runs(REPO).keys() == {"sharp", "base-image"}
+    accepted, _ = world.command("/rotate sharp")
+    assert accepted.status_code == 202
+    world.runner.wait_for_calls(1)
+
+
 def test_failure_answers_thumbs_down_with_the_audit_run(world: World) -> None:
     world.runner.outcome = "failed"
     _, comment = world.command("/rotate sharp 0.34.5")
@@ -337,6 +369,7 @@ def test_status_reports_running_scheduled_and_recent_runs(world: World) -> None:
     world.runner.wait_for_calls(1)
     world.wait_reply()
     gate = world.runner.hold(REPO)
+    world.runner.entered.clear()
     world.command("/rotate base-image")
     assert world.runner.entered.wait(5)
     _, comment = world.command("/rotate status")
