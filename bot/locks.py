@@ -26,9 +26,11 @@ _OWNER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$")
 
 
 def repository_key(repo: str) -> str:
-    """The identity of a repository for locking and de-duplication: `owner/name` ignoring case
-    (as GitHub does), a path or URL as written."""
+    """The identity of a repository for locking and de-duplication: a local checkout by its
+    resolved path, `owner/name` ignoring case (as GitHub does), a git URL as written."""
     repo = repo.strip()
+    if Path(repo).exists():
+        return str(Path(repo).resolve())
     return repo.lower() if _OWNER_NAME.match(repo) else repo
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from bot.audit import AuditStore
 from bot.errors import StepFailed
-from bot.locks import RepositoryBusy, RepositoryLocks
+from bot.locks import RepositoryBusy, RepositoryLocks, repository_key
 from bot.metrics import Metrics
 from bot.models import RunRequest, Trigger
 from bot.workqueue import WorkQueue, WorkResult, close_abandoned_runs
@@ -98,6 +98,19 @@ def test_lock_is_exclusive_between_threads_and_reentrant_within_one(tmp_path: Pa
     assert outcome == ["nested", "busy"]
     with locks.hold("octo/app", timeout=0):
         pass
+
+
+def test_a_checkout_is_one_repository_however_its_path_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "app").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert repository_key("app") == repository_key(str(tmp_path / "app")) == repository_key(
+        f"{tmp_path}/./app/")
+    assert repository_key("Octo/App") == "octo/app"
+    assert repository_key("https://example.com/Octo/App.git") == "https://example.com/Octo/App.git"
+    locks = RepositoryLocks(tmp_path / "locks")
+    assert locks.path("app") == locks.path(str(tmp_path / "app"))
 
 
 def test_lock_excludes_another_process_and_names_the_lock(tmp_path: Path) -> None:
