@@ -29,7 +29,7 @@ from github import Github, GithubException, UnknownObjectException
 from github.Repository import Repository
 
 from bot.audit import AuditStore
-from bot.errors import InvalidRemoteData, ServiceUnavailable, redact
+from bot.errors import BotError, InvalidRemoteData, ServiceUnavailable, redact
 from bot.locks import repository_key
 from bot.metrics import Metrics
 from bot.models import RunRequest, RunSummary, Trigger, strict_version
@@ -353,7 +353,7 @@ class ChatCommands:
     def _guarded(self, event: CommentEvent) -> None:
         try:
             result = self.handle(event)
-        except ServiceUnavailable as error:
+        except BotError as error:
             log.warning("chat command failed repo=%s error=%s", event.repo, error.message)
             result = "failed"
         except Exception:
@@ -400,5 +400,5 @@ class ChatCommands:
         try:
             self.github.react(event, reaction)
             self.github.reply(event, body)
-        except ServiceUnavailable as error:
+        except BotError as error:
             log.warning("chat answer failed repo=%s error=%s", event.repo, error.message)
