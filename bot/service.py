@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import FrameType
@@ -48,8 +48,15 @@ DELIVERY_RETENTION = timedelta(days=30)
 class ServedPipeline(Protocol):
     """What the service needs from the pipeline."""
 
-    audit: AuditStore
-    runbooks: dict[str, Runbook]
+    @property
+    def audit(self) -> AuditStore:
+        """The audit store (its database also holds the jobs and delivery ids)."""
+        ...
+
+    @property
+    def runbooks(self) -> Mapping[str, Runbook]:
+        """The runbooks by name."""
+        ...
 
     @property
     def forge(self) -> Forge:

@@ -19,7 +19,6 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from github import Auth, Github
 
 from bot.audit import AuditStore
 from bot.config import Settings
@@ -28,13 +27,12 @@ from bot.forges.local import LocalForge
 from bot.pipeline import Pipeline, build_services
 from bot.runbook import DEFAULT_RUNBOOKS_DIR, load_runbooks
 from bot.scheduler import JOBS_TABLE, job_id
-from bot.service import RunningService, ServiceOptions, start_service
+from bot.service import RunningService, ServiceOptions, repository_lister, start_service
 from tests.conftest import Env, make_project
 from tests.support.github_api import start_github_api
 from tests.support.service import SECRET, comment_payload, deliver, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
-TOKEN = "ghp_servetest0123456789"
 FAST = GitHubOptions(timeout=5, seconds_between_requests=0, seconds_between_writes=0,
                      backoff=0.1, secondary_wait=1.0)
 
@@ -77,25 +75,22 @@ def test_rotate_comment_opens_a_pull_request_through_the_real_pipeline(
                                            serialization.PublicFormat.SubjectPublicKeyInfo)
     api.add_app("4242", public)
     api.add_repository("octo/app", bare)
-    installation = api.add_installation("4242", "octo", ("octo/app",))
+    api.add_installation("4242", "octo", ("octo/app",))
     api.set_permission("octo/app", "alice", "write")
     issue = api.add_issue("octo/app", title="Rotate please", user="alice")
     comment = api.add_comment("octo/app", issue, user="alice", body="/rotate sharp 0.33.5")
-    api.add_token(TOKEN, login="rotation-bot")
     settings = Settings(
-        github_url=api.api_url, github_token=TOKEN,
+        github_url=api.api_url, github_app_id="4242", github_app_key=private,
         webhook_secret=SECRET, listen="127.0.0.1:0", state_dir=env.state,
         database_url=f"sqlite:///{tmp_path / 'audit.sqlite3'}",
         release_notes_url="http://127.0.0.1:9",
     )
     forge = GitHubForge.from_settings(settings, options=FAST)
-    app = GitHubForge(api.api_url, app_id="4242", app_key=private, options=FAST)
-    chat_client = Github(
-        auth=Auth.AppAuth("4242", private).get_installation_auth(installation.id),
-        base_url=api.api_url, seconds_between_requests=0, seconds_between_writes=0, retry=None)
-    service = start_service(settings, pipeline_for(settings, env, forge),
-                            repositories=app.list_repositories,
-                            clients=lambda _repo: chat_client,
+    pipeline = pipeline_for(settings, env, forge)
+    # What `serve_forever` wires for the GitHub forge: the App's repositories, its clients.
+    service = start_service(settings, pipeline,
+                            repositories=repository_lister(settings, pipeline.forge),
+                            clients=forge.client_for,
                             options=ServiceOptions(shutdown_grace=10))
     try:
         assert service.scheduler.serves("octo/app")
@@ -125,6 +120,8 @@ def test_rotate_comment_opens_a_pull_request_through_the_real_pipeline(
     reactions = [content for comment_id, _, content in api.repository("octo/app").reactions
                  if comment_id == comment]
     assert reactions == ["eyes", "+1"]
+    reactions_made = api.requests_matching("POST", "/repos/octo/app/issues/comments/*")
+    assert {r.headers.get("authorization", "")[:10] for r in reactions_made} == {"token ghs_"}
     (run,) = AuditStore(settings.resolved_database_url).list_runs()
     assert (run["trigger"], run["target"], run["outcome"]) == ("chat", "0.33.5", "proposed")
     assert run["actor"] == f"alice ({url})"
