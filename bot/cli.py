@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -21,6 +22,7 @@ from bot.config import Settings, load_settings
 from bot.errors import EXIT_OK, EXIT_USAGE, BotError, redact
 from bot.forges.base import Forge
 from bot.forges.local import LocalForge
+from bot.locks import RepositoryLocks
 from bot.models import Plan, RunRequest, RunSummary, Trigger
 from bot.pipeline import Pipeline, build_services, plan_evidence
 from bot.runbook import load_runbooks, runbooks_dir
@@ -80,11 +82,20 @@ class _State:
         forge: Forge = GitHubForge.from_settings(self.settings)
         return forge
 
-    def pipeline(self, forge_name: str | None = None, *, record: bool = True) -> Pipeline:
+    def pipeline(
+        self,
+        forge_name: str | None = None,
+        *,
+        record: bool = True,
+        stop: threading.Event | None = None,
+    ) -> Pipeline:
         audit = self.audit() if record else None
         services = build_services(self.settings, self.environ, forge=self.forge(forge_name, audit))
         return Pipeline(
-            services=services, audit=audit, runbooks=load_runbooks(runbooks_dir(self.environ))
+            services=services,
+            audit=audit,
+            runbooks=load_runbooks(runbooks_dir(self.environ)),
+            stop=stop,
         )
 
 
@@ -233,7 +244,9 @@ def run(
     as_json: bool,
 ) -> None:
     """Execute the runbooks and propose the rotations."""
-    summaries = state.pipeline(forge).run(_request(repo, runbook, target, forge, state.environ))
+    locks = RepositoryLocks(state.settings.state_dir / "locks")
+    with locks.hold(repo, timeout=0):  # the service and other CLI runs wait their turn
+        summaries = state.pipeline(forge).run(_request(repo, runbook, target, forge, state.environ))
     sys.exit(_print_summaries(summaries, as_json))
 
 
@@ -340,7 +353,16 @@ def demo(state: _State, directory: Path | None, as_json: bool) -> None:
 @main.command()
 @click.pass_obj
 def serve(state: _State) -> None:
-    """Run the scheduler and the webhook server until stopped."""
+    """Run the scheduler and the webhook server until SIGTERM or SIGINT (graceful)."""
     from bot.service import serve_forever  # noqa: PLC0415 - service only
 
-    serve_forever(state.settings, state.environ, state.pipeline())
+    stopping = threading.Event()
+    serve_forever(
+        state.settings,
+        state.pipeline(stop=stopping),
+        stopping=stopping,
+        on_ready=lambda url: click.echo(
+            f"rotation-bot: serving on {url} (POST /webhook, GET /healthz, GET /metrics)",
+            err=True,
+        ),
+    )

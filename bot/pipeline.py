@@ -9,6 +9,7 @@ import logging
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.config import REPO_CONFIG_PATH, RepoConfig, Settings, parse_repo_config
 from bot.errors import (
+    EXIT_FAILED,
     EXIT_OK,
     BotError,
     ConfigError,
@@ -96,11 +98,13 @@ class Pipeline:
         audit: AuditStore | None,
         runbooks: Mapping[str, Runbook],
         clock: Callable[[], datetime] = utc_now,
+        stop: threading.Event | None = None,
     ) -> None:
         self.services = services
         self._audit = audit
         self.runbooks = dict(runbooks)
         self.clock = clock
+        self.stop = stop
         self._usage: dict[str, ApiUsage] = {}
 
     @property
@@ -324,6 +328,10 @@ class Pipeline:
                     results=results,
                 )
                 for kind in runbook.steps:
+                    if self.stop is not None and self.stop.is_set():
+                        return self._interrupted(
+                            run_id, workspace.name, runbook.name, rotation, kind, tuple(results)
+                        )
                     started = self.clock()
                     try:
                         result = get_step(kind)(ctx)
@@ -410,6 +418,31 @@ class Pipeline:
             tuple(results),
             proposal,
             published,
+        )
+
+    def _interrupted(
+        self,
+        run_id: str,
+        repo: str,
+        runbook: str,
+        rotation: Rotation,
+        kind: str,
+        results: tuple[StepResult, ...],
+    ) -> RunSummary:
+        message = (
+            f"interrupted before step {kind}: the service is shutting down; nothing was published"
+        )
+        self.audit.append(run_id, kind, "skipped", {"reason": "shutdown"}, started_at=None)
+        self._finish(run_id, outcome="interrupted", message=message)
+        return RunSummary(
+            run_id,
+            repo,
+            runbook,
+            rotation.new_version,
+            "interrupted",
+            message,
+            EXIT_FAILED,
+            results,
         )
 
     def _incident(
