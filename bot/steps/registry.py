@@ -1,8 +1,9 @@
 """The step registry and what every step receives.
 
 A step kind is a function `StepContext -> StepResult` registered under a string key with
-`@step("kind")`.  A step either returns a result (passed or skipped, with evidence) or raises a
-`BotError`; the pipeline times it, records it in the audit trail and stops on an error.
+`@step("kind")` in the module named after it (`verify-tarballs` → `verify_tarballs.py`).
+A step either returns a result (passed or skipped, with evidence) or raises a `BotError`; the
+pipeline times it, records it in the audit trail and stops on an error.
 """
 
 from __future__ import annotations
@@ -44,26 +45,35 @@ def step(kind: str) -> Callable[[StepFunction], StepFunction]:
     return register
 
 
-def _load() -> None:
-    package = importlib.import_module("bot.steps")
-    for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"bot.steps.{module.name}")
+def _module_of(kind: str) -> str:
+    return kind.replace("-", "_")
 
 
 def known_steps() -> frozenset[str]:
-    """Every registered step kind."""
-    _load()
-    return frozenset(_REGISTRY)
+    """Every step kind: by convention kind `verify-tarballs` lives in `bot/steps/verify_tarballs.py`
+    (listed without importing, so loading a runbook stays cheap)."""
+    package = importlib.import_module("bot.steps")
+    return frozenset(
+        module.name.replace("_", "-")
+        for module in pkgutil.iter_modules(package.__path__)
+        if module.name != "registry"
+    )
 
 
 def get_step(kind: str) -> StepFunction:
-    """The function for `kind`; an unknown kind is a `ConfigError` listing the known ones."""
-    _load()
+    """The function for `kind` (its module is imported on first use); an unknown kind is a
+    `ConfigError` listing the known ones."""
+    if kind not in _REGISTRY:
+        if kind not in known_steps():
+            raise ConfigError(
+                f"unknown step kind {kind!r}; known kinds: {', '.join(sorted(known_steps()))}"
+            )
+        importlib.import_module(f"bot.steps.{_module_of(kind)}")
     try:
         return _REGISTRY[kind]
     except KeyError:
         raise ConfigError(
-            f"unknown step kind {kind!r}; known kinds: {', '.join(sorted(_REGISTRY))}"
+            f"bot/steps/{_module_of(kind)}.py does not register step kind {kind!r}"
         ) from None
 
 
