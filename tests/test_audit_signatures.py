@@ -17,9 +17,9 @@ import pytest
 from bot.errors import EXIT_UNAVAILABLE, ServiceUnavailable
 from bot.steps.registry import get_step
 from bot.workspace import Workspace
+from tests.support.processes import free_port
 from tests.support.signing_registry import SigningRegistry, start_signing_registry
 from tests.support.step_context import make_context, rotation_for
-from tests.support.verdaccio import free_port
 
 
 @pytest.fixture(scope="module")

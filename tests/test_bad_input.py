@@ -14,7 +14,7 @@ import pytest
 
 from bot.audit import AuditStore
 from tests.conftest import Env, bot, make_project
-from tests.support.verdaccio import free_port
+from tests.support.processes import free_port
 
 NO_MAJOR = "runbooks:\n  sharp:\n    minimum-release-age: 0\n    major: false\n"
 

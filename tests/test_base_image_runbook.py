@@ -21,10 +21,10 @@ from tests.support.oci_registry import (
     BrokenRegistry,
     Registry,
     docker_config,
-    free_port,
     start_broken_registry,
     start_registry,
 )
+from tests.support.processes import free_port
 
 BRANCH = "rotation-bot/base-image"
 OLD_DATE = "2024-01-01T00:00:00Z"

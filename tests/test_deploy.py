@@ -40,7 +40,8 @@ from bot.config import _SECRET_SETTINGS, Settings, load_settings
 from bot.manifests.dockerfile import DEFAULT_DOCKERFILES, Dockerfile, select_dockerfiles
 from bot.runbook import runbooks_dir
 from bot.service import ServiceOptions
-from tests.support.oci_registry import Registry, free_port, start_registry
+from tests.support.oci_registry import Registry, start_registry
+from tests.support.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

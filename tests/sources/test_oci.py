@@ -27,10 +27,10 @@ from tests.support.oci_registry import (
     BrokenRegistry,
     Registry,
     docker_config,
-    free_port,
     start_broken_registry,
     start_registry,
 )
+from tests.support.processes import free_port
 
 
 class RecordingHttp(HttpSource):

@@ -20,8 +20,6 @@ import hashlib
 import io
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -36,6 +34,8 @@ from urllib.parse import parse_qs, urlparse
 
 import httpx
 
+from tests.support.processes import free_port, stop_process, wait_for_http
+
 REGISTRY_BINARY = Path("/usr/bin/docker-registry")
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -49,40 +49,9 @@ PASSWORD = "registry-password-1234"
 Auth = Literal["none", "htpasswd", "token"]
 
 
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def digest_of(data: bytes) -> str:
     """`sha256:<hex>` of `data`."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _wait_until(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            _stop(process)
-            raise RuntimeError(f"{url} did not start; see {log}: {log.read_text()[-2000:]}")
-        time.sleep(0.05)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
 
 
 # --- images ------------------------------------------------------------------------------
@@ -100,7 +69,12 @@ class Blob:
         return digest_of(self.data)
 
     def descriptor(self, **extra: Any) -> dict[str, Any]:
-        return {"mediaType": self.media_type, "digest": self.digest, "size": len(self.data), **extra}
+        return {
+            "mediaType": self.media_type,
+            "digest": self.digest,
+            "size": len(self.data),
+            **extra,
+        }
 
 
 @dataclass(frozen=True)
@@ -275,7 +249,7 @@ class Registry:
     def stop(self) -> None:
         """Stop the registry and its helpers by their process groups."""
         for process in [self.process, *self.helpers]:
-            _stop(process)
+            stop_process(process)
 
 
 def _certificate(directory: Path) -> tuple[Path, Path]:
@@ -319,7 +293,10 @@ def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+            env={
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+            },
         )
 
 
@@ -363,7 +340,9 @@ def start_registry(directory: Path, auth: Auth = "none") -> Registry:
             directory / "token-service.log",
         )
         helpers.append(helper)
-        _wait_until(f"http://127.0.0.1:{token_port}/ready", helper, directory / "token-service.log")
+        wait_for_http(
+            f"http://127.0.0.1:{token_port}/ready", helper, directory / "token-service.log"
+        )
         auth_section = (
             "auth:\n  token:\n"
             f"    realm: {token_url}\n    service: {SERVICE}\n    issuer: {ISSUER}\n"
@@ -380,10 +359,10 @@ def start_registry(directory: Path, auth: Auth = "none") -> Registry:
     log = directory / "registry.log"
     process = _spawn([str(REGISTRY_BINARY), "serve", str(config)], log)
     try:
-        _wait_until(f"http://127.0.0.1:{port}/v2/", process, log)
+        wait_for_http(f"http://127.0.0.1:{port}/v2/", process, log)
     except RuntimeError:
         for helper in helpers:
-            _stop(helper)
+            stop_process(helper)
         raise
     return Registry(f"127.0.0.1:{port}", auth, directory, process, helpers, token_url)
 
@@ -396,7 +375,7 @@ class BrokenRegistry:
     process: subprocess.Popen[bytes]
 
     def stop(self) -> None:
-        _stop(self.process)
+        stop_process(self.process)
 
 
 def start_broken_registry(directory: Path) -> BrokenRegistry:
@@ -408,7 +387,7 @@ def start_broken_registry(directory: Path) -> BrokenRegistry:
         [sys.executable, str(Path(__file__).resolve()), "broken-registry", "--port", str(port)],
         log,
     )
-    _wait_until(f"http://127.0.0.1:{port}/ready", process, log)
+    wait_for_http(f"http://127.0.0.1:{port}/ready", process, log)
     return BrokenRegistry(f"127.0.0.1:{port}", process)
 
 

@@ -23,7 +23,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,9 +37,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
+from tests.support.processes import free_port, wait_for_http
 from tests.support.verdaccio import (
     Verdaccio,
-    free_port,
     integrity_of,
     make_tarball,
     start_verdaccio,
@@ -294,13 +293,21 @@ class TestSigstore:
             .not_valid_after(signed_at + timedelta(minutes=10))
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                    crl_sign=False, encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False
+            )
             .add_extension(
                 x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
             )
@@ -359,8 +366,9 @@ class TestSigstore:
             + signature
         )
 
-    def log_entry(self, payload: bytes, signature: bytes, signer_pem: bytes,
-                  when: datetime) -> dict[str, Any]:
+    def log_entry(
+        self, payload: bytes, signature: bytes, signer_pem: bytes, when: datetime
+    ) -> dict[str, Any]:
         """An `intoto` 0.0.2 Rekor entry with a promise, an inclusion proof and a checkpoint."""
         body = _canonical(
             {
@@ -461,7 +469,9 @@ class TestSigstore:
                         }
                     },
                 },
-                "runDetails": {"builder": {"id": "https://github.com/actions/runner/github-hosted"}},
+                "runDetails": {
+                    "builder": {"id": "https://github.com/actions/runner/github-hosted"}
+                },
             },
         )
         signature = key.sign(_pae(statement), ec.ECDSA(hashes.SHA256()))
@@ -514,9 +524,15 @@ class TestSigstore:
 
 def _ca_usage() -> x509.KeyUsage:
     return x509.KeyUsage(
-        digital_signature=False, content_commitment=False, key_encipherment=False,
-        data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-        encipher_only=False, decipher_only=False,
+        digital_signature=False,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
     )
 
 
@@ -524,8 +540,9 @@ def _hex(integrity: str) -> str:
     return base64.b64decode(integrity.removeprefix("sha512-")).hex()
 
 
-def _statement(subject: str, sha512: str, predicate_type: str,
-               predicate: Mapping[str, Any]) -> bytes:
+def _statement(
+    subject: str, sha512: str, predicate_type: str, predicate: Mapping[str, Any]
+) -> bytes:
     return json.dumps(
         {
             "_type": "https://in-toto.io/Statement/v1",
@@ -578,8 +595,9 @@ class SigningRegistry:
     def attestations_url(self, name: str, version: str) -> str:
         return f"{self.url}-/npm/v1/attestations/{quote(name, safe='@')}@{version}"
 
-    def serve_attestations(self, name: str, version: str,
-                           attestations: Sequence[Mapping[str, Any]] | None) -> None:
+    def serve_attestations(
+        self, name: str, version: str, attestations: Sequence[Mapping[str, Any]] | None
+    ) -> None:
         path = _attestation_file(self.directory, f"{name}@{version}")
         if attestations is None:
             path.unlink(missing_ok=True)
@@ -651,8 +669,17 @@ def start_signing_registry(directory: Path) -> SigningRegistry:
     port = free_port()
     log = (directory / "front.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.signing_registry", "--port", str(port),
-         "--upstream", verdaccio.url, "--directory", str(front)],
+        [
+            sys.executable,
+            "-m",
+            "tests.support.signing_registry",
+            "--port",
+            str(port),
+            "--upstream",
+            verdaccio.url,
+            "--directory",
+            str(front),
+        ],
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -660,18 +687,11 @@ def start_signing_registry(directory: Path) -> SigningRegistry:
         env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT)},
     )
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"{url}-/ping", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            process.kill()
-            verdaccio.stop()
-            raise RuntimeError(f"signing front did not start; see {directory / 'front.log'}")
-        time.sleep(0.05)
+    try:
+        wait_for_http(f"{url}-/ping", process, directory / "front.log", timeout=20, ok=(200,))
+    except RuntimeError:
+        verdaccio.stop()
+        raise
     registry = SigningRegistry(verdaccio, url, front, process)
     registry.serve_keys(keys_document(registry.signer.entry()))
     return registry
@@ -689,12 +709,15 @@ class _Front(BaseHTTPRequestHandler):
             spec = unquote(path.removeprefix("/-/npm/v1/attestations/"))
             self._file(_attestation_file(self.directory, spec))
         else:
-            headers = {k: v for k, v in self.headers.items()
-                       if k.lower() in ("accept", "authorization")}
-            response = httpx.get(self.upstream.rstrip("/") + self.path, headers=headers,
-                                 timeout=30)
-            self._send(response.status_code, response.content,
-                       response.headers.get("content-type", "application/octet-stream"))
+            headers = {
+                k: v for k, v in self.headers.items() if k.lower() in ("accept", "authorization")
+            }
+            response = httpx.get(self.upstream.rstrip("/") + self.path, headers=headers, timeout=30)
+            self._send(
+                response.status_code,
+                response.content,
+                response.headers.get("content-type", "application/octet-stream"),
+            )
 
     def _file(self, path: Path) -> None:
         if path.is_file():

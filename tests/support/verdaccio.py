@@ -11,11 +11,8 @@ import hashlib
 import io
 import json
 import os
-import signal
-import socket
 import subprocess
 import tarfile
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,15 +21,10 @@ from urllib.parse import quote
 
 import httpx
 
+from tests.support.processes import free_port, stop_process, wait_for_http
+
 HARNESS = Path(__file__).resolve().parent.parent / "harness"
 VERDACCIO = HARNESS / "node_modules" / "verdaccio" / "bin" / "verdaccio"
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def make_tarball(manifest: Mapping[str, Any], files: Mapping[str, bytes] | None = None) -> bytes:
@@ -113,12 +105,7 @@ class Verdaccio:
 
     def stop(self) -> None:
         """Stop the server by its process group."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+        stop_process(self.process)
 
 
 def start_verdaccio(directory: Path) -> Verdaccio:
@@ -157,17 +144,7 @@ log: {{type: stdout, level: warn}}
         env={"PATH": os.environ["PATH"], "HOME": str(directory)},
     )
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}-/ping", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            process.kill()
-            raise RuntimeError(f"Verdaccio did not start; see {directory / 'verdaccio.log'}")
-        time.sleep(0.1)
+    wait_for_http(f"{url}-/ping", process, directory / "verdaccio.log", ok=(200,))
     response = httpx.put(
         f"{url}-/user/org.couchdb.user:tester",
         json={"name": "tester", "password": "tester-password"},

@@ -23,10 +23,10 @@ from bot.workspace import Workspace
 from tests.support.oci_registry import (
     BrokenRegistry,
     Registry,
-    free_port,
     start_broken_registry,
     start_registry,
 )
+from tests.support.processes import free_port
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 OLD_DATE = "2024-01-01T00:00:00Z"
