@@ -8,7 +8,6 @@ sharp call site and a Dockerfile, and is committed to git on `main`.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,8 +15,8 @@ from pathlib import Path
 import git
 
 from bot.errors import UsageError
-from bot.shell import allowed_environment, run
-from bot.sources.npm import load_npm_settings
+from bot.shell import run
+from bot.sources.npm import LOCKFILE_ONLY_INSTALL, isolated_npm_environment, load_npm_settings
 
 SHARP = "0.33.4"
 PINS = {
@@ -94,33 +93,15 @@ def build_sample_repository(directory: Path | None, environ: Mapping[str, str]) 
     for name, text in files.items():
         (path / name).parent.mkdir(parents=True, exist_ok=True)
         (path / name).write_text(text, encoding="utf-8")
-    npm_settings = load_npm_settings(environ)
     with tempfile.TemporaryDirectory(prefix="rotation-bot-demo-npm-") as scratch:
-        userconfig = Path(scratch) / "npmrc"
-        descriptor = os.open(userconfig, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(npm_settings.userconfig(omit_resolved=False))
-        env = allowed_environment(
+        env = isolated_npm_environment(
             environ,
-            {
-                "NPM_CONFIG_USERCONFIG": str(userconfig),
-                "NPM_CONFIG_GLOBALCONFIG": os.devnull,
-                "NPM_CONFIG_CACHE": str(Path(scratch) / "cache"),
-            },
+            load_npm_settings(environ),
+            userconfig=Path(scratch) / "npmrc",
+            cache=Path(scratch) / "cache",
+            omit_resolved=False,
         )
-        run(
-            [
-                "npm",
-                "install",
-                "--package-lock-only",
-                "--ignore-scripts",
-                "--no-audit",
-                "--no-fund",
-            ],
-            cwd=path,
-            env=env,
-            timeout=600,
-        )
+        run(LOCKFILE_ONLY_INSTALL, cwd=path, env=env, timeout=600)
     repo = git.Repo.init(path, initial_branch="main")
     with repo.config_writer() as config:
         config.set_value("user", "name", "Demo Developer")

@@ -26,6 +26,7 @@ import semver
 
 from bot.errors import ConfigError, InvalidRemoteData, ServiceUnavailable, register_secret
 from bot.models import Release, strict_integrity, strict_package_name, strict_version
+from bot.shell import allowed_environment
 from bot.sources.http import HttpSource, host_of
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,44 @@ class NpmSettings:
             f"omit-lockfile-registry-resolved={'true' if omit_resolved else 'false'}",
         ]
         return "\n".join(lines) + "\n"
+
+
+LOCKFILE_ONLY_INSTALL = (
+    "npm",
+    "install",
+    "--package-lock-only",
+    "--ignore-scripts",
+    "--no-audit",
+    "--no-fund",
+    "--no-update-notifier",
+)
+
+
+def isolated_npm_environment(
+    environ: Mapping[str, str],
+    settings: NpmSettings,
+    *,
+    userconfig: Path,
+    cache: Path,
+    omit_resolved: bool,
+) -> dict[str, str]:
+    """The environment npm runs with: the allowlisted variables, a 0600 userconfig (written once,
+    outside any worktree) holding registries and credentials with scripts off, no global config,
+    and the `${VAR}`s the project's .npmrc refers to."""
+    if not userconfig.exists():
+        descriptor = os.open(userconfig, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(settings.userconfig(omit_resolved=omit_resolved))
+    return allowed_environment(
+        environ,
+        {
+            "NPM_CONFIG_USERCONFIG": str(userconfig),
+            "NPM_CONFIG_GLOBALCONFIG": os.devnull,
+            "NPM_CONFIG_CACHE": str(cache),
+            "NPM_CONFIG_IGNORE_SCRIPTS": "true",
+            **dict(settings.variables),
+        },
+    )
 
 
 def _expand(value: str, environ: Mapping[str, str], source: str) -> tuple[str, list[str]]:
