@@ -243,3 +243,27 @@ def test_token_from_npmrc_variable_never_lands_anywhere(tmp_path: Path, env: Env
     assert canary not in tree
     database = (env.state / "audit.sqlite3").read_bytes()
     assert canary.encode() not in database
+
+
+def test_moved_base_branch_updates_the_same_branch_and_proposal(tmp_path: Path, env: Env) -> None:
+    path = tmp_path / "app"
+    repo = make_project(
+        path, env, config="runbooks:\n  sharp:\n    minimum-release-age: 0\n    major: false\n"
+    )
+    assert bot(env, "run", "--repo", str(path), "--runbook", "sharp").exit_code == 0
+    first = repo.commit("rotation-bot/sharp-0.33.6").hexsha
+    (path / "README.md").write_text("unrelated change\n")
+    repo.git.add("README.md")
+    repo.git.commit("-m", "docs", "--no-verify")
+
+    code, summaries = bot_json(env, "run", "--repo", str(path), "--runbook", "sharp")
+
+    assert code == 0
+    assert [s["outcome"] for s in summaries] == ["proposed"]
+    assert set(branches(repo)) == {"main", "rotation-bot/sharp-0.33.6"}
+    updated = repo.commit("rotation-bot/sharp-0.33.6")
+    assert updated.hexsha != first
+    assert updated.parents[0].hexsha == repo.head.commit.hexsha
+    steps = audit(env).run_steps(summaries[0]["run_id"])
+    propose = next(step for step in steps if step["kind"] == "propose")
+    assert propose["evidence"]["created"] is False
