@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ import httpx
 from tenacity import (
     RetryCallState,
     retry,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     wait_exponential,
 )
@@ -52,6 +53,22 @@ def _wait(state: RetryCallState) -> float:
         return _SERVER_BACKOFF(state)
     # Connection failures: retry quickly; a host that is down stays down, don't stall on it.
     return _CONNECT_BACKOFF(state)
+
+
+def _unknown_host(error: BaseException) -> bool:
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, socket.gaierror) and cause.errno == socket.EAI_NONAME:
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _worth_retrying(error: BaseException) -> bool:
+    """429/5xx and transport errors, except a host name that does not exist."""
+    if isinstance(error, _RetryableError):
+        return True
+    return isinstance(error, httpx.TransportError) and not _unknown_host(error)
 
 
 def host_of(url: str) -> str:
@@ -114,7 +131,7 @@ class HttpSource:
         tries = attempts or self.attempts
 
         @retry(
-            retry=retry_if_exception_type((_RetryableError, httpx.TransportError)),
+            retry=retry_if_exception(_worth_retrying),
             stop=stop_after_attempt(tries),
             wait=_wait,
             reraise=True,

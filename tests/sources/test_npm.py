@@ -107,3 +107,13 @@ def test_server_errors_are_retried_then_reported(tmp_path: Path) -> None:
     with pytest.raises(ServiceUnavailable, match="https://flaky.example answered HTTP 503 3 times"):
         npm.packument("sharp")
     assert len(calls) == 3
+
+
+def test_unknown_host_is_not_retried() -> None:
+    from bot.errors import ServiceUnavailable
+
+    http = HttpSource()
+    npm = NpmRegistry(NpmSettings(registry="https://no-such-host.invalid/"), http)
+    with pytest.raises(ServiceUnavailable, match="https://no-such-host.invalid is unreachable"):
+        npm.packument("sharp")
+    assert http.request_count == 1
