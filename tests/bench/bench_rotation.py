@@ -47,6 +47,8 @@ def report(name: str, samples: list[tuple[float, float]]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--cold", action="store_true",
+                        help="give every npm run (the bot's and the bare one) an empty cache")
     arguments = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="rotation-bot-bench-"))
     passthrough = ("HOME", "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS",
@@ -71,7 +73,8 @@ def main() -> None:
     runs = []
     for index in range(arguments.repeat):
         env["ROTATION_BOT_STATE_DIR"] = str(root / f"state-{index}")
-        shutil.copytree(root / "state" / "npm-cache", root / f"state-{index}" / "npm-cache")
+        if not arguments.cold:
+            shutil.copytree(root / "state" / "npm-cache", root / f"state-{index}" / "npm-cache")
         runs.append(measure([*bot, "run", "--repo", str(sample), "--runbook", "sharp",
                              "--target", "0.33.5"], sample, env))
         subprocess.run(["git", "-C", str(sample), "branch", "-D", "rotation-bot/sharp-0.33.5"],
@@ -79,9 +82,10 @@ def main() -> None:
 
     # The bare npm command on the same repository with the same bumped package.json.
     bare = root / "bare"
-    npm_env = {**env, "NPM_CONFIG_CACHE": str(root / "state" / "npm-cache")}
     npm_samples = []
-    for _ in range(arguments.repeat):
+    for index in range(arguments.repeat):
+        cache = root / (f"cold-cache-{index}" if arguments.cold else "state/npm-cache")
+        npm_env = {**env, "NPM_CONFIG_CACHE": str(cache)}
         shutil.rmtree(bare, ignore_errors=True)
         subprocess.run(["git", "clone", "-q", str(sample), str(bare)], check=True)
         subprocess.run(["git", "-C", str(sample), "show", "main:package.json"], check=True,
@@ -93,7 +97,7 @@ def main() -> None:
         npm_samples.append(measure(["npm", "install", "--package-lock-only", "--ignore-scripts",
                                     "--no-audit", "--no-fund"], bare, npm_env))
 
-    print(f"demo repository: {sample}")
+    print(f"demo repository: {sample} ({'cold' if arguments.cold else 'warm'} npm cache)")
     plan_time = report("rotation-bot plan", plans)
     run_time = report("rotation-bot run (one rotation)", runs)
     npm_time = report("npm install --package-lock-only (bare)", npm_samples)
