@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from bot.audit import AuditStore
 from bot.errors import ConfigError, RepositoryError, ServiceUnavailable
 from bot.forges.base import Incident
 from bot.forges.github import INCIDENT_LABEL, GitHubForge, GitHubOptions
@@ -488,3 +489,12 @@ def test_cli_run_opens_pull_requests_and_a_rerun_writes_nothing(
     leaks = subprocess.run(["grep", "-rl", "--", TOKEN, str(tmp_path)], capture_output=True,
                            text=True, check=False)
     assert leaks.stdout == ""  # not in the state dir, the audit database, the cache or a clone
+    # every run records what it cost in API calls; an up-to-date rerun costs one lookup each
+    store = AuditStore(f"sqlite:///{env.state / 'audit.sqlite3'}")
+    finished = {
+        run["run_id"]: next(step for step in store.run_steps(run["run_id"])
+                            if step["kind"] == "run-finished")["evidence"]
+        for run in [*first, *again]
+    }
+    assert all(evidence["api_requests"] >= 1 for evidence in finished.values())
+    assert [finished[run["run_id"]]["api_requests"] for run in again] == [1, 1]
