@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from bot.config import Settings, load_settings
+from bot.config import Settings, load_settings, secret_variables
 from bot.errors import EXIT_OK, EXIT_USAGE, BotError, redact
 from bot.forges.base import Forge
 from bot.forges.local import LocalForge
@@ -114,8 +115,11 @@ def main(
 ) -> None:
     """Keep sharp's native-binary pins and base-image digests fresh and verified."""
     _configure_logging(verbose)
-    environ = process_environment()
+    environ = {**process_environment(), **(ctx.obj or {})}
     settings = load_settings(environ, config_file)
+    for name in secret_variables(environ):  # read once; no child process may inherit them
+        os.environ.pop(name, None)
+        del environ[name]
     if database_url:
         settings = replace(settings, database_url=database_url)
     ctx.obj = _State(environ, settings)
@@ -366,3 +370,4 @@ def serve(state: _State) -> None:
             err=True,
         ),
     )
+

@@ -168,6 +168,14 @@ _SECRET_SETTINGS = ("github_token", "github_app_key", "webhook_secret", "databas
 _LIST_SETTINGS = ("repositories", "insecure_registries")
 
 
+def secret_variables(environ: Mapping[str, str]) -> list[str]:
+    """The `ROTATION_BOT_*` variables in `environ` that carry secrets (not their `_FILE` paths),
+    which the composition root removes from the process environment once settings are read, so
+    no child process (git included) can inherit them."""
+    names = {f"ROTATION_BOT_{name.upper()}" for name in _SECRET_SETTINGS}
+    return sorted(name for name in environ if name in names)
+
+
 def _split_list(value: object) -> tuple[str, ...]:
     if isinstance(value, list | tuple):
         return tuple(str(item).strip() for item in value if str(item).strip())
