@@ -74,7 +74,6 @@ class VerifySettings(StrictModel):
 
     signatures: Policy | None = None
     provenance: Policy = "if-published"
-    tarballs: Literal["required"] = "required"
     # also run `npm ci` + `npm audit signatures` (needs the sigstore TUF service online)
     npm_audit_signatures: bool = False
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import Field, ValidationError
@@ -33,7 +34,7 @@ class Watch(StrictModel):
 class PinRule(StrictModel):
     """How the pin set is derived from the parent package at the target version."""
 
-    derive_from: str = "optionalDependencies"
+    derive_from: Literal["optionalDependencies"] = "optionalDependencies"
     packages: tuple[str, ...] = ()
     platforms: tuple[str, ...] = ()
 

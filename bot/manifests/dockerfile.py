@@ -81,16 +81,9 @@ class ImageReference:
         return f"{self.name}{tag}{digest}"
 
 
-def parse_reference(text: str, *, source: str) -> ImageReference:
-    """Parse and validate `text` as Docker does; `ManifestError` naming `source` otherwise."""
-    parsed = _parse_reference(text)
-    if isinstance(parsed, str):
-        raise ManifestError(f"{source}: {parsed}")
-    return parsed
-
-
-def _parse_reference(text: str) -> ImageReference | str:
-    """The reference, or why `text` is not one."""
+def parse_reference(text: str) -> ImageReference | str:
+    """The reference (validated as Docker does, Docker Hub names normalised), or why `text` is
+    not one."""
     try:
         parsed = docker_reference.Reference.parse_normalized_named(text)
     except (docker_reference.InvalidReference, docker_digest.InvalidDigest) as error:
@@ -306,7 +299,7 @@ class Dockerfile:
             )
         if resolved.lower() in stages - {(stage or "").lower()} or resolved == "scratch":
             return None
-        reference = _parse_reference(resolved)
+        reference = parse_reference(resolved)
         if isinstance(reference, str):
             return Skipped(subject, reference)
         span, argument = self._edit_span(logical, start, end, written, arguments)

@@ -118,7 +118,6 @@ class StepContext:
     npm_settings: NpmSettings
     results: list[StepResult] = field(default_factory=list)
     changed_files: set[str] = field(default_factory=set)
-    outputs: dict[str, Any] = field(default_factory=dict)
     proposal: Proposal | None = None
     published: PublishedProposal | None = None
 
