@@ -267,3 +267,22 @@ def test_moved_base_branch_updates_the_same_branch_and_proposal(tmp_path: Path, 
     steps = audit(env).run_steps(summaries[0]["run_id"])
     propose = next(step for step in steps if step["kind"] == "propose")
     assert propose["evidence"]["created"] is False
+
+
+def test_git_url_repository_gets_the_branch_pushed(tmp_path: Path, env: Env) -> None:
+    path = tmp_path / "app"
+    make_project(
+        path, env, config="runbooks:\n  sharp:\n    minimum-release-age: 0\n    major: false\n"
+    )
+    remote = tmp_path / "remote.git"
+    git.Repo.clone_from(path, remote, bare=True)
+
+    result = bot(env, "run", "--repo", f"file://{remote}", "--runbook", "sharp")
+
+    assert result.exit_code == 0, result.output
+    bare = git.Repo(remote)
+    assert {head.name for head in bare.heads} == {"main", "rotation-bot/sharp-0.33.6"}
+    manifest = json.loads(bare.git.show("rotation-bot/sharp-0.33.6:package.json"))
+    assert manifest["overrides"]["@img/sharp-libvips-linuxmusl-x64"] == "1.0.4"
+    again = bot(env, "run", "--repo", f"file://{remote}", "--runbook", "sharp", "--json")
+    assert [s["outcome"] for s in json.loads(again.stdout)] == ["up-to-date"]
