@@ -4,18 +4,20 @@
 #
 #   bash deploy/bootstrap.sh          # the bot itself (git, npm/node, Python packages)
 #   bash deploy/bootstrap.sh --test   # plus what the test suite runs: docker-registry,
-#                                     # skopeo, apache2-utils, the Node test harness
+#                                     # apache2-utils (htpasswd), the Node test harness
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_tests=false
 [ "${1:-}" = "--test" ] && want_tests=true
 
+python=${PYTHON:-python3}
 apt_packages=()
 command -v git >/dev/null || apt_packages+=(git)
+# Debian's own python3 needs python3-venv for `python3 -m venv` (ensurepip).
+"$python" -c 'import ensurepip' 2>/dev/null || apt_packages+=(python3-venv)
 if $want_tests; then
   command -v docker-registry >/dev/null || [ -x /usr/bin/docker-registry ] || apt_packages+=(docker-registry)
-  command -v skopeo >/dev/null || apt_packages+=(skopeo)
   command -v htpasswd >/dev/null || apt_packages+=(apache2-utils)
 fi
 if [ ${#apt_packages[@]} -gt 0 ]; then
@@ -25,7 +27,6 @@ if [ ${#apt_packages[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${apt_packages[@]}" >/dev/null
 fi
 
-python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "+ $python -m venv .venv"
   "$python" -m venv .venv
