@@ -115,7 +115,7 @@ def main(
 ) -> None:
     """Keep sharp's native-binary pins and base-image digests fresh and verified."""
     _configure_logging(verbose)
-    environ = {**process_environment(), **(ctx.obj or {})}
+    environ = dict(ctx.obj) if ctx.obj is not None else process_environment()
     settings = load_settings(environ, config_file)
     for name in secret_variables(environ):  # read once; no child process may inherit them
         os.environ.pop(name, None)

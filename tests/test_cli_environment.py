@@ -1,5 +1,5 @@
 """Secrets given in the environment never reach a child process: git and npm see neither the
-webhook secret nor a forge token, observed through real wrappers on PATH."""
+bot's secrets nor anything else outside the allowlist, observed through real wrappers on PATH."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ def test_git_and_npm_never_inherit_secrets(tmp_path: Path, env: Env) -> None:
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "ROTATION_BOT_WEBHOOK_SECRET": CANARY,
         "ROTATION_BOT_DATABASE_URL": f"sqlite:///{tmp_path / 'audit-' / CANARY}.sqlite3",
+        "AWS_SECRET_ACCESS_KEY": CANARY,
     }
 
     result = subprocess.run(
