@@ -286,3 +286,37 @@ def test_git_url_repository_gets_the_branch_pushed(tmp_path: Path, env: Env) -> 
     assert manifest["overrides"]["@img/sharp-libvips-linuxmusl-x64"] == "1.0.4"
     again = bot(env, "run", "--repo", f"file://{remote}", "--runbook", "sharp", "--json")
     assert [s["outcome"] for s in json.loads(again.stdout)] == ["up-to-date"]
+
+
+def test_audit_commands_show_verify_and_export_the_trail(tmp_path: Path, env: Env) -> None:
+    path = tmp_path / "app"
+    make_project(
+        path, env, config="runbooks:\n  sharp:\n    minimum-release-age: 0\n    major: false\n"
+    )
+    code, summaries = bot_json(env, "run", "--repo", str(path), "--runbook", "sharp")
+    assert code == 0
+    run_id = summaries[0]["run_id"]
+
+    listing = bot(env, "audit", "list")
+    shown = bot(env, "audit", "show", run_id[:8])
+    verified = bot(env, "audit", "verify")
+    exported = bot(env, "audit", "export")
+
+    assert run_id[:8] in listing.output and "proposed" in listing.output
+    assert "confirm-lockfile" in shown.output and "Rotate sharp 0.33.4 → 0.33.6" in shown.output
+    assert verified.exit_code == 0 and verified.output.startswith("ok: ")
+    lines = [json.loads(line) for line in exported.output.splitlines()]
+    kinds = [line["kind"] for line in lines if line["type"] == "step" and line["run_id"] == run_id]
+    assert kinds[0] == "run-started" and kinds[-1] == "run-finished" and "verify-tarballs" in kinds
+
+    store = audit(env)
+    from sqlalchemy import update
+
+    from bot.audit import steps
+
+    with store.engine.begin() as connection:
+        connection.execute(
+            update(steps).where(steps.c.kind == "verify-tarballs").values(status="skipped")
+        )
+    broken = bot(env, "audit", "verify")
+    assert broken.exit_code == 1 and "contents were edited" in broken.output
