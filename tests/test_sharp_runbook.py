@@ -320,3 +320,30 @@ def test_audit_commands_show_verify_and_export_the_trail(tmp_path: Path, env: En
         )
     broken = bot(env, "audit", "verify")
     assert broken.exit_code == 1 and "contents were edited" in broken.output
+
+
+def test_cli_run_exits_3_when_the_repository_is_busy(tmp_path: Path, env: Env) -> None:
+    import threading
+
+    from bot.locks import RepositoryLocks
+
+    path = tmp_path / "app"
+    repo = make_project(path, env)
+    held, release = threading.Event(), threading.Event()
+
+    def another_rotation() -> None:  # e.g. the service, in another thread
+        with RepositoryLocks(env.state / "locks").hold(str(path), timeout=0):
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=another_rotation)
+    holder.start()
+    try:
+        assert held.wait(10)
+        result = bot(env, "run", "--repo", str(path), "--runbook", "sharp")
+    finally:
+        release.set()
+        holder.join()
+    assert result.exit_code == 3
+    assert "rotation-bot: busy:" in result.output
+    assert [head.name for head in repo.heads] == ["main"]
