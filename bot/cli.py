@@ -33,14 +33,41 @@ if TYPE_CHECKING:
     from bot.audit import AuditStore
 
 
-class _RedactingFormatter(logging.Formatter):
+class _TextFormatter(logging.Formatter):
+    """`LEVEL logger: message key=value …`, redacted."""
+
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        fields = _fields(record)
+        suffix = "".join(f" {key}={value}" for key, value in sorted(fields.items()))
+        return redact(f"{record.levelname} {record.name}: {record.getMessage()}{suffix}")
 
 
-def _configure_logging(verbose: bool) -> None:
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and the structured fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **_fields(record),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return redact(json.dumps(entry, default=str, sort_keys=True))
+
+
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    return {key: value for key, value in vars(record).items() if key not in _STANDARD}
+
+
+def _configure_logging(verbose: bool, log_format: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_JsonFormatter() if log_format == "json" else _TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO if verbose else logging.WARNING)
@@ -114,9 +141,9 @@ def main(
     ctx: click.Context, config_file: Path | None, database_url: str | None, verbose: bool
 ) -> None:
     """Keep sharp's native-binary pins and base-image digests fresh and verified."""
-    _configure_logging(verbose)
     environ = dict(ctx.obj) if ctx.obj is not None else process_environment()
     settings = load_settings(environ, config_file)
+    _configure_logging(verbose, settings.log_format)
     for name in secret_variables(environ):  # read once; no child process may inherit them
         os.environ.pop(name, None)
         del environ[name]
@@ -370,4 +397,3 @@ def serve(state: _State) -> None:
             err=True,
         ),
     )
-

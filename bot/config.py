@@ -151,6 +151,7 @@ class Settings:
     insecure_registries: tuple[str, ...] = ()
     registry_mirrors: tuple[tuple[str, str], ...] = ()
     schedule: str = "0 6 * * 1-5"
+    log_format: Literal["text", "json"] = "text"
 
     @property
     def has_github_credentials(self) -> bool:
@@ -224,6 +225,10 @@ def load_settings(environ: Mapping[str, str], config_file: Path | None = None) -
             values[name] = _split_list(values[name])
     if "registry_mirrors" in values:
         values["registry_mirrors"] = _mirrors(values["registry_mirrors"])
+    if values.get("log_format", "text") not in ("text", "json"):
+        raise ConfigError(
+            f"ROTATION_BOT_LOG_FORMAT must be text or json, not {values['log_format']!r}"
+        )
     if "state_dir" in values:
         values["state_dir"] = Path(values["state_dir"])
     for name in _SECRET_SETTINGS:
