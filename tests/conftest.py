@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from bot.cli import main
+from tests.support.git_fixture import commit_directory
 from tests.support.verdaccio import Verdaccio, start_verdaccio
 
 PLATFORMS = {
@@ -205,13 +206,7 @@ def make_project(
     if spec is not None:  # a range, written after locking so the lock stays at `sharp`
         manifest["dependencies"]["sharp"] = spec
         (path / "package.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    repo = git.Repo.init(path, initial_branch="main")
-    with repo.config_writer() as writer:
-        writer.set_value("user", "name", "Fixture")
-        writer.set_value("user", "email", "fixture@example.invalid")
-    repo.git.add("--all")
-    repo.git.commit("-m", "fixture", "--no-verify")
-    return repo
+    return commit_directory(path)
 
 
 def bot(env: Env, *args: str) -> Result:

@@ -11,12 +11,12 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import git
 import pytest
 
 from bot.errors import EXIT_UNAVAILABLE, ServiceUnavailable
 from bot.steps.registry import get_step
 from bot.workspace import Workspace
+from tests.support.git_fixture import commit_directory
 from tests.support.processes import free_port
 from tests.support.signing_registry import SigningRegistry, start_signing_registry
 from tests.support.step_context import make_context, rotation_for
@@ -58,10 +58,7 @@ def test_enabled_runs_npm_in_a_scratch_copy_and_reports_the_unreachable_tuf_serv
              "NPM_CONFIG_USERCONFIG": str(tmp_path / "npmrc"),
              "NPM_CONFIG_GLOBALCONFIG": os.devnull, "NPM_CONFIG_CACHE": str(tmp_path / "cache")},
     )
-    repo = git.Repo.init(project, initial_branch="main")
-    repo.git.add("--all")
-    repo.git.execute(["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid",
-                      "commit", "-qm", "fixture"])
+    commit_directory(project)
     refusing_proxy = f"http://127.0.0.1:{free_port()}"
     ctx = make_context(
         tmp_path, signing.url, rotation_for("0.33.5", {}),

@@ -17,6 +17,7 @@ from bot.cli import main
 from bot.config import Settings
 from bot.pipeline import build_services
 from bot.sources.oci import OciClient
+from tests.support.git_fixture import commit_directory
 from tests.support.oci_registry import (
     BrokenRegistry,
     Registry,
@@ -89,13 +90,7 @@ def make_repo(path: Path, files: Mapping[str, str], config: str | None = CONFIG)
     for name, text in files.items():
         (path / name).parent.mkdir(parents=True, exist_ok=True)
         (path / name).write_bytes(text.encode())
-    repo = git.Repo.init(path, initial_branch="main")
-    with repo.config_writer() as writer:
-        writer.set_value("user", "name", "Fixture")
-        writer.set_value("user", "email", "fixture@example.invalid")
-    repo.git.add("--all")
-    repo.git.commit("-m", "fixture", "--no-verify")
-    return repo
+    return commit_directory(path)
 
 
 def branches(repo: git.Repo) -> dict[str, str]:

@@ -27,7 +27,6 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 from typing import Any
 
-import git
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -40,6 +39,7 @@ from bot.config import _SECRET_SETTINGS, Settings, load_settings
 from bot.manifests.dockerfile import DEFAULT_DOCKERFILES, Dockerfile, select_dockerfiles
 from bot.runbook import runbooks_dir
 from bot.service import ServiceOptions
+from tests.support.git_fixture import commit_directory
 from tests.support.oci_registry import Registry, start_registry
 from tests.support.processes import free_port
 
@@ -553,11 +553,7 @@ def test_the_base_image_runbook_re_pins_the_image(tmp_path: Path, registry: Regi
     assert select_dockerfiles(["deploy/Dockerfile", "deploy/Dockerfile.dockerignore"],
                               DEFAULT_DOCKERFILES) == ["deploy/Dockerfile",
                                                        "deploy/Dockerfile.dockerignore"]
-    repo = git.Repo.init(path, initial_branch="main")
-    repo.git.add("--all")
-    repo.git.commit("-m", "deploy", "--no-verify",
-                    env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
-                         "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"})
+    repo = commit_directory(path, "deploy")
     environment = {
         "HOME": str(tmp_path / "home"),
         "ROTATION_BOT_STATE_DIR": str(tmp_path / "state"),

@@ -13,6 +13,7 @@ from bot.errors import ConfigError
 from bot.runbook import DEFAULT_RUNBOOKS_DIR, load_runbook, load_runbooks
 from bot.steps.registry import get_step, known_steps
 from tests.conftest import Env, bot, bot_json, npm_lock
+from tests.support.git_fixture import commit_directory
 from tests.support.verdaccio import Verdaccio
 
 
@@ -102,13 +103,7 @@ def test_another_family_is_a_new_runbook_file(
         "runbooks:\n  esbuild:\n    minimum-release-age: 0\n"
     )
     npm_lock(project, env)
-    import git
-
-    repo = git.Repo.init(project, initial_branch="main")
-    repo.git.add("--all")
-    repo.git.execute(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid", "commit", "-qm", "x"]
-    )
+    repo = commit_directory(project)
 
     code, plans = bot_json(env, "plan", "--repo", str(project), "--runbook", "esbuild")
     assert code == 0

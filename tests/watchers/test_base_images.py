@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-import git
 import pytest
 
 from bot.config import RepoConfig, RunbookSettings, Settings, parse_repo_config
@@ -20,6 +19,7 @@ from bot.steps.registry import Services, StepContext, get_step
 from bot.steps.repin_base_images import apply_changes
 from bot.watchers import WatchRequest, get_watcher
 from bot.workspace import Workspace
+from tests.support.git_fixture import commit_directory
 from tests.support.oci_registry import (
     BrokenRegistry,
     Registry,
@@ -68,12 +68,7 @@ def make_repo(path: Path, files: Mapping[str, str]) -> Workspace:
     for name, text in files.items():
         (path / name).parent.mkdir(parents=True, exist_ok=True)
         (path / name).write_bytes(text.encode())
-    repo = git.Repo.init(path, initial_branch="main")
-    with repo.config_writer() as writer:
-        writer.set_value("user", "name", "Fixture")
-        writer.set_value("user", "email", "fixture@example.invalid")
-    repo.git.add("--all")
-    repo.git.commit("-m", "fixture", "--no-verify")
+    commit_directory(path)
     return Workspace.open_local(path)
 
 
