@@ -347,3 +347,22 @@ def test_cli_run_exits_3_when_the_repository_is_busy(tmp_path: Path, env: Env) -
     assert result.exit_code == 3
     assert "rotation-bot: busy:" in result.output
     assert [head.name for head in repo.heads] == ["main"]
+
+
+def test_rerun_renders_the_same_body_so_updates_do_not_churn(tmp_path: Path, env: Env) -> None:
+    path = tmp_path / "app"
+    repo = make_project(
+        path, env, config="runbooks:\n  sharp:\n    minimum-release-age: 0\n    major: false\n"
+    )
+    _, first = bot_json(env, "run", "--repo", str(path), "--runbook", "sharp")
+    repo.git.branch("-D", "rotation-bot/sharp-0.33.6")  # forces a full second execution
+
+    _, second = bot_json(env, "run", "--repo", str(path), "--runbook", "sharp")
+
+    def without_run_id(body: str) -> str:
+        return body.replace(first[0]["run_id"], "RUN").replace(second[0]["run_id"], "RUN")
+
+    assert second[0]["outcome"] == "proposed"
+    assert without_run_id(second[0]["proposal"]["body"]) == without_run_id(
+        first[0]["proposal"]["body"]
+    )
