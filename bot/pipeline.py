@@ -140,6 +140,8 @@ class Pipeline:
         else:
             raise UsageError(f"--repo {repo!r} is not an existing path, a git URL or owner/name")
         config = parse_repo_config(workspace.read_text(REPO_CONFIG_PATH))
+        if config.pull_requests.base:  # the policy lives on the default branch
+            workspace = workspace.with_base(config.pull_requests.base)
         for name in config.runbooks:
             if name not in self.runbooks:
                 raise ConfigError(

@@ -78,7 +78,10 @@ class Workspace:
         try:
             self.base_commit = repo.commit(base_branch).hexsha
         except (git.BadName, ValueError) as error:
-            raise RepositoryError(f"{name}: branch {base_branch!r} has no commits") from error
+            raise RepositoryError(
+                f"{name}: base branch {base_branch!r} does not exist or has no commits; "
+                "create it or fix pull-requests.base in .github/rotation-bot.yml"
+            ) from error
 
     # --- opening -----------------------------------------------------------------------
 
@@ -125,6 +128,14 @@ class Workspace:
         if base is None:
             base = repo.git.symbolic_ref("HEAD", "--short")
         return cls(repo, name=name or url, local=False, base_branch=base, auth=auth)
+
+    def with_base(self, branch: str) -> Workspace:
+        """The same repository, based on another branch (the repo config's `pull-requests.base`)."""
+        if branch == self.base_branch:
+            return self
+        return Workspace(
+            self.repo, name=self.name, local=self.local, base_branch=branch, auth=self.auth
+        )
 
     # --- reading at the base commit ----------------------------------------------------
 

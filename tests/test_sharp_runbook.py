@@ -366,3 +366,26 @@ def test_rerun_renders_the_same_body_so_updates_do_not_churn(tmp_path: Path, env
     assert without_run_id(second[0]["proposal"]["body"]) == without_run_id(
         first[0]["proposal"]["body"]
     )
+
+
+def test_configured_base_branch_is_where_rotations_start(tmp_path: Path, env: Env) -> None:
+    path = tmp_path / "app"
+    repo = make_project(
+        path,
+        env,
+        config="runbooks:\n  sharp:\n    minimum-release-age: 0\n    major: false\n"
+        "pull-requests:\n  base: release\n",
+    )
+    repo.git.branch("release")
+    release_head = repo.commit("release").hexsha
+    (path / "NOTES.md").write_text("main moves on\n")
+    repo.git.add("NOTES.md")
+    repo.git.commit("-m", "main only", "--no-verify")
+
+    result = bot(env, "run", "--repo", str(path), "--runbook", "sharp")
+
+    assert result.exit_code == 0, result.output
+    assert repo.commit("rotation-bot/sharp-0.33.6").parents[0].hexsha == release_head
+    repo.git.branch("-D", "release")
+    missing = bot(env, "run", "--repo", str(path), "--runbook", "sharp")
+    assert missing.exit_code == 2 and "base branch 'release' does not exist" in missing.output
