@@ -128,6 +128,7 @@ class _State:
 
 
 @click.group(cls=_Group)
+@click.version_option(package_name="rotation-bot", prog_name="rotation-bot")
 @click.option(
     "--config",
     "config_file",
