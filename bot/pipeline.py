@@ -69,9 +69,9 @@ def plan_evidence(plan: Plan) -> dict[str, Any]:
         "runbook": plan.runbook,
         "base_commit": plan.base_commit,
         "current_version": plan.current_version,
-        "current_pins": [{"name": pin.name, "version": pin.version} for pin in plan.current_pins],
+        "current_pins": [asdict(pin) for pin in plan.current_pins],
         "rotations": [rotation_evidence(rotation) for rotation in plan.rotations],
-        "skipped": [{"subject": item.subject, "reason": item.reason} for item in plan.skipped],
+        "skipped": [asdict(item) for item in plan.skipped],
     }
 
 

@@ -69,7 +69,7 @@ def _resolve_here(
         unchecked = f"; {len(plan.skipped)} image(s) not checked" if plan.skipped else ""
         return skipped(
             f"no base image digest moved{unchecked}",
-            skipped=[{"subject": item.subject, "reason": item.reason} for item in plan.skipped],
+            skipped=[asdict(item) for item in plan.skipped],
         )
     return plan.rotations[0].digests, plan.skipped
 
@@ -131,5 +131,5 @@ def repin_base_images(ctx: StepContext) -> StepResult:
     return passed(
         f"re-pinned {count} base image{'s' if count != 1 else ''} in {', '.join(files)}",
         changes=[asdict(change) for change in changes],
-        skipped=[{"subject": item.subject, "reason": item.reason} for item in left],
+        skipped=[asdict(item) for item in left],
     )
