@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -21,30 +21,19 @@ from tests.support.git_fixture import commit_directory
 from tests.support.oci_registry import (
     BrokenRegistry,
     Registry,
+    broken_registry_fixture,
     docker_config,
-    start_broken_registry,
-    start_registry,
+    registry_fixture,
 )
 from tests.support.processes import free_port
+
+registry = registry_fixture("token")
+broken = broken_registry_fixture()
 
 BRANCH = "rotation-bot/base-image"
 OLD_DATE = "2024-01-01T00:00:00Z"
 NEWER_DATE = "2024-02-01T00:00:00Z"
 CONFIG = "version: 1\nrunbooks:\n  base-image:\n    minimum-release-age: 1d\n"
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    server = start_registry(tmp_path_factory.mktemp("registry"), "token")
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def broken(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokenRegistry]:
-    server = start_broken_registry(tmp_path_factory.mktemp("broken"))
-    yield server
-    server.stop()
 
 
 class Bot:

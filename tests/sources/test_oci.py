@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,11 +26,16 @@ from tests.support.oci_registry import (
     USERNAME,
     BrokenRegistry,
     Registry,
+    broken_registry_fixture,
     docker_config,
-    start_broken_registry,
-    start_registry,
+    registry_fixture,
 )
 from tests.support.processes import free_port
+
+plain = registry_fixture()
+basic = registry_fixture("htpasswd")
+token = registry_fixture("token")
+broken = broken_registry_fixture()
 
 
 class RecordingHttp(HttpSource):
@@ -43,34 +48,6 @@ class RecordingHttp(HttpSource):
     def fetch(self, method: str, url: str, **options: object) -> Body:  # type: ignore[override]
         self.calls.append((method, url.split("/", 3)[-1]))
         return super().fetch(method, url, **options)  # type: ignore[arg-type]
-
-
-@pytest.fixture(scope="module")
-def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    registry = start_registry(tmp_path_factory.mktemp("plain"))
-    yield registry
-    registry.stop()
-
-
-@pytest.fixture(scope="module")
-def basic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    registry = start_registry(tmp_path_factory.mktemp("basic"), "htpasswd")
-    yield registry
-    registry.stop()
-
-
-@pytest.fixture(scope="module")
-def token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    registry = start_registry(tmp_path_factory.mktemp("token"), "token")
-    yield registry
-    registry.stop()
-
-
-@pytest.fixture(scope="module")
-def broken(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokenRegistry]:
-    registry = start_broken_registry(tmp_path_factory.mktemp("broken"))
-    yield registry
-    registry.stop()
 
 
 def client_for(environ: Mapping[str, str] | None = None, **settings: object) -> OciClient:

@@ -25,7 +25,7 @@ import sys
 import tarfile
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,6 +33,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, urlparse
 
 import httpx
+import pytest
 
 from tests.support.processes import free_port, stop_process, wait_for_http
 
@@ -540,3 +541,27 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+
+
+def registry_fixture(auth: Auth = "none") -> Any:
+    """A module-scoped pytest fixture running one registry with `auth` for the whole module."""
+
+    @pytest.fixture(scope="module")
+    def fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+        server = start_registry(tmp_path_factory.mktemp(f"registry-{auth}"), auth)
+        yield server
+        server.stop()
+
+    return fixture
+
+
+def broken_registry_fixture() -> Any:
+    """A module-scoped pytest fixture running the misbehaving registry."""
+
+    @pytest.fixture(scope="module")
+    def fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokenRegistry]:
+        server = start_broken_registry(tmp_path_factory.mktemp("broken"))
+        yield server
+        server.stop()
+
+    return fixture

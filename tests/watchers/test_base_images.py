@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -23,27 +23,16 @@ from tests.support.git_fixture import commit_directory
 from tests.support.oci_registry import (
     BrokenRegistry,
     Registry,
-    start_broken_registry,
-    start_registry,
+    broken_registry_fixture,
+    registry_fixture,
 )
 from tests.support.processes import free_port
 
+registry = registry_fixture()
+broken = broken_registry_fixture()
+
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 OLD_DATE = "2024-01-01T00:00:00Z"
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    server = start_registry(tmp_path_factory.mktemp("registry"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def broken(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokenRegistry]:
-    server = start_broken_registry(tmp_path_factory.mktemp("broken"))
-    yield server
-    server.stop()
 
 
 def runbook() -> Runbook:
