@@ -820,13 +820,9 @@ class GitHubForge:
                     self.options.sleep(delay)
                     continue
                 if error.status >= 500:
-                    if not idempotent:
-                        if uncertain_is_error:
-                            raise self._convert(error, what) from error
-                        raise _Uncertain(what) from error
-                    if not last:
-                        self.options.sleep(self.options.backoff * attempt)
-                        continue
+                    self._transient(error, self._convert(error, what), what, idempotent,
+                                    uncertain_is_error, attempt)
+                    continue
                 if error.status == 422:
                     message = _message(error).lower()
                     if "a pull request already exists" in message:
@@ -835,15 +831,28 @@ class GitHubForge:
                         raise _DraftUnsupported(what) from error
                 raise self._convert(error, what) from error
             except OSError as error:  # requests' ConnectionError and Timeout are OSErrors
-                if not idempotent:
-                    if uncertain_is_error:
-                        raise self._unreachable(error, what) from error
-                    raise _Uncertain(what) from error
-                if not last:
-                    self.options.sleep(self.options.backoff * attempt)
-                    continue
-                raise self._unreachable(error, what) from error
+                self._transient(error, self._unreachable(error, what), what, idempotent,
+                                uncertain_is_error, attempt)
         raise ServiceUnavailable(f"{self.host} kept failing while {what}; try again later")
+
+    def _transient(
+        self,
+        cause: Exception,
+        failure: BotError,
+        what: str,
+        idempotent: bool,
+        uncertain_is_error: bool,
+        attempt: int,
+    ) -> None:
+        """After a 5xx or a dropped connection: a write may have happened (`_Uncertain`, or
+        `failure` when the caller wants that); a read waits and is retried until the last try."""
+        if not idempotent:
+            if uncertain_is_error:
+                raise failure from cause
+            raise _Uncertain(what) from cause
+        if attempt == self.options.attempts:
+            raise failure from cause
+        self.options.sleep(self.options.backoff * attempt)
 
     def _unreachable(self, error: OSError, what: str) -> BotError:
         return ServiceUnavailable(
