@@ -23,10 +23,11 @@ from bot.config import Settings, load_settings, secret_variables
 from bot.errors import EXIT_OK, EXIT_USAGE, BotError, redact
 from bot.forges.base import Forge
 from bot.forges.local import LocalForge
-from bot.locks import RepositoryLocks
 from bot.models import Plan, RunRequest, RunSummary, Trigger
-from bot.pipeline import Pipeline, build_services, plan_evidence
+from bot.pipeline import Pipeline, plan_evidence
 from bot.runbook import load_runbooks, runbooks_dir
+from bot.service.locks import RepositoryLocks
+from bot.services import build_services
 from bot.shell import process_environment
 
 if TYPE_CHECKING:
@@ -386,7 +387,7 @@ def demo(state: _State, directory: Path | None, as_json: bool) -> None:
 @click.pass_obj
 def serve(state: _State) -> None:
     """Run the scheduler and the webhook server until SIGTERM or SIGINT (graceful)."""
-    from bot.service import serve_forever  # noqa: PLC0415 - service only
+    from bot.service.app import serve_forever  # noqa: PLC0415 - service only
 
     stopping = threading.Event()
     serve_forever(

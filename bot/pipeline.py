@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.config import REPO_CONFIG_PATH, RepoConfig, Settings, parse_repo_config
+from bot.config import REPO_CONFIG_PATH, RepoConfig, parse_repo_config
 from bot.errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -37,11 +37,9 @@ from bot.models import (
     utc_now,
 )
 from bot.runbook import Runbook
-from bot.sources.http import HttpSource
+from bot.services import Services
 from bot.sources.npm import NpmRegistry, NpmSettings, load_npm_settings
-from bot.sources.oci import make_oci_client
-from bot.sources.releases import ReleaseNotes
-from bot.steps.registry import Services, StepContext, get_step
+from bot.steps.registry import StepContext, get_step
 from bot.watchers import WatchRequest, get_watcher, watch_kind
 from bot.workspace import Workspace, is_owner_name
 
@@ -540,19 +538,3 @@ def _scratch(run_id: str) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def build_services(
-    settings: Settings, environ: Mapping[str, str], *, forge: Forge, http: HttpSource | None = None
-) -> Services:
-    """The composition root's services for one process."""
-    client = http or HttpSource()
-    return Services(
-        settings=settings,
-        environ=environ,
-        http=client,
-        releases=ReleaseNotes(client, settings.release_notes_url, settings.github_token),
-        forge=forge,
-        clock=utc_now,
-        oci=make_oci_client(settings, environ, http=client),
-    )

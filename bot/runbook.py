@@ -16,11 +16,13 @@ from typing import Literal
 import yaml
 from pydantic import Field, ValidationError
 
+from bot import DATA_DIR
 from bot.config import Duration, StrictModel, describe_validation_error
 from bot.errors import ConfigError
 from bot.steps.registry import known_steps
 
-DEFAULT_RUNBOOKS_DIR = Path(__file__).resolve().parent.parent / "runbooks"
+# bot/data/runbooks links to the top-level runbooks/ in a checkout and is a copy in the wheel
+DEFAULT_RUNBOOKS_DIR = DATA_DIR / "runbooks"
 
 
 class Watch(StrictModel):
@@ -94,7 +96,7 @@ def load_runbook(path: Path) -> Runbook:
 
 
 def runbooks_dir(environ: Mapping[str, str]) -> Path:
-    """Where runbooks live: `ROTATION_BOT_RUNBOOKS_DIR` or the repository's `runbooks/`."""
+    """Where runbooks live: `ROTATION_BOT_RUNBOOKS_DIR` or the runbooks shipped in the package."""
     return Path(environ.get("ROTATION_BOT_RUNBOOKS_DIR") or DEFAULT_RUNBOOKS_DIR)
 
 

@@ -53,23 +53,37 @@ def test_enabled_runs_npm_in_a_scratch_copy_and_reports_the_unreachable_tuf_serv
     (tmp_path / "npmrc").write_text(f"registry={signing.url}\n")
     subprocess.run(
         ["npm", "install", "--package-lock-only", "--ignore-scripts", "--no-audit"],
-        cwd=project, check=True, capture_output=True,
-        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path),
-             "NPM_CONFIG_USERCONFIG": str(tmp_path / "npmrc"),
-             "NPM_CONFIG_GLOBALCONFIG": os.devnull, "NPM_CONFIG_CACHE": str(tmp_path / "cache")},
+        cwd=project,
+        check=True,
+        capture_output=True,
+        env={
+            "PATH": os.environ["PATH"],
+            "HOME": str(tmp_path),
+            "NPM_CONFIG_USERCONFIG": str(tmp_path / "npmrc"),
+            "NPM_CONFIG_GLOBALCONFIG": os.devnull,
+            "NPM_CONFIG_CACHE": str(tmp_path / "cache"),
+        },
     )
     commit_directory(project)
     refusing_proxy = f"http://127.0.0.1:{free_port()}"
     ctx = make_context(
-        tmp_path, signing.url, rotation_for("0.33.5", {}),
-        environ={"PATH": os.environ["PATH"], "HOME": str(tmp_path),
-                 "HTTPS_PROXY": refusing_proxy, "NO_PROXY": "127.0.0.1"},
-        worktree=project, workspace=Workspace.open_local(project),
+        tmp_path,
+        signing.url,
+        rotation_for("0.33.5", {}),
+        environ={
+            "PATH": os.environ["PATH"],
+            "HOME": str(tmp_path),
+            "HTTPS_PROXY": refusing_proxy,
+            "NO_PROXY": "127.0.0.1",
+        },
+        worktree=project,
+        workspace=Workspace.open_local(project),
         config="verify:\n  npm-audit-signatures: true\n",
     )
 
-    with pytest.raises(ServiceUnavailable, match=r"could not reach its services \(ECONNREFUSED\)") \
-            as caught:
+    with pytest.raises(
+        ServiceUnavailable, match=r"could not reach its services \(ECONNREFUSED\)"
+    ) as caught:
         get_step("npm-audit-signatures")(ctx)
 
     assert caught.value.exit_code == EXIT_UNAVAILABLE

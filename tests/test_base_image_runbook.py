@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 from bot.audit import AuditStore
 from bot.cli import main
 from bot.config import Settings
-from bot.pipeline import build_services
+from bot.services import build_services
 from bot.sources.oci import OciClient
 from tests.support.git_fixture import commit_directory
 from tests.support.oci_registry import (
@@ -94,7 +94,7 @@ def at_branch(repo: git.Repo, path: str, branch: str = BRANCH) -> str:
 def test_the_composition_root_wires_the_oci_client() -> None:
     services = build_services(Settings(), {}, forge=cast(Any, None))
     assert isinstance(services.oci, OciClient), (
-        "bot.pipeline.build_services must set Services.oci = make_oci_client(settings, environ, "
+        "bot.services.build_services must set Services.oci = make_oci_client(settings, environ, "
         "http=client)"
     )
 
@@ -163,7 +163,9 @@ def test_a_moved_tag_is_re_pinned_on_one_branch_and_kept_up_to_date(
 def test_an_unchanged_tag_is_a_no_op(tmp_path: Path, bot: Bot, registry: Registry) -> None:
     digest = registry.push_image("e2e/stable", "1", "stable", created=OLD_DATE)
     path = tmp_path / "app"
-    repo = make_repo(path, {"deploy/web.Dockerfile": f"FROM {registry.host}/e2e/stable:1@{digest}\n"})
+    repo = make_repo(
+        path, {"deploy/web.Dockerfile": f"FROM {registry.host}/e2e/stable:1@{digest}\n"}
+    )
 
     code, summaries = bot.json("run", "--repo", str(path), "--runbook", "base-image")
 
@@ -180,8 +182,7 @@ def test_one_unreachable_registry_skips_only_its_image(
     pinned = "sha256:" + "d" * 64
     nobody = f"127.0.0.1:{free_port()}"
     dockerfile = (
-        f"FROM {nobody}/team/app:1@{pinned} AS first\n"
-        f"FROM {registry.host}/e2e/reachable:1@{old}\n"
+        f"FROM {nobody}/team/app:1@{pinned} AS first\nFROM {registry.host}/e2e/reachable:1@{old}\n"
     )
     path = tmp_path / "app"
     repo = make_repo(path, {"Dockerfile": dockerfile})

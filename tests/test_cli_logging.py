@@ -10,8 +10,9 @@ from tests.conftest import Env, bot, make_project
 
 def test_json_logs_carry_structured_fields_and_no_secrets(tmp_path: Path, env: Env) -> None:
     path = tmp_path / "app"
-    make_project(path, env,
-                 config="runbooks:\n  sharp:\n    minimum-release-age: 0\n    major: false\n")
+    make_project(
+        path, env, config="runbooks:\n  sharp:\n    minimum-release-age: 0\n    major: false\n"
+    )
     env.extra["ROTATION_BOT_LOG_FORMAT"] = "json"
 
     result = bot(env, "-v", "run", "--repo", str(path), "--runbook", "sharp")

@@ -38,7 +38,7 @@ from bot.cli import main
 from bot.config import _SECRET_SETTINGS, Settings, load_settings
 from bot.manifests.dockerfile import DEFAULT_DOCKERFILES, Dockerfile, select_dockerfiles
 from bot.runbook import runbooks_dir
-from bot.service import ServiceOptions
+from bot.service.app import ServiceOptions
 from tests.support.git_fixture import commit_directory
 from tests.support.oci_registry import Registry, start_registry
 from tests.support.processes import free_port
@@ -170,7 +170,7 @@ def unit_environment() -> dict[str, str]:
 
 def test_deploy_files_name_only_settings_the_bot_reads() -> None:
     known = known_variables()
-    # the one setting outside Settings: the image and the unit point it at the shipped runbooks
+    # the one setting outside Settings (another runbook directory); nothing in deploy/ needs it
     assert runbooks_dir({"ROTATION_BOT_RUNBOOKS_DIR": "/x/runbooks"}) == Path("/x/runbooks")
     used: dict[str, set[str]] = {}
     for path in deploy_files():
@@ -179,8 +179,12 @@ def test_deploy_files_name_only_settings_the_bot_reads() -> None:
     unknown = {name: sorted(files) for name, files in used.items() if name not in known}
     assert not unknown, f"settings bot.config.Settings does not read: {unknown}"
     # the material really configures the service (a broken regex would pass vacuously)
-    assert {"ROTATION_BOT_GITHUB_APP_KEY_FILE", "ROTATION_BOT_WEBHOOK_SECRET_FILE",
-            "ROTATION_BOT_STATE_DIR", "ROTATION_BOT_LISTEN"} <= set(used)
+    assert {
+        "ROTATION_BOT_GITHUB_APP_KEY_FILE",
+        "ROTATION_BOT_WEBHOOK_SECRET_FILE",
+        "ROTATION_BOT_STATE_DIR",
+        "ROTATION_BOT_LISTEN",
+    } <= set(used)
 
 
 def test_no_deploy_file_carries_a_credential() -> None:
@@ -249,9 +253,10 @@ def test_the_image_runs_the_service_unprivileged_and_without_secrets() -> None:
     assert environment["ROTATION_BOT_LISTEN"] == "0.0.0.0:8080"
     state = environment["ROTATION_BOT_STATE_DIR"]
     assert json.loads(by_kind["VOLUME"][-1]) == [state]
-    runbooks = environment["ROTATION_BOT_RUNBOOKS_DIR"]
-    assert any(value.split()[-1].rstrip("/") == runbooks for value in by_kind["COPY"]
-               if value.split()[0].rstrip("/") == "runbooks"), "runbooks/ is not copied there"
+    assert "ROTATION_BOT_RUNBOOKS_DIR" not in environment, "the wheel carries the runbooks"
+    assert any(value.split()[0].rstrip("/") == "runbooks" for value in by_kind["COPY"]), (
+        "the build stage needs runbooks/: bot/data/runbooks links to it"
+    )
     probe = json.loads(by_kind["HEALTHCHECK"][-1].partition(" CMD ")[2])
     assert probe[0] == "python" and "/healthz" in probe[-1], "probed with Python, no curl"
     assert "curl" not in " ".join(by_kind["RUN"])
@@ -273,8 +278,9 @@ def test_the_build_context_holds_what_the_dockerfile_copies() -> None:
 
 
 def test_the_healthcheck_command_probes_healthz_and_ignores_proxies(tmp_path: Path) -> None:
-    (healthcheck,) = [i["value"] for i in final_stage(dockerfile_text())
-                      if i["instruction"] == "HEALTHCHECK"]
+    (healthcheck,) = [
+        i["value"] for i in final_stage(dockerfile_text()) if i["instruction"] == "HEALTHCHECK"
+    ]
     argv = json.loads(healthcheck.partition(" CMD ")[2])
     probe = [sys.executable, *argv[1:]]
     seen: list[str] = []
@@ -293,10 +299,16 @@ def test_the_healthcheck_command_probes_healthz_and_ignores_proxies(tmp_path: Pa
     thread.start()
     port = server.server_address[1]
     dead_proxy = f"http://127.0.0.1:{free_port()}"
-    environment = {"PATH": os.environ["PATH"], "ROTATION_BOT_LISTEN": f"0.0.0.0:{port}",
-                   "HTTP_PROXY": dead_proxy, "http_proxy": dead_proxy}
+    environment = {
+        "PATH": os.environ["PATH"],
+        "ROTATION_BOT_LISTEN": f"0.0.0.0:{port}",
+        "HTTP_PROXY": dead_proxy,
+        "http_proxy": dead_proxy,
+    }
     try:
-        healthy = subprocess.run(probe, check=False, env=environment, capture_output=True, timeout=30)
+        healthy = subprocess.run(
+            probe, check=False, env=environment, capture_output=True, timeout=30
+        )
         assert healthy.returncode == 0, healthy.stderr
         assert seen == ["/healthz"]
     finally:
@@ -358,7 +370,9 @@ def test_compose_hands_secrets_over_as_files() -> None:
     assert set(service["secrets"]) == set(declared)
     file_variables = {k: v for k, v in service["environment"].items() if k.endswith("_FILE")}
     assert {k.removesuffix("_FILE") for k in file_variables} == {
-        "ROTATION_BOT_GITHUB_APP_KEY", "ROTATION_BOT_WEBHOOK_SECRET"}
+        "ROTATION_BOT_GITHUB_APP_KEY",
+        "ROTATION_BOT_WEBHOOK_SECRET",
+    }
     for path in file_variables.values():
         assert path.startswith("/run/secrets/") and path.removeprefix("/run/secrets/") in declared
     for secret in declared.values():
@@ -379,7 +393,8 @@ def test_kubernetes_deployment_is_one_locked_down_replica() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
     assert f"{pod['securityContext']['runAsUser']}:{pod['securityContext']['runAsGroup']}" == (
-        image_user())
+        image_user()
+    )
     assert pod["automountServiceAccountToken"] is False
     assert pod["enableServiceLinks"] is False, "service links inject ROTATION_BOT_* variables"
     assert pod["terminationGracePeriodSeconds"] > SHUTDOWN_GRACE
@@ -416,7 +431,8 @@ def test_kubernetes_probes_metrics_and_resources() -> None:
     assert int(resources["limits"]["cpu"][:-1]) < 2000, "leave room on a 2-core node"
     service = documents["Service"]["spec"]
     assert service["selector"].items() <= (
-        documents["Deployment"]["spec"]["template"]["metadata"]["labels"].items())
+        documents["Deployment"]["spec"]["template"]["metadata"]["labels"].items()
+    )
     assert [(p["port"], p["targetPort"]) for p in service["ports"]] == [(8080, "http")]
 
 
@@ -489,7 +505,7 @@ def test_systemd_unit_runs_serve_and_stops_gracefully() -> None:
     environment = unit_environment()
     assert environment["ROTATION_BOT_STATE_DIR"] == "%S/" + service_value("StateDirectory")
     assert environment["PATH"].startswith("/opt/rotation-bot/.venv/bin:")
-    assert environment["ROTATION_BOT_RUNBOOKS_DIR"] == "/opt/rotation-bot/runbooks"
+    assert "ROTATION_BOT_RUNBOOKS_DIR" not in environment, "the installed package has its runbooks"
 
 
 def test_systemd_credentials_feed_the_file_variables() -> None:
@@ -497,7 +513,9 @@ def test_systemd_credentials_feed_the_file_variables() -> None:
     assert all(path.startswith("/etc/rotation-bot/") for path in credentials.values())
     file_variables = {k: v for k, v in unit_environment().items() if k.endswith("_FILE")}
     assert {k.removesuffix("_FILE") for k in file_variables} == {
-        "ROTATION_BOT_GITHUB_APP_KEY", "ROTATION_BOT_WEBHOOK_SECRET"}
+        "ROTATION_BOT_GITHUB_APP_KEY",
+        "ROTATION_BOT_WEBHOOK_SECRET",
+    }
     assert sorted(file_variables.values()) == sorted(f"%d/{name}" for name in credentials)
 
 
@@ -506,20 +524,27 @@ def test_systemd_credentials_feed_the_file_variables() -> None:
 
 def readme_permissions(text: str) -> dict[str, str]:
     """`contents: write, pull requests: write, ... and metadata: read` → manifest keys."""
-    sentence = re.search(r"needs ((?:[a-z ]+: (?:read|write)(?:, | and )?)+)", " ".join(text.split()))
+    sentence = re.search(
+        r"needs ((?:[a-z ]+: (?:read|write)(?:, | and )?)+)", " ".join(text.split())
+    )
     assert sentence, "the README's sentence naming the App's permissions"
     return {
         name.strip().replace(" ", "_"): level
-        for name, level in re.findall(r"([a-z ]+): (read|write)", sentence.group(1).replace(
-            " and ", ", "))
+        for name, level in re.findall(
+            r"([a-z ]+): (read|write)", sentence.group(1).replace(" and ", ", ")
+        )
     }
 
 
 def test_app_manifest_asks_for_what_the_readme_says() -> None:
     manifest = json.loads((DEPLOY / "github-app.json").read_text())
     said = readme_permissions((ROOT / "README.md").read_text(encoding="utf-8"))
-    assert said == {"contents": "write", "pull_requests": "write", "issues": "write",
-                    "metadata": "read"}
+    assert said == {
+        "contents": "write",
+        "pull_requests": "write",
+        "issues": "write",
+        "metadata": "read",
+    }
     assert manifest["default_permissions"] == said
     assert manifest["default_events"] == ["issue_comment"]
     assert manifest["public"] is False
@@ -544,15 +569,16 @@ def test_the_base_image_runbook_re_pins_the_image(tmp_path: Path, registry: Regi
     text = dockerfile_text()
     (pinned,) = {image.reference for image in Dockerfile.parse(text, "deploy/Dockerfile").images}
     assert pinned.domain == "docker.io"
-    new = registry.push_index(pinned.path, pinned.tag or "latest", "moved",
-                              created="2024-01-01T00:00:00Z")
+    new = registry.push_index(
+        pinned.path, pinned.tag or "latest", "moved", created="2024-01-01T00:00:00Z"
+    )
     path = tmp_path / "app"
     (path / "deploy").mkdir(parents=True)
     for name in ("Dockerfile", "Dockerfile.dockerignore"):
         (path / "deploy" / name).write_bytes((DEPLOY / name).read_bytes())
-    assert select_dockerfiles(["deploy/Dockerfile", "deploy/Dockerfile.dockerignore"],
-                              DEFAULT_DOCKERFILES) == ["deploy/Dockerfile",
-                                                       "deploy/Dockerfile.dockerignore"]
+    assert select_dockerfiles(
+        ["deploy/Dockerfile", "deploy/Dockerfile.dockerignore"], DEFAULT_DOCKERFILES
+    ) == ["deploy/Dockerfile", "deploy/Dockerfile.dockerignore"]
     repo = commit_directory(path, "deploy")
     environment = {
         "HOME": str(tmp_path / "home"),
@@ -560,8 +586,10 @@ def test_the_base_image_runbook_re_pins_the_image(tmp_path: Path, registry: Regi
         "ROTATION_BOT_REGISTRY_MIRRORS": f"docker.io={registry.host}",
     }
     result = CliRunner().invoke(
-        main, ["run", "--repo", str(path), "--runbook", "base-image", "--json"],
-        env=environment, catch_exceptions=False,
+        main,
+        ["run", "--repo", str(path), "--runbook", "base-image", "--json"],
+        env=environment,
+        catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
     (summary,) = json.loads(result.stdout)

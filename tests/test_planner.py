@@ -11,7 +11,7 @@ import pytest
 from bot.errors import ManifestError, UsageError
 from bot.manifests.lockfile import Lockfile
 from bot.manifests.package_json import PackageJson
-from bot.planner import FamilyPolicy, line_of, plan_family
+from bot.planning.npm_family import FamilyPolicy, line_of, plan_family
 from bot.sources.npm import Packument
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)

@@ -16,9 +16,11 @@ import pytest
 
 from bot.config import Policy
 from bot.errors import VerificationFailed
-from bot.provenance import Attestation, ProvenanceCheck, check_provenance, package_purl
-from bot.signatures import TrustedKeys, parse_keys, trusted_keys
-from bot.sigstore_bundles import (
+from bot.sources.npm import Dist, PackageVersion
+from bot.steps.registry import get_step
+from bot.verify.provenance import Attestation, ProvenanceCheck, check_provenance, package_purl
+from bot.verify.signatures import TrustedKeys, parse_keys, trusted_keys
+from bot.verify.sigstore import (
     TRUSTED_ROOT_FILE,
     IdentityPolicy,
     TrustedRoot,
@@ -27,8 +29,6 @@ from bot.sigstore_bundles import (
     root_from_inclusion_proof,
     trusted_root_for,
 )
-from bot.sources.npm import Dist, PackageVersion
-from bot.steps.registry import get_step
 from tests.support.signing_registry import (
     PUBLISH_V01,
     SLSA_V1,
@@ -91,9 +91,7 @@ def attestations(
     **options: Any,
 ) -> tuple[Attestation, ...]:
     found = [
-        Attestation(
-            SLSA_V1, bundle or sigstore.provenance_bundle(NAME, v, INTEGRITY, **options)
-        )
+        Attestation(SLSA_V1, bundle or sigstore.provenance_bundle(NAME, v, INTEGRITY, **options))
     ]
     if registry_key is not None:
         found.append(
@@ -112,8 +110,13 @@ def check(
     policy: Policy = "if-published",
 ) -> ProvenanceCheck:
     return check_provenance(
-        manifest or version(), found, previous=previous, policy=policy, root=root,
-        identity_policy=SHARP, keys=keys,
+        manifest or version(),
+        found,
+        previous=previous,
+        policy=policy,
+        root=root,
+        identity_policy=SHARP,
+        keys=keys,
     )
 
 
@@ -152,8 +155,11 @@ def test_libvips_repository_is_allowed(
     ids=["wrong-repo", "branch-ref", "wrong-issuer", "wrong-digest", "wrong-subject", "no-sct"],
 )
 def test_provenance_that_does_not_match_fails(
-    sigstore: TestSigstore, root: TrustedRoot, keys: TrustedKeys,
-    options: dict[str, Any], reason: str,
+    sigstore: TestSigstore,
+    root: TrustedRoot,
+    keys: TrustedKeys,
+    options: dict[str, Any],
+    reason: str,
 ) -> None:
     with pytest.raises(VerificationFailed, match="provenance check failed for") as caught:
         check(attestations(sigstore, None, **options), root, keys)
@@ -179,8 +185,13 @@ def test_losing_provenance_the_previous_version_had_is_a_downgrade(
     with pytest.raises(VerificationFailed, match=r"0\.33\.4 had provenance .* \(no downgrade\)"):
         check(None, root, keys, manifest=version(announced=False), previous=version("0.33.4"))
 
-    unproven_before = check(None, root, keys, manifest=version(announced=False),
-                            previous=version("0.33.4", announced=False))
+    unproven_before = check(
+        None,
+        root,
+        keys,
+        manifest=version(announced=False),
+        previous=version("0.33.4", announced=False),
+    )
     assert unproven_before.status == "absent" and not unproven_before.previous_had_provenance
 
 
@@ -194,9 +205,7 @@ def test_announced_but_not_served_fails(
         check(publish_only, root, keys)
 
 
-def test_bundle_from_another_sigstore_does_not_chain(
-    root: TrustedRoot, keys: TrustedKeys
-) -> None:
+def test_bundle_from_another_sigstore_does_not_chain(root: TrustedRoot, keys: TrustedKeys) -> None:
     with pytest.raises(VerificationFailed, match="transparency log is not in the trusted root"):
         check(attestations(TestSigstore(), None), root, keys)
 
@@ -330,9 +339,12 @@ def signing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SigningRegistr
         for v in ("0.33.4", "0.33.5"):
             registry.publish("sharp", v, provenance={})
             registry.publish(NAME, v, extra=linux, provenance={})
-        registry.publish("@img/sharp-libvips-linux-x64", "1.0.4", extra=linux,
-                         provenance={"repository": "lovell/sharp-libvips",
-                                     "ref": "refs/tags/v1.0.4"})
+        registry.publish(
+            "@img/sharp-libvips-linux-x64",
+            "1.0.4",
+            extra=linux,
+            provenance={"repository": "lovell/sharp-libvips", "ref": "refs/tags/v1.0.4"},
+        )
         registry.publish("sharp", "0.33.6", provenance={})
         registry.publish(NAME, "0.33.6", extra=linux)  # provenance lost
         registry.publish("sharp", "0.33.7", provenance={"repository": "mallory/sharp"})
@@ -347,8 +359,13 @@ def _trusting(tmp_path: Path, signing: SigningRegistry) -> None:
 
 def test_step_verifies_every_pinned_package(tmp_path: Path, signing: SigningRegistry) -> None:
     _trusting(tmp_path, signing)
-    ctx = make_context(tmp_path, signing.url, rotation_for("0.33.5", {
-        NAME: ("0.33.4", "0.33.5"), "@img/sharp-libvips-linux-x64": (None, "1.0.4")}))
+    ctx = make_context(
+        tmp_path,
+        signing.url,
+        rotation_for(
+            "0.33.5", {NAME: ("0.33.4", "0.33.5"), "@img/sharp-libvips-linux-x64": (None, "1.0.4")}
+        ),
+    )
 
     result = get_step("verify-provenance")(ctx)
 
@@ -356,8 +373,10 @@ def test_step_verifies_every_pinned_package(tmp_path: Path, signing: SigningRegi
     assert result.summary == (
         "provenance: verified for 3 of 3 packages, 0 without (policy if-published)"
     )
-    assert [(e["name"], e["source_repository"], e["publish_attestation"])
-            for e in result.evidence["provenance"]] == [
+    assert [
+        (e["name"], e["source_repository"], e["publish_attestation"])
+        for e in result.evidence["provenance"]
+    ] == [
         ("sharp", "https://github.com/lovell/sharp", "verified"),
         (NAME, "https://github.com/lovell/sharp", "verified"),
         ("@img/sharp-libvips-linux-x64", "https://github.com/lovell/sharp-libvips", "verified"),
@@ -366,8 +385,11 @@ def test_step_verifies_every_pinned_package(tmp_path: Path, signing: SigningRegi
 
 def test_step_blocks_a_downgrade(tmp_path: Path, signing: SigningRegistry) -> None:
     _trusting(tmp_path, signing)
-    ctx = make_context(tmp_path, signing.url,
-                       rotation_for("0.33.6", {NAME: ("0.33.5", "0.33.6")}, previous_version="0.33.5"))
+    ctx = make_context(
+        tmp_path,
+        signing.url,
+        rotation_for("0.33.6", {NAME: ("0.33.5", "0.33.6")}, previous_version="0.33.5"),
+    )
 
     with pytest.raises(VerificationFailed, match="no downgrade") as caught:
         get_step("verify-provenance")(ctx)
@@ -394,8 +416,12 @@ def test_step_with_the_shipped_root_rejects_test_signed_provenance(
 
 
 def test_step_off_records_the_policy(tmp_path: Path, signing: SigningRegistry) -> None:
-    ctx = make_context(tmp_path, signing.url, rotation_for("0.33.7", {}),
-                       config="version: 1\nverify:\n  provenance: 'off'\n")
+    ctx = make_context(
+        tmp_path,
+        signing.url,
+        rotation_for("0.33.7", {}),
+        config="version: 1\nverify:\n  provenance: 'off'\n",
+    )
 
     result = get_step("verify-provenance")(ctx)
 

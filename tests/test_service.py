@@ -14,29 +14,39 @@ import pytest
 
 from bot.audit import AuditStore
 from bot.errors import StepFailed
-from bot.locks import RepositoryBusy, RepositoryLocks, repository_key
-from bot.metrics import Metrics
 from bot.models import RunRequest, Trigger
-from bot.workqueue import WorkQueue, WorkResult, close_abandoned_runs
+from bot.service.locks import RepositoryBusy, RepositoryLocks, repository_key
+from bot.service.metrics import Metrics
+from bot.service.workqueue import WorkQueue, WorkResult, close_abandoned_runs
 from tests.support.service import RecordingRunner, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def request(repo: str, kind: str = "schedule", runbooks: tuple[str, ...] | None = ("sharp",),
-            target: str | None = None) -> RunRequest:
-    return RunRequest(repo=repo, trigger=Trigger(kind=kind, actor=f"{kind}-actor"),  # type: ignore[arg-type]
-                      runbooks=runbooks, target=target)
+def request(
+    repo: str,
+    kind: str = "schedule",
+    runbooks: tuple[str, ...] | None = ("sharp",),
+    target: str | None = None,
+) -> RunRequest:
+    return RunRequest(
+        repo=repo,
+        trigger=Trigger(kind=kind, actor=f"{kind}-actor"),  # type: ignore[arg-type]
+        runbooks=runbooks,
+        target=target,
+    )
 
 
 class Queue:
-    def __init__(self, tmp_path: Path, *, workers: int = 3, capacity: int = 32,
-                 seconds: float = 0.0) -> None:
+    def __init__(
+        self, tmp_path: Path, *, workers: int = 3, capacity: int = 32, seconds: float = 0.0
+    ) -> None:
         self.locks = RepositoryLocks(tmp_path / "locks")
         self.runner = RecordingRunner(seconds=seconds)
         self.metrics = Metrics()
-        self.queue = WorkQueue(self.runner, locks=self.locks, metrics=self.metrics,
-                               workers=workers, capacity=capacity)
+        self.queue = WorkQueue(
+            self.runner, locks=self.locks, metrics=self.metrics, workers=workers, capacity=capacity
+        )
         self.results: list[WorkResult] = []
         self.queue.start()
 
@@ -53,12 +63,13 @@ def q(tmp_path: Path) -> Iterator[Queue]:
         value.queue.stop(5)
 
 
-def hold_lock_in_another_process(locks: RepositoryLocks, repo: str, seconds: float,
-                                 marker: Path) -> subprocess.Popen[bytes]:
+def hold_lock_in_another_process(
+    locks: RepositoryLocks, repo: str, seconds: float, marker: Path
+) -> subprocess.Popen[bytes]:
     """A separate process (like `rotation-bot run`) holding `repo`'s lock for `seconds`; it
     writes `marker` once it holds the lock and appends its release time when it lets go."""
     code = (
-        "import sys, time; from pathlib import Path; from bot.locks import RepositoryLocks\n"
+        "import sys, time; from pathlib import Path; from bot.service.locks import RepositoryLocks\n"
         "locks = RepositoryLocks(Path(sys.argv[1]))\n"
         "with locks.hold(sys.argv[2]):\n"
         "    Path(sys.argv[4]).write_text('held\\n')\n"
@@ -68,7 +79,8 @@ def hold_lock_in_another_process(locks: RepositoryLocks, repo: str, seconds: flo
     )
     process = subprocess.Popen(
         [sys.executable, "-c", code, str(locks.directory), repo, str(seconds), str(marker)],
-        cwd=ROOT, start_new_session=True,
+        cwd=ROOT,
+        start_new_session=True,
     )
     wait_until(marker.exists, message="the other process to take the lock")
     return process
@@ -105,8 +117,11 @@ def test_a_checkout_is_one_repository_however_its_path_is_written(
 ) -> None:
     (tmp_path / "app").mkdir()
     monkeypatch.chdir(tmp_path)
-    assert repository_key("app") == repository_key(str(tmp_path / "app")) == repository_key(
-        f"{tmp_path}/./app/")
+    assert (
+        repository_key("app")
+        == repository_key(str(tmp_path / "app"))
+        == repository_key(f"{tmp_path}/./app/")
+    )
     assert repository_key("Octo/App") == "octo/app"
     assert repository_key("https://example.com/Octo/App.git") == "https://example.com/Octo/App.git"
     locks = RepositoryLocks(tmp_path / "locks")
@@ -162,10 +177,13 @@ def test_no_interleaving_per_repository_under_concurrent_triggers(tmp_path: Path
         barrier.wait()
         for round_ in range(6):
             kind = ("schedule", "chat", "cli")[(index + round_) % 3]
-            answers.append(q.queue.submit(
-                request(repos[(index + round_) % 3], kind, runbooks=(f"r{index}-{round_}",)),
-                if_busy="wait", on_done=q.done,
-            ))
+            answers.append(
+                q.queue.submit(
+                    request(repos[(index + round_) % 3], kind, runbooks=(f"r{index}-{round_}",)),
+                    if_busy="wait",
+                    on_done=q.done,
+                )
+            )
 
     threads = [threading.Thread(target=trigger, args=(index,)) for index in range(12)]
     for thread in threads:
@@ -183,16 +201,20 @@ def test_no_interleaving_per_repository_under_concurrent_triggers(tmp_path: Path
             assert start >= end, f"two rotations of {repo} overlapped"
     # Different repositories did run at the same time, so the check above means something.
     every = sorted((call.started, call.finished, call.request.repo) for call in calls)
-    assert any(later[0] < earlier[1] and later[2] != earlier[2]
-               for earlier, later in itertools.pairwise(every))
+    assert any(
+        later[0] < earlier[1] and later[2] != earlier[2]
+        for earlier, later in itertools.pairwise(every)
+    )
 
 
 def test_busy_repository_rejects_chat_and_queues_the_schedule(q: Queue) -> None:
     gate = q.runner.hold("octo/app")
     assert q.queue.submit(request("octo/app", "chat"), if_busy="reject") == "queued"
     assert q.runner.entered.wait(5)
-    assert q.queue.submit(request("octo/app", "chat", ("base-image",)),
-                          if_busy="reject") == "already-running"
+    assert (
+        q.queue.submit(request("octo/app", "chat", ("base-image",)), if_busy="reject")
+        == "already-running"
+    )
     assert q.queue.submit(request("octo/app"), if_busy="wait", on_done=q.done) == "queued"
     assert q.queue.submit(request("octo/app"), if_busy="wait") == "already-queued"
     assert q.queue.submit(request("octo/api", "chat"), if_busy="reject") == "queued"
@@ -201,8 +223,11 @@ def test_busy_repository_rejects_chat_and_queues_the_schedule(q: Queue) -> None:
     assert [item.trigger.kind for item in activity.queued] == ["schedule"]
     gate.set()
     calls = q.runner.wait_for_calls(3)
-    order = [(call.request.repo, call.request.trigger.kind) for call in calls
-             if call.request.repo == "octo/app"]
+    order = [
+        (call.request.repo, call.request.trigger.kind)
+        for call in calls
+        if call.request.repo == "octo/app"
+    ]
     assert order == [("octo/app", "chat"), ("octo/app", "schedule")]
 
 
@@ -248,19 +273,27 @@ def test_failures_reach_the_callback_and_the_metrics(tmp_path: Path) -> None:
         q.queue.stop(5)
     (result,) = q.results
     assert result.error == "git fetch failed for octo/app" and result.started
-    assert q.metrics.registry.get_sample_value(
-        "rotation_bot_runs_total", {"trigger": "chat", "outcome": "error"}) == 1
+    assert (
+        q.metrics.registry.get_sample_value(
+            "rotation_bot_runs_total", {"trigger": "chat", "outcome": "error"}
+        )
+        == 1
+    )
 
 
 def test_outcomes_and_step_durations_are_counted(q: Queue) -> None:
     q.queue.submit(request("octo/app", runbooks=None), if_busy="wait", on_done=q.done)
     wait_until(lambda: len(q.results) == 1, message="the run")
     registry = q.metrics.registry
+    assert (
+        registry.get_sample_value(
+            "rotation_bot_runs_total", {"trigger": "schedule", "outcome": "proposed"}
+        )
+        == 2
+    )
     assert registry.get_sample_value(
-        "rotation_bot_runs_total", {"trigger": "schedule", "outcome": "proposed"}) == 2
-    assert registry.get_sample_value(
-        "rotation_bot_step_duration_seconds_sum",
-        {"step": "bump-overrides", "status": "passed"}) == pytest.approx(3.0)
+        "rotation_bot_step_duration_seconds_sum", {"step": "bump-overrides", "status": "passed"}
+    ) == pytest.approx(3.0)
 
 
 def test_stop_takes_no_work_hands_back_the_queue_and_waits_for_the_running(

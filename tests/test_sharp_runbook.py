@@ -325,7 +325,7 @@ def test_audit_commands_show_verify_and_export_the_trail(tmp_path: Path, env: En
 def test_cli_run_exits_3_when_the_repository_is_busy(tmp_path: Path, env: Env) -> None:
     import threading
 
-    from bot.locks import RepositoryLocks
+    from bot.service.locks import RepositoryLocks
 
     path = tmp_path / "app"
     repo = make_project(path, env)

@@ -15,7 +15,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from bot.errors import VerificationFailed
-from bot.signatures import (
+from bot.sources.http import HttpSource
+from bot.sources.npm import PUBLIC_REGISTRY, Dist, NpmSettings, PackageVersion, Signature
+from bot.steps.registry import get_step
+from bot.verify.signatures import (
     PINNED_KEYS_FILE,
     RegistryKeyring,
     TrustedKeys,
@@ -27,9 +30,6 @@ from bot.signatures import (
     trusted_keys,
     verify_signatures,
 )
-from bot.sources.http import HttpSource
-from bot.sources.npm import PUBLIC_REGISTRY, Dist, NpmSettings, PackageVersion, Signature
-from bot.steps.registry import get_step
 from tests.support.signing_registry import (
     RegistryKeyPair,
     SigningRegistry,
@@ -150,9 +150,13 @@ def test_unknown_key_fails(key: RegistryKeyPair) -> None:
 
 def test_bad_base64_signature_fails(key: RegistryKeyPair) -> None:
     broken = PackageVersion(
-        name="a", version="1.0.0",
-        dist=Dist(tarball=f"{REGISTRY}a.tgz", integrity=INTEGRITY,
-                  signatures=(Signature(key.keyid, "not base64!"),)),
+        name="a",
+        version="1.0.0",
+        dist=Dist(
+            tarball=f"{REGISTRY}a.tgz",
+            integrity=INTEGRITY,
+            signatures=(Signature(key.keyid, "not base64!"),),
+        ),
         published_at=PUBLISHED,
     )
 
@@ -270,8 +274,9 @@ def test_state_dir_trust_file_replaces_the_shipped_keys(tmp_path: Path) -> None:
 def signing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SigningRegistry]:
     registry = start_signing_registry(tmp_path_factory.mktemp("signing"))
     try:
-        registry.publish("sharp", "0.33.5", extra={"optionalDependencies": {
-            "@img/sharp-linux-x64": "0.33.5"}})
+        registry.publish(
+            "sharp", "0.33.5", extra={"optionalDependencies": {"@img/sharp-linux-x64": "0.33.5"}}
+        )
         registry.publish("@img/sharp-linux-x64", "0.33.5", extra={"os": ["linux"]})
         registry.publish("sharp", "0.33.6", sign=False)
         registry.publish("@img/sharp-linux-x64", "0.33.6", extra={"os": ["linux"]})
@@ -292,8 +297,11 @@ def test_keyring_reads_served_keys_and_404_as_none(signing: SigningRegistry) -> 
 def test_step_verifies_every_pinned_package_and_records_policy(
     tmp_path: Path, signing: SigningRegistry
 ) -> None:
-    ctx = make_context(tmp_path, signing.url, rotation_for("0.33.5", {"@img/sharp-linux-x64":
-                                                                       ("0.33.4", "0.33.5")}))
+    ctx = make_context(
+        tmp_path,
+        signing.url,
+        rotation_for("0.33.5", {"@img/sharp-linux-x64": ("0.33.4", "0.33.5")}),
+    )
 
     result = get_step("verify-signatures")(ctx)
 
@@ -301,16 +309,20 @@ def test_step_verifies_every_pinned_package_and_records_policy(
     assert result.summary == (
         f"signatures: verified for 2 of 2 packages (policy if-published for {signing.url[:-1]})"
     )
-    assert [(e["name"], e["verified"], e["policy"], e["keyids"])
-            for e in result.evidence["signatures"]] == [
+    assert [
+        (e["name"], e["verified"], e["policy"], e["keyids"]) for e in result.evidence["signatures"]
+    ] == [
         ("sharp", True, "if-published", [signing.signer.keyid]),
         ("@img/sharp-linux-x64", True, "if-published", [signing.signer.keyid]),
     ]
 
 
 def test_step_fails_closed_on_an_unsigned_parent(tmp_path: Path, signing: SigningRegistry) -> None:
-    ctx = make_context(tmp_path, signing.url, rotation_for("0.33.6", {"@img/sharp-linux-x64":
-                                                                       ("0.33.5", "0.33.6")}))
+    ctx = make_context(
+        tmp_path,
+        signing.url,
+        rotation_for("0.33.6", {"@img/sharp-linux-x64": ("0.33.5", "0.33.6")}),
+    )
 
     with pytest.raises(VerificationFailed) as caught:
         get_step("verify-signatures")(ctx)
@@ -334,8 +346,12 @@ def test_step_says_not_verifiable_where_no_keys_are_published(
 def test_step_required_policy_fails_where_no_keys_are_published(
     tmp_path: Path, signing: SigningRegistry
 ) -> None:
-    ctx = make_context(tmp_path, signing.verdaccio.url, rotation_for("0.33.5", {}),
-                       config="version: 1\nverify:\n  signatures: required\n")
+    ctx = make_context(
+        tmp_path,
+        signing.verdaccio.url,
+        rotation_for("0.33.5", {}),
+        config="version: 1\nverify:\n  signatures: required\n",
+    )
 
     with pytest.raises(VerificationFailed, match="publishes no signing keys"):
         get_step("verify-signatures")(ctx)

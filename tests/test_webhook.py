@@ -21,11 +21,11 @@ import pytest
 from github import Auth, Github
 
 from bot.audit import AuditStore
-from bot.chat import comment_event, parse_command
 from bot.config import Settings
 from bot.models import Trigger
 from bot.runbook import DEFAULT_RUNBOOKS_DIR, load_runbooks
-from bot.service import RunningService, ServiceOptions, start_service
+from bot.service.app import RunningService, ServiceOptions, start_service
+from bot.service.chat import comment_event, parse_command
 from tests.support.github_api import Fault, GitHubApi, make_git_repository, start_github_api
 from tests.support.service import (
     SECRET,
@@ -56,23 +56,31 @@ class World:
     def url(self) -> str:
         return self.service.url
 
-    def command(self, body: str, *, login: str = "Codertocat", delivery: str | None = None,
-                **changes: Any) -> tuple[httpx.Response, int]:
+    def command(
+        self, body: str, *, login: str = "Codertocat", delivery: str | None = None, **changes: Any
+    ) -> tuple[httpx.Response, int]:
         """Post `body` as a new comment by `login` (created on the server too)."""
         comment = self.api.add_comment(REPO, self.issue, user=login, body=body)
         payload = comment_payload(body, login=login, **changes)
         payload["comment"]["id"] = comment
         payload["comment"]["html_url"] = (
-            f"https://github.com/{REPO}/issues/{self.issue}#issuecomment-{comment}")
+            f"https://github.com/{REPO}/issues/{self.issue}#issuecomment-{comment}"
+        )
         return deliver(self.client, self.url, payload, delivery=delivery), comment
 
     def reactions(self, comment: int) -> list[str]:
-        return [content for comment_id, _, content in self.api.repository(REPO).reactions
-                if comment_id == comment]
+        return [
+            content
+            for comment_id, _, content in self.api.repository(REPO).reactions
+            if comment_id == comment
+        ]
 
     def replies(self) -> list[str]:
-        return [comment.body for comment in self.api.comments_on(REPO, self.issue)
-                if comment.user == "rotation-bot"]
+        return [
+            comment.body
+            for comment in self.api.comments_on(REPO, self.issue)
+            if comment.user == "rotation-bot"
+        ]
 
     def wait_reply(self, count: int = 1) -> list[str]:
         wait_until(lambda: len(self.replies()) >= count, message=f"{count} bot replies")
@@ -83,20 +91,33 @@ class World:
         return value
 
 
-def start(tmp_path: Path, api: GitHubApi, runner: RecordingRunner,
-          served: Callable[[], Iterable[str]] = lambda: (REPO,)) -> RunningService:
+def start(
+    tmp_path: Path,
+    api: GitHubApi,
+    runner: RecordingRunner,
+    served: Callable[[], Iterable[str]] = lambda: (REPO,),
+) -> RunningService:
     settings = Settings(
         listen="127.0.0.1:0",
         webhook_secret=SECRET,
         state_dir=tmp_path / "state",
         database_url=f"sqlite:///{tmp_path / 'audit.sqlite3'}",
     )
-    github = Github(auth=Auth.Token("ghp_test"), base_url=api.api_url,
-                    seconds_between_requests=0, seconds_between_writes=0, retry=None)
+    github = Github(
+        auth=Auth.Token("ghp_test"),
+        base_url=api.api_url,
+        seconds_between_requests=0,
+        seconds_between_writes=0,
+        retry=None,
+    )
     pipeline = RecordingPipeline(runner, AuditStore(settings.resolved_database_url))
-    return start_service(settings, pipeline, repositories=served,
-                         clients=lambda _repo: github,
-                         options=ServiceOptions(shutdown_grace=2, max_body=64 * 1024))
+    return start_service(
+        settings,
+        pipeline,
+        repositories=served,
+        clients=lambda _repo: github,
+        options=ServiceOptions(shutdown_grace=2, max_body=64 * 1024),
+    )
 
 
 @pytest.fixture
@@ -123,11 +144,11 @@ def world(tmp_path: Path) -> Iterator[World]:
 @pytest.mark.parametrize(
     "signature",
     [
-        None,                                     # unsigned
-        "",                                       # empty header
-        "sha256=" + "0" * 64,                     # forged
-        sign(b"a different body"),                # signature of another body
-        sign(b"{}", "another-secret"),            # another secret
+        None,  # unsigned
+        "",  # empty header
+        "sha256=" + "0" * 64,  # forged
+        sign(b"a different body"),  # signature of another body
+        sign(b"{}", "another-secret"),  # another secret
         "sha1=0123456789abcdef0123456789abcdef01234567",  # the old SHA-1 header's format
     ],
 )
@@ -135,8 +156,9 @@ def test_unsigned_or_forged_deliveries_are_rejected_before_anything_happens(
     world: World, signature: str | None
 ) -> None:
     payload = comment_payload("/rotate sharp")
-    response = deliver(world.client, world.url, payload, secret=None, signature=signature,
-                       delivery="forged-1")
+    response = deliver(
+        world.client, world.url, payload, secret=None, signature=signature, delivery="forged-1"
+    )
     assert response.status_code == 401
     assert response.json()["result"] == "unauthorized"
     assert world.api.requests == []  # not even a permission lookup
@@ -148,8 +170,7 @@ def test_unsigned_or_forged_deliveries_are_rejected_before_anything_happens(
 
 def test_tampered_body_with_the_original_signature_is_rejected(world: World) -> None:
     body = b'{"action": "created"}'
-    response = deliver(world.client, world.url, None, raw=body + b" ",
-                       signature=sign(body))
+    response = deliver(world.client, world.url, None, raw=body + b" ", signature=sign(body))
     assert response.status_code == 401
 
 
@@ -194,8 +215,11 @@ def test_deliveries_during_shutdown_are_refused_for_redelivery(world: World) -> 
 
 def test_malformed_deliveries(world: World) -> None:
     assert deliver(world.client, world.url, None, raw=b"not json").status_code == 400
-    no_id = world.client.post(f"{world.url}/webhook", content=b"{}", headers={
-        "X-Hub-Signature-256": sign(b"{}"), "X-GitHub-Event": "issue_comment"})
+    no_id = world.client.post(
+        f"{world.url}/webhook",
+        content=b"{}",
+        headers={"X-Hub-Signature-256": sign(b"{}"), "X-GitHub-Event": "issue_comment"},
+    )
     assert no_id.status_code == 400
     assert world.client.get(f"{world.url}/webhook").status_code == 405
     assert world.client.get(f"{world.url}/nowhere").status_code == 404
@@ -218,13 +242,16 @@ def test_writers_trigger_a_rotation_and_get_the_pull_request_link(
     assert call.request.repo == REPO and call.request.runbooks == ("sharp",)
     assert call.request.target is None
     assert call.request.trigger == Trigger(
-        kind="chat", actor="alice",
-        url=f"https://github.com/{REPO}/issues/{world.issue}#issuecomment-{comment}")
+        kind="chat",
+        actor="alice",
+        url=f"https://github.com/{REPO}/issues/{world.issue}#issuecomment-{comment}",
+    )
     wait_until(lambda: "+1" in world.reactions(comment), message="👍")
     assert world.reactions(comment) == ["eyes", "+1"]
     assert f"https://github.com/{REPO}/pull/42" in reply and reply.startswith("@alice")
     permission_checks = world.api.requests_matching(
-        "GET", f"/repos/{REPO}/collaborators/alice/permission")
+        "GET", f"/repos/{REPO}/collaborators/alice/permission"
+    )
     assert permission_checks, "permission comes from the API"
 
 
@@ -279,15 +306,18 @@ def test_rotate_variants_reach_the_pipeline(
         ("/rotate `rm -rf`", "there is no runbook named `rm`"),
     ],
 )
-def test_unknown_commands_get_the_list_of_valid_ones(
-    world: World, body: str, problem: str
-) -> None:
+def test_unknown_commands_get_the_list_of_valid_ones(world: World, body: str, problem: str) -> None:
     response, comment = world.command(body)
     assert response.status_code == 202
     (reply,) = world.wait_reply()
     assert problem in reply
-    for command in ("`/rotate sharp`", "`/rotate base-image`", "`/rotate all`",
-                    "`/rotate sharp 1.2.3`", "`/rotate status`"):
+    for command in (
+        "`/rotate sharp`",
+        "`/rotate base-image`",
+        "`/rotate all`",
+        "`/rotate sharp 1.2.3`",
+        "`/rotate status`",
+    ):
         assert command in reply
     assert world.reactions(comment) == ["eyes"]
     assert world.runner.calls == []
@@ -394,8 +424,12 @@ def test_ack_is_immediate_even_when_github_is_slow(world: World) -> None:
 def test_health_metrics_and_ping(world: World) -> None:
     health = world.client.get(f"{world.url}/healthz")
     assert (health.status_code, health.json()) == (200, {"status": "ok"})
-    assert deliver(world.client, world.url, {"zen": "Keep it logically awesome."},
-                   event="ping").json()["result"] == "pong"
+    assert (
+        deliver(
+            world.client, world.url, {"zen": "Keep it logically awesome."}, event="ping"
+        ).json()["result"]
+        == "pong"
+    )
     deliver(world.client, world.url, comment_payload("/rotate sharp"), secret=None)
     world.command("/rotate sharp")
     world.runner.wait_for_calls(1)

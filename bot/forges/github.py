@@ -820,8 +820,14 @@ class GitHubForge:
                     self.options.sleep(delay)
                     continue
                 if error.status >= 500:
-                    self._transient(error, self._convert(error, what), what, idempotent,
-                                    uncertain_is_error, attempt)
+                    self._transient(
+                        error,
+                        self._convert(error, what),
+                        what,
+                        idempotent,
+                        uncertain_is_error,
+                        attempt,
+                    )
                     continue
                 if error.status == 422:
                     message = _message(error).lower()
@@ -831,8 +837,14 @@ class GitHubForge:
                         raise _DraftUnsupported(what) from error
                 raise self._convert(error, what) from error
             except OSError as error:  # requests' ConnectionError and Timeout are OSErrors
-                self._transient(error, self._unreachable(error, what), what, idempotent,
-                                uncertain_is_error, attempt)
+                self._transient(
+                    error,
+                    self._unreachable(error, what),
+                    what,
+                    idempotent,
+                    uncertain_is_error,
+                    attempt,
+                )
         raise ServiceUnavailable(f"{self.host} kept failing while {what}; try again later")
 
     def _transient(

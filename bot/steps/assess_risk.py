@@ -9,9 +9,9 @@ import semver
 
 from bot.errors import InvalidRemoteData
 from bot.models import PinChange, StepResult
-from bot.risk import RiskSignal, compare_versions
 from bot.sources.npm import Packument
 from bot.steps.registry import StepContext, passed, skipped, step
+from bot.verify.risk import RiskSignal, compare_versions
 
 
 def _earlier_publishers(packument: Packument, version: str) -> set[str]:
@@ -47,9 +47,7 @@ def assess_risk(ctx: StepContext) -> StepResult:
     signals: list[RiskSignal] = []
     for change in changes:
         packument = ctx.npm.packument(change.name)
-        previous = (
-            packument.manifest(change.previous_version) if change.previous_version else None
-        )
+        previous = packument.manifest(change.previous_version) if change.previous_version else None
         signals += compare_versions(
             previous,
             packument.manifest(change.new_version),

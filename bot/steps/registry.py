@@ -12,7 +12,6 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,13 +19,10 @@ from bot.errors import ConfigError
 from bot.models import Plan, Proposal, PublishedProposal, Rotation, StepResult
 
 if TYPE_CHECKING:
-    from bot.config import RepoConfig, RunbookSettings, Settings
-    from bot.forges.base import Forge
+    from bot.config import RepoConfig, RunbookSettings
     from bot.runbook import Runbook
-    from bot.sources.http import HttpSource
+    from bot.services import Services
     from bot.sources.npm import NpmRegistry, NpmSettings
-    from bot.sources.oci import OciClient
-    from bot.sources.releases import ReleaseNotes
     from bot.workspace import Workspace
 
 StepFunction = Callable[["StepContext"], StepResult]
@@ -85,19 +81,6 @@ def passed(summary: str, **evidence: Any) -> StepResult:
 def skipped(summary: str, **evidence: Any) -> StepResult:
     """A step that had nothing to do here, and why."""
     return StepResult(kind="", status="skipped", summary=summary, evidence=evidence)
-
-
-@dataclass
-class Services:
-    """Everything a step may talk to; built once per process and passed in (never global)."""
-
-    settings: Settings
-    environ: Mapping[str, str]
-    http: HttpSource
-    releases: ReleaseNotes
-    forge: Forge
-    clock: Callable[[], datetime]
-    oci: OciClient | None = None
 
 
 @dataclass

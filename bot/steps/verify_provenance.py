@@ -13,12 +13,12 @@ from typing import Any
 
 from bot.errors import ConfigError, VerificationFailed
 from bot.models import StepResult
-from bot.provenance import ProvenanceCheck, check_provenance, fetch_attestations
-from bot.signatures import RegistryKeyring, pinned_keys_for
-from bot.sigstore_bundles import IdentityPolicy, trusted_root_for
 from bot.sources.npm import PackageVersion
 from bot.steps.registry import StepContext, passed, skipped, step
 from bot.steps.verify_signatures import pinned_packages
+from bot.verify.provenance import ProvenanceCheck, check_provenance, fetch_attestations
+from bot.verify.signatures import RegistryKeyring, pinned_keys_for
+from bot.verify.sigstore import IdentityPolicy, trusted_root_for
 
 SOURCE_REPOSITORIES: Mapping[str, tuple[str, ...]] = {
     "sharp": ("lovell/sharp", "lovell/sharp-libvips"),

@@ -12,15 +12,15 @@ from typing import Any
 
 from bot.errors import VerificationFailed
 from bot.models import PinChange, Rotation, StepResult
-from bot.signatures import (
+from bot.sources.http import host_of
+from bot.steps.registry import StepContext, passed, skipped, step
+from bot.verify.signatures import (
     RegistryKeyring,
     SignatureCheck,
     effective_policy,
     pinned_keys_for,
     verify_signatures,
 )
-from bot.sources.http import host_of
-from bot.steps.registry import StepContext, passed, skipped, step
 
 
 def pinned_packages(rotation: Rotation) -> tuple[PinChange, ...]:
@@ -63,9 +63,7 @@ def verify_signatures_step(ctx: StepContext) -> StepResult:
             failures.append(error.as_evidence())
     evidence = [check.as_evidence() for check in checks]
     if failures:
-        raise VerificationFailed(
-            failures[0]["message"], failures=failures, signatures=evidence
-        )
+        raise VerificationFailed(failures[0]["message"], failures=failures, signatures=evidence)
     if not any(check.verified for check in checks):
         return skipped(_summary(checks), signatures=evidence)
     return passed(_summary(checks), signatures=evidence)

@@ -20,8 +20,8 @@ from bot.models import Plan
 if TYPE_CHECKING:
     from bot.config import RepoConfig, RunbookSettings
     from bot.runbook import Runbook
+    from bot.services import Services
     from bot.sources.npm import NpmRegistry
-    from bot.steps.registry import Services
     from bot.workspace import Workspace
 
 

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.config import RunbookSettings
-from bot.digests import DigestPolicy, Resolution, needs_details, plan_digests, triage
-from bot.errors import BotError, ConfigError, InvalidRemoteData, ManifestError, ServiceUnavailable
+from bot.errors import BotError, InvalidRemoteData, ManifestError, ServiceUnavailable
 from bot.manifests.dockerfile import DEFAULT_DOCKERFILES, BaseImage, Dockerfile, select_dockerfiles
 from bot.models import Plan, Skipped
+from bot.planning.base_images import DigestPolicy, Resolution, needs_details, plan_digests, triage
+from bot.services import Services
 from bot.sources.oci import ImageDetails, ManifestHead, OciClient, TagNotFound
-from bot.steps.registry import Services
 from bot.watchers import WatchRequest, watcher
 
 log = logging.getLogger(__name__)
@@ -80,13 +80,6 @@ def find_base_images(
         images.extend(dockerfile.images)
         skipped.extend(dockerfile.skipped)
     return Findings(paths, tuple(images), tuple(skipped))
-
-
-def require_oci(services: Services) -> OciClient:
-    """The OCI client the composition root put into `Services.oci`."""
-    if not isinstance(services.oci, OciClient):
-        raise ConfigError("no OCI registry client is configured (Services.oci); cannot re-pin")
-    return services.oci
 
 
 def resolve_images(
@@ -169,7 +162,7 @@ def plan_base_images(
 ) -> Plan:
     """Triage, resolve (registries are asked only when an image needs it) and plan."""
     chosen, left_alone = triage(findings.images, policy)
-    resolutions = resolve_images(require_oci(services), chosen, policy) if chosen else {}
+    resolutions = resolve_images(services.oci, chosen, policy) if chosen else {}
     return plan_digests(
         repo=repo,
         base_commit=base_commit,

@@ -7,7 +7,7 @@ from bot.errors import ConfigError, ManifestError
 from bot.manifests.lockfile import Lockfile
 from bot.manifests.package_json import PackageJson
 from bot.models import Plan, Skipped
-from bot.planner import FamilyPolicy, plan_family
+from bot.planning.npm_family import FamilyPolicy, plan_family
 from bot.watchers import WatchRequest, watcher
 
 

@@ -26,12 +26,20 @@ BIN = Path(sys.executable).parent
 def measure(argv: Sequence[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
     """(seconds, peak RSS in MB) of one command and the processes it waited for."""
     started = time.perf_counter()
-    process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{argv} failed: {process.stderr.read().decode() if process.stderr else ''}")
+        raise SystemExit(
+            f"{argv} failed: {process.stderr.read().decode() if process.stderr else ''}"
+        )
     return seconds, usage.ru_maxrss / 1024
 
 
@@ -39,20 +47,32 @@ def report(name: str, samples: list[tuple[float, float]]) -> float:
     times = [sample[0] for sample in samples]
     memory = max(sample[1] for sample in samples)
     median = statistics.median(times)
-    print(f"{name:<38} median {median:6.3f}s  min {min(times):6.3f}s  peak RSS {memory:6.1f} MB"
-          f"  (n={len(samples)})")
+    print(
+        f"{name:<38} median {median:6.3f}s  min {min(times):6.3f}s  peak RSS {memory:6.1f} MB"
+        f"  (n={len(samples)})"
+    )
     return median
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--cold", action="store_true",
-                        help="give every npm run (the bot's and the bare one) an empty cache")
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="give every npm run (the bot's and the bare one) an empty cache",
+    )
     arguments = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="rotation-bot-bench-"))
-    passthrough = ("HOME", "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS",
-                   "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY")
+    passthrough = (
+        "HOME",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "NODE_EXTRA_CA_CERTS",
+        "HTTPS_PROXY",
+        "HTTP_PROXY",
+        "NO_PROXY",
+    )
     env = {
         **{name: os.environ[name] for name in passthrough if name in os.environ},
         "PATH": f"{BIN}:{os.environ['PATH']}",
@@ -62,23 +82,49 @@ def main() -> None:
     bot = [str(BIN / "rotation-bot")]
     sample = root / "sample"
     # Build the demo repository (and warm the caches: npm's and the bot's packument cache).
-    subprocess.run([*bot, "demo", "--dir", str(sample)], env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    subprocess.run(["git", "-C", str(sample), "branch", "-D", "rotation-bot/sharp-0.33.5",
-                    "rotation-bot/sharp-0.34.5"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [*bot, "demo", "--dir", str(sample)],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(sample),
+            "branch",
+            "-D",
+            "rotation-bot/sharp-0.33.5",
+            "rotation-bot/sharp-0.34.5",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
-    plans = [measure([*bot, "plan", "--repo", str(sample), "--runbook", "sharp"], sample, env)
-             for _ in range(arguments.repeat)]
+    plans = [
+        measure([*bot, "plan", "--repo", str(sample), "--runbook", "sharp"], sample, env)
+        for _ in range(arguments.repeat)
+    ]
 
     runs = []
     for index in range(arguments.repeat):
         env["ROTATION_BOT_STATE_DIR"] = str(root / f"state-{index}")
         if not arguments.cold:
             shutil.copytree(root / "state" / "npm-cache", root / f"state-{index}" / "npm-cache")
-        runs.append(measure([*bot, "run", "--repo", str(sample), "--runbook", "sharp",
-                             "--target", "0.33.5"], sample, env))
-        subprocess.run(["git", "-C", str(sample), "branch", "-D", "rotation-bot/sharp-0.33.5"],
-                       check=True, stdout=subprocess.DEVNULL)
+        runs.append(
+            measure(
+                [*bot, "run", "--repo", str(sample), "--runbook", "sharp", "--target", "0.33.5"],
+                sample,
+                env,
+            )
+        )
+        subprocess.run(
+            ["git", "-C", str(sample), "branch", "-D", "rotation-bot/sharp-0.33.5"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
 
     # The bare npm command on the same repository with the same bumped package.json.
     bare = root / "bare"
@@ -88,21 +134,38 @@ def main() -> None:
         npm_env = {**env, "NPM_CONFIG_CACHE": str(cache)}
         shutil.rmtree(bare, ignore_errors=True)
         subprocess.run(["git", "clone", "-q", str(sample), str(bare)], check=True)
-        subprocess.run(["git", "-C", str(sample), "show", "main:package.json"], check=True,
-                       stdout=(bare / "package.json").open("w"))
+        subprocess.run(
+            ["git", "-C", str(sample), "show", "main:package.json"],
+            check=True,
+            stdout=(bare / "package.json").open("w"),
+        )
         text = (bare / "package.json").read_text()
         for old, new in (("0.33.4", "0.33.5"), ("1.0.2", "1.0.4")):
             text = text.replace(f'"{old}"', f'"{new}"')
         (bare / "package.json").write_text(text)
-        npm_samples.append(measure(["npm", "install", "--package-lock-only", "--ignore-scripts",
-                                    "--no-audit", "--no-fund"], bare, npm_env))
+        npm_samples.append(
+            measure(
+                [
+                    "npm",
+                    "install",
+                    "--package-lock-only",
+                    "--ignore-scripts",
+                    "--no-audit",
+                    "--no-fund",
+                ],
+                bare,
+                npm_env,
+            )
+        )
 
     print(f"demo repository: {sample} ({'cold' if arguments.cold else 'warm'} npm cache)")
     plan_time = report("rotation-bot plan", plans)
     run_time = report("rotation-bot run (one rotation)", runs)
     npm_time = report("npm install --package-lock-only (bare)", npm_samples)
-    print(f"plan target < 0.5 s: {'met' if plan_time < 0.5 else 'NOT met'}; "
-          f"run / bare npm = {run_time / npm_time:.2f}x (target 1.3x)")
+    print(
+        f"plan target < 0.5 s: {'met' if plan_time < 0.5 else 'NOT met'}; "
+        f"run / bare npm = {run_time / npm_time:.2f}x (target 1.3x)"
+    )
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -42,7 +42,7 @@ from pathlib import Path
 from github import Auth, Github
 from bot.audit import AuditStore
 from bot.config import Settings
-from bot.service import ServiceOptions, start_service
+from bot.service.app import ServiceOptions, start_service
 from tests.support.service import SECRET, RecordingPipeline, RecordingRunner
 
 root, api_url, repos = Path(sys.argv[1]), sys.argv[2], tuple(sys.argv[3].split(","))
@@ -71,8 +71,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=300)
     parser.add_argument("--rate", type=float, default=50.0, help="deliveries per second")
-    parser.add_argument("--repos", type=int, default=300,
-                        help="repositories the comments are spread over (fewer: more collisions)")
+    parser.add_argument(
+        "--repos",
+        type=int,
+        default=300,
+        help="repositories the comments are spread over (fewer: more collisions)",
+    )
     arguments = parser.parse_args()
     count = min(arguments.count, 2000)
     rate = max(min(arguments.rate, 1000.0), count / 60.0)
@@ -103,8 +107,13 @@ def main() -> None:
     log = (root / "service.log").open("w")
     service = subprocess.Popen(
         [sys.executable, "-c", SERVICE, str(root), api.api_url, ",".join(repos)],
-        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True,
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        start_new_session=True,
     )
     try:
         assert service.stdout is not None and service.stdin is not None
@@ -136,8 +145,10 @@ def main() -> None:
 
         began = time.monotonic() + 0.2
         with ThreadPoolExecutor(max_workers=32) as pool:
-            futures = [pool.submit(send, item, began + position / rate)
-                       for position, item in enumerate(plan)]
+            futures = [
+                pool.submit(send, item, began + position / rate)
+                for position, item in enumerate(plan)
+            ]
         for future in futures:
             future.result()  # a failed send fails the benchmark
         sent_seconds = time.monotonic() - began
@@ -151,8 +162,9 @@ def main() -> None:
             return found
 
         deadline = time.monotonic() + 120
-        while (time.monotonic() < deadline
-               and sum(replies().values()) < sum(accepted_by_login.values())):
+        while time.monotonic() < deadline and sum(replies().values()) < sum(
+            accepted_by_login.values()
+        ):
             time.sleep(0.2)
         drained = time.monotonic() - began
         service.stdin.close()
@@ -165,11 +177,17 @@ def main() -> None:
 
     accepted = sum(accepted_by_login.values())
     permission_checks = Counter(
-        request.path.rsplit("/", 2)[-2] for request in api.requests
-        if request.method == "GET" and request.path.endswith("/permission"))
-    eyes = Counter(login for repo in repos
-                   for _, login_, content in api.repository(repo).reactions
-                   if content == "eyes" for login in [login_])
+        request.path.rsplit("/", 2)[-2]
+        for request in api.requests
+        if request.method == "GET" and request.path.endswith("/permission")
+    )
+    eyes = Counter(
+        login
+        for repo in repos
+        for _, login_, content in api.repository(repo).reactions
+        if content == "eyes"
+        for login in [login_]
+    )
     answered = replies()
     problems = []
     for _, repo, login, comment, payload, _ in plan:
@@ -184,24 +202,33 @@ def main() -> None:
             "answers": answered.get(f"@{login}", 0),
             "👀": reacted.count("eyes"),
         }
-        problems += [f"{login}: {value} {what}" for what, value in seen.items()
-                     if value != min(expected, 1)]
+        problems += [
+            f"{login}: {value} {what}" for what, value in seen.items() if value != min(expected, 1)
+        ]
         if runs[html_url] > min(expected, 1):
             problems.append(f"{login}: {runs[html_url]} runs")
-    print(f"deliveries {count} at {rate:.0f}/s over {len(repos)} repositories "
-          f"(sent in {sent_seconds:.1f} s, all answered after {drained:.1f} s)")
+    print(
+        f"deliveries {count} at {rate:.0f}/s over {len(repos)} repositories "
+        f"(sent in {sent_seconds:.1f} s, all answered after {drained:.1f} s)"
+    )
     print(f"answers: {dict(answers)}; replays: {dict(replays)}")
-    print(f"ack latency: p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "
-          f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms, "
-          f"mean {statistics.mean(latencies) * 1000:.1f} ms")
-    print(f"runs {sum(runs.values())}, 'already running' answers "
-          f"{accepted - sum(runs.values())}, 👀 {sum(eyes.values())}")
+    print(
+        f"ack latency: p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "
+        f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms, "
+        f"mean {statistics.mean(latencies) * 1000:.1f} ms"
+    )
+    print(
+        f"runs {sum(runs.values())}, 'already running' answers "
+        f"{accepted - sum(runs.values())}, 👀 {sum(eyes.values())}"
+    )
     if problems:
         print("NOT exactly once:", problems[:10], file=sys.stderr)
         raise SystemExit(1)
-    print(f"exactly once: all {accepted} accepted deliveries processed once, "
-          f"{count - accepted} refused (503) deliveries not at all; "
-          f"{replays['200 duplicate']} replays of accepted ones ignored")
+    print(
+        f"exactly once: all {accepted} accepted deliveries processed once, "
+        f"{count - accepted} refused (503) deliveries not at all; "
+        f"{replays['200 duplicate']} replays of accepted ones ignored"
+    )
 
 
 if __name__ == "__main__":

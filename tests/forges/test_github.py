@@ -82,9 +82,10 @@ class Rig:
     def writes(self) -> list[str]:
         """`METHOD path` of every API write so far."""
         return [
-            f"{r.method} {r.path}" for r in self.api.requests
-            if r.method != "GET" and not r.path.endswith((".git/git-receive-pack",
-                                                          ".git/git-upload-pack"))
+            f"{r.method} {r.path}"
+            for r in self.api.requests
+            if r.method != "GET"
+            and not r.path.endswith((".git/git-receive-pack", ".git/git-upload-pack"))
         ]
 
 
@@ -123,8 +124,11 @@ def rig(api: GitHubApi, tmp_path: Path) -> Rig:
 
 def test_first_pull_request_carries_labels_reviewers_assignees_and_draft(rig: Rig) -> None:
     proposal = rig.push_rotation(
-        "0.33.5", labels=("dependencies", "security"), reviewers=("alice",),
-        assignees=("alice",), draft=True,
+        "0.33.5",
+        labels=("dependencies", "security"),
+        reviewers=("alice",),
+        assignees=("alice",),
+        draft=True,
     )
 
     published = rig.forge.ensure_proposal(REPO, proposal, supersedes_prefix=PREFIX)
@@ -141,7 +145,11 @@ def test_first_pull_request_carries_labels_reviewers_assignees_and_draft(rig: Ri
     found = rig.forge.find_proposal(REPO, proposal.branch)
     assert found is not None
     assert (found.url, found.branch, found.head_commit, found.base_commit, found.new_version) == (
-        published.url, proposal.branch, proposal.head_commit, proposal.base_commit, "0.33.5"
+        published.url,
+        proposal.branch,
+        proposal.head_commit,
+        proposal.base_commit,
+        "0.33.5",
     )
     assert found.body == proposal.body
 
@@ -271,9 +279,7 @@ def test_crash_between_push_and_pull_request_recovers_with_one(rig: Rig) -> None
     [pull] = rig.api.pulls(REPO)
     assert published.created and not again.created and again.url == published.url
     assert pull.head == proposal.branch
-    assert [b for b in rig.remote.branches() if b.startswith("rotation-bot/")] == [
-        proposal.branch
-    ]
+    assert [b for b in rig.remote.branches() if b.startswith("rotation-bot/")] == [proposal.branch]
     assert rig.remote.branches()[proposal.branch] == proposal.head_commit
 
 
@@ -299,8 +305,13 @@ def test_secondary_rate_limit_longer_than_the_cap_is_unavailable(api: GitHubApi,
 
 
 def test_incident_is_opened_once_and_updated_on_repeat(rig: Rig) -> None:
-    incident = Incident(runbook="sharp", target="0.33.5", title="rotation-bot: sharp 0.33.5 "
-                        "failed verify-signatures", body="first failure\n", run_id="run-1")
+    incident = Incident(
+        runbook="sharp",
+        target="0.33.5",
+        title="rotation-bot: sharp 0.33.5 failed verify-signatures",
+        body="first failure\n",
+        run_id="run-1",
+    )
 
     url = rig.forge.ensure_incident(REPO, incident)
     repeat = rig.forge.ensure_incident(REPO, replace(incident, body="second failure\n"))
@@ -314,7 +325,7 @@ def test_incident_is_opened_once_and_updated_on_repeat(rig: Rig) -> None:
     assert all(issue.labels == [INCIDENT_LABEL] for issue in issues)
     first = next(issue for issue in issues if str(url).endswith(f"/issues/{issue.number}"))
     assert first.body is not None and first.body.startswith("second failure")
-    assert rig.writes()[len(writes):] == [f"POST /repos/{REPO}/issues"]  # only the 2nd target
+    assert rig.writes()[len(writes) :] == [f"POST /repos/{REPO}/issues"]  # only the 2nd target
 
 
 def test_incident_create_retried_after_5xx_opens_one(rig: Rig) -> None:
@@ -430,14 +441,17 @@ def test_canary_token_never_in_a_body_a_log_line_or_the_repository(
         bad.find_proposal(REPO, proposal.branch)
 
     api_requests = [r for r in rig.api.requests if ".git/" not in r.path]
-    assert api_requests and all(r.headers["authorization"] == f"token {TOKEN}"
-                                for r in api_requests if r.status != 401)
+    assert api_requests and all(
+        r.headers["authorization"] == f"token {TOKEN}" for r in api_requests if r.status != 401
+    )
     assert not [r for r in rig.api.requests if TOKEN.encode() in r.body]
     assert caplog.records and not [r for r in caplog.records if TOKEN in r.getMessage()]
     assert TOKEN not in str(rejected.value)
     leaks = subprocess.run(
         ["grep", "-rl", "--", TOKEN, str(rig.cache), str(rig.remote.bare), str(tmp_path / "api")],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert leaks.stdout == ""
     history = rig.remote.git("log", "--all", "-p", cwd=rig.remote.bare)
@@ -449,11 +463,16 @@ def test_push_auth_is_a_basic_header_and_git_needs_it(rig: Rig) -> None:
     assert auth.header.startswith("Authorization: basic ")
     assert TOKEN not in auth.header
     anonymous = subprocess.run(
-        ["git", "ls-remote", rig.forge.clone_url(REPO)], capture_output=True, text=True,
-        env={"PATH": "/usr/bin:/bin", "GIT_TERMINAL_PROMPT": "0"}, check=False,
+        ["git", "ls-remote", rig.forge.clone_url(REPO)],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "GIT_TERMINAL_PROMPT": "0"},
+        check=False,
     )
     authorized = subprocess.run(
-        ["git", "ls-remote", rig.forge.clone_url(REPO)], capture_output=True, text=True,
+        ["git", "ls-remote", rig.forge.clone_url(REPO)],
+        capture_output=True,
+        text=True,
         env={"PATH": "/usr/bin:/bin", "GIT_TERMINAL_PROMPT": "0", **auth.environment()},
         check=False,
     )
@@ -486,14 +505,16 @@ def test_cli_run_opens_pull_requests_and_a_rerun_writes_nothing(
         pulls["rotation-bot/sharp-0.33.6"].body
     )
     assert [r for r in api.requests if r.method != "GET" and ".git/" not in r.path] == writes
-    leaks = subprocess.run(["grep", "-rl", "--", TOKEN, str(tmp_path)], capture_output=True,
-                           text=True, check=False)
+    leaks = subprocess.run(
+        ["grep", "-rl", "--", TOKEN, str(tmp_path)], capture_output=True, text=True, check=False
+    )
     assert leaks.stdout == ""  # not in the state dir, the audit database, the cache or a clone
     # every run records what it cost in API calls; an up-to-date rerun costs one lookup each
     store = AuditStore(f"sqlite:///{env.state / 'audit.sqlite3'}")
     finished = {
-        run["run_id"]: next(step for step in store.run_steps(run["run_id"])
-                            if step["kind"] == "run-finished")["evidence"]
+        run["run_id"]: next(
+            step for step in store.run_steps(run["run_id"]) if step["kind"] == "run-finished"
+        )["evidence"]
         for run in [*first, *again]
     }
     assert all(evidence["api_requests"] >= 1 for evidence in finished.values())

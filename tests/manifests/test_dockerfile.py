@@ -159,8 +159,13 @@ def test_repin_refuses_an_invalid_digest() -> None:
         ("bitnami/redis:7", "registry-1.docker.io", "bitnami/redis", "bitnami/redis", "7"),
         ("docker.io/library/node:20", "registry-1.docker.io", "library/node", "node", "20"),
         ("index.docker.io/library/node:20", "registry-1.docker.io", "library/node", "node", "20"),
-        ("cgr.dev/chainguard/wolfi-base:latest", "cgr.dev", "chainguard/wolfi-base",
-         "cgr.dev/chainguard/wolfi-base", "latest"),
+        (
+            "cgr.dev/chainguard/wolfi-base:latest",
+            "cgr.dev",
+            "chainguard/wolfi-base",
+            "cgr.dev/chainguard/wolfi-base",
+            "latest",
+        ),
         ("localhost:5000/app:1", "localhost:5000", "app", "localhost:5000/app", "1"),
         ("127.0.0.1:5000/team/app", "127.0.0.1:5000", "team/app", "127.0.0.1:5000/team/app", None),
     ],
@@ -172,7 +177,10 @@ def test_references_are_normalised_like_docker(
 
     assert isinstance(reference, ImageReference)
     assert (reference.registry, reference.path, reference.name, reference.tag) == (
-        registry, path, name, tag,
+        registry,
+        path,
+        name,
+        tag,
     )
     assert reference.lookup_tag == (tag or "latest")
 

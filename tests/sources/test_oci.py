@@ -80,8 +80,10 @@ def test_a_multi_arch_tag_pins_the_index_digest_and_reports_platforms_and_dates(
         "20",
         "multi",
         platforms=("linux/amd64", "linux/arm64/v8"),
-        created={"linux/amd64": "2024-03-01T10:00:00.123456789Z",
-                 "linux/arm64/v8": "2024-02-01T10:00:00Z"},
+        created={
+            "linux/amd64": "2024-03-01T10:00:00.123456789Z",
+            "linux/arm64/v8": "2024-02-01T10:00:00Z",
+        },
     )
     client = client_for()
 
@@ -266,4 +268,3 @@ def test_docker_config_credentials(tmp_path: Path) -> None:
 )
 def test_platform_matching(wanted: str, offered: str, matches: bool) -> None:
     assert platform_matches(wanted, offered) is matches
-

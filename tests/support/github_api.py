@@ -135,8 +135,9 @@ class Fault:
     @classmethod
     def error_after(cls, method: str, path: str, *, status: int = 502, times: int = 1) -> Fault:
         """Do the work, then answer a server error (the client cannot know it succeeded)."""
-        return cls(method, path, status=status, body={"message": "Server Error"},
-                   perform=True, times=times)
+        return cls(
+            method, path, status=status, body={"message": "Server Error"}, perform=True, times=times
+        )
 
     @classmethod
     def timeout(
@@ -187,8 +188,15 @@ class Fault:
         times: int = 1,
     ) -> Fault:
         """Any other canned answer (e.g. a stale empty list: `respond("GET", path, 200, [])`)."""
-        return cls(method, path, status=status, body=body, headers=dict(headers or {}),
-                   perform=perform, times=times)
+        return cls(
+            method,
+            path,
+            status=status,
+            body=body,
+            headers=dict(headers or {}),
+            perform=perform,
+            times=times,
+        )
 
 
 def _validation_failed(message: str) -> dict[str, Any]:
@@ -273,9 +281,18 @@ class RepositoryState:
     def branch_sha(self, branch: str) -> str | None:
         """The commit a branch of the bare repository points at, or None."""
         completed = subprocess.run(
-            ["git", "--git-dir", str(self.bare), "rev-parse", "--verify", "--quiet",
-             f"refs/heads/{branch}^{{commit}}"],
-            capture_output=True, text=True, check=False,
+            [
+                "git",
+                "--git-dir",
+                str(self.bare),
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                f"refs/heads/{branch}^{{commit}}",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         return completed.stdout.strip() or None
 
@@ -283,7 +300,9 @@ class RepositoryState:
         """How many commits `head` has that `base` lacks."""
         completed = subprocess.run(
             ["git", "--git-dir", str(self.bare), "rev-list", "--count", f"{base}..{head}"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return int(completed.stdout.strip())
 
@@ -395,15 +414,25 @@ class GitHubApi:
         return installation
 
     def add_issue(
-        self, full_name: str, *, title: str, user: str, body: str | None = None,
+        self,
+        full_name: str,
+        *,
+        title: str,
+        user: str,
+        body: str | None = None,
         labels: tuple[str, ...] = (),
     ) -> int:
         """Open an issue (as `user`); returns its number."""
         with self.lock:
             repo = self.repositories[full_name]
             item = ItemState(
-                number=len(repo.items) + 1, id=self.next_id(), title=title, body=body,
-                user=user, is_pull=False, labels=list(labels),
+                number=len(repo.items) + 1,
+                id=self.next_id(),
+                title=title,
+                body=body,
+                user=user,
+                is_pull=False,
+                labels=list(labels),
             )
             repo.items[item.number] = item
             return item.number
@@ -430,14 +459,16 @@ class GitHubApi:
     def pulls(self, full_name: str, *, state: str = "all") -> list[ItemState]:
         """Pull requests of a repository, by number."""
         return [
-            item for item in self.repositories[full_name].items.values()
+            item
+            for item in self.repositories[full_name].items.values()
             if item.is_pull and state in ("all", item.state)
         ]
 
     def issues(self, full_name: str, *, state: str = "all") -> list[ItemState]:
         """Issues (not pull requests) of a repository, by number."""
         return [
-            item for item in self.repositories[full_name].items.values()
+            item
+            for item in self.repositories[full_name].items.values()
             if not item.is_pull and state in ("all", item.state)
         ]
 
@@ -554,25 +585,42 @@ class GitHubApi:
         """A `repository` (or `full-repository`)."""
         base = f"{self.api_url}/repos/{repo.full_name}"
         templates = {
-            "archive_url": "/{archive_format}{/ref}", "assignees_url": "/assignees{/user}",
-            "blobs_url": "/git/blobs{/sha}", "branches_url": "/branches{/branch}",
+            "archive_url": "/{archive_format}{/ref}",
+            "assignees_url": "/assignees{/user}",
+            "blobs_url": "/git/blobs{/sha}",
+            "branches_url": "/branches{/branch}",
             "collaborators_url": "/collaborators{/collaborator}",
-            "comments_url": "/comments{/number}", "commits_url": "/commits{/sha}",
-            "compare_url": "/compare/{base}...{head}", "contents_url": "/contents/{+path}",
-            "contributors_url": "/contributors", "deployments_url": "/deployments",
-            "downloads_url": "/downloads", "events_url": "/events", "forks_url": "/forks",
-            "git_commits_url": "/git/commits{/sha}", "git_refs_url": "/git/refs{/sha}",
-            "git_tags_url": "/git/tags{/sha}", "hooks_url": "/hooks",
+            "comments_url": "/comments{/number}",
+            "commits_url": "/commits{/sha}",
+            "compare_url": "/compare/{base}...{head}",
+            "contents_url": "/contents/{+path}",
+            "contributors_url": "/contributors",
+            "deployments_url": "/deployments",
+            "downloads_url": "/downloads",
+            "events_url": "/events",
+            "forks_url": "/forks",
+            "git_commits_url": "/git/commits{/sha}",
+            "git_refs_url": "/git/refs{/sha}",
+            "git_tags_url": "/git/tags{/sha}",
+            "hooks_url": "/hooks",
             "issue_comment_url": "/issues/comments{/number}",
-            "issue_events_url": "/issues/events{/number}", "issues_url": "/issues{/number}",
-            "keys_url": "/keys{/key_id}", "labels_url": "/labels{/name}",
-            "languages_url": "/languages", "merges_url": "/merges",
+            "issue_events_url": "/issues/events{/number}",
+            "issues_url": "/issues{/number}",
+            "keys_url": "/keys{/key_id}",
+            "labels_url": "/labels{/name}",
+            "languages_url": "/languages",
+            "merges_url": "/merges",
             "milestones_url": "/milestones{/number}",
             "notifications_url": "/notifications{?since,all,participating}",
-            "pulls_url": "/pulls{/number}", "releases_url": "/releases{/id}",
-            "stargazers_url": "/stargazers", "statuses_url": "/statuses/{sha}",
-            "subscribers_url": "/subscribers", "subscription_url": "/subscription",
-            "tags_url": "/tags", "teams_url": "/teams", "trees_url": "/git/trees{/sha}",
+            "pulls_url": "/pulls{/number}",
+            "releases_url": "/releases{/id}",
+            "stargazers_url": "/stargazers",
+            "statuses_url": "/statuses/{sha}",
+            "subscribers_url": "/subscribers",
+            "subscription_url": "/subscription",
+            "tags_url": "/tags",
+            "teams_url": "/teams",
+            "trees_url": "/git/trees{/sha}",
         }
         host = urlsplit(self.url).netloc
         open_count = sum(1 for item in repo.items.values() if item.state == "open")
@@ -692,10 +740,14 @@ class GitHubApi:
             }
 
         links = {
-            "self": url, "html": html, "issue": issue, "comments": f"{issue}/comments",
+            "self": url,
+            "html": html,
+            "issue": issue,
+            "comments": f"{issue}/comments",
             "review_comments": f"{url}/comments",
             "review_comment": f"{base}/pulls/comments{{/number}}",
-            "commits": f"{url}/commits", "statuses": f"{base}/statuses/{head_sha}",
+            "commits": f"{url}/commits",
+            "statuses": f"{base}/statuses/{head_sha}",
         }
         return {
             "url": url,
@@ -779,8 +831,12 @@ class GitHubApi:
             "access_tokens",
             "repositories_url": f"{self.api_url}/installation/repositories",
             "html_url": f"{self.url}/settings/installations/{installation.id}",
-            "permissions": {"contents": "write", "pull_requests": "write", "issues": "write",
-                            "metadata": "read"},
+            "permissions": {
+                "contents": "write",
+                "pull_requests": "write",
+                "issues": "write",
+                "metadata": "read",
+            },
             "events": ["issue_comment"],
             "single_file_name": None,
             "created_at": "2024-01-01T00:00:00Z",
@@ -793,8 +849,12 @@ class GitHubApi:
         """A `rate-limit`."""
         remaining = token.remaining if token else 60
         limit = RATE_LIMIT if token else 60
-        return {"limit": limit, "remaining": remaining, "used": limit - remaining,
-                "reset": int(time.time()) + 3600}
+        return {
+            "limit": limit,
+            "remaining": remaining,
+            "used": limit - remaining,
+            "reset": int(time.time()) + 3600,
+        }
 
     # --- routing -------------------------------------------------------------------------
 
@@ -804,30 +864,35 @@ class GitHubApi:
         table: list[tuple[str, str, Callable[..., tuple[int, Any]]]] = [
             ("GET", r"/rate_limit", self.get_rate_limit),
             ("GET", r"/app/installations", self.list_installations),
-            ("POST", r"/app/installations/(?P<installation>\d+)/access_tokens",
-             self.create_access_token),
+            (
+                "POST",
+                r"/app/installations/(?P<installation>\d+)/access_tokens",
+                self.create_access_token,
+            ),
             ("GET", r"/installation/repositories", self.list_installation_repositories),
             ("GET", repo, self.get_repository),
             ("GET", repo + r"/pulls", self.list_pulls),
             ("POST", repo + r"/pulls", self.create_pull),
             ("GET", repo + r"/pulls/(?P<number>\d+)", self.get_pull),
             ("PATCH", repo + r"/pulls/(?P<number>\d+)", self.update_pull),
-            ("POST", repo + r"/pulls/(?P<number>\d+)/requested_reviewers",
-             self.request_reviewers),
+            ("POST", repo + r"/pulls/(?P<number>\d+)/requested_reviewers", self.request_reviewers),
             ("GET", repo + r"/issues", self.list_issues),
             ("POST", repo + r"/issues", self.create_issue),
             ("PATCH", repo + r"/issues/(?P<number>\d+)", self.update_issue),
             ("POST", repo + r"/issues/(?P<number>\d+)/labels", self.add_labels),
             ("POST", repo + r"/issues/(?P<number>\d+)/assignees", self.add_assignees),
             ("POST", repo + r"/issues/(?P<number>\d+)/comments", self.create_comment),
-            ("POST", repo + r"/issues/comments/(?P<comment>\d+)/reactions",
-             self.create_reaction),
+            ("POST", repo + r"/issues/comments/(?P<comment>\d+)/reactions", self.create_reaction),
             ("GET", repo + r"/collaborators/(?P<login>[^/]+)/permission", self.get_permission),
         ]
         return [(method, re.compile(f"^{pattern}$"), handler) for method, pattern, handler in table]
 
     def handle(
-        self, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str],
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
         body: Any,
     ) -> tuple[int, Any, dict[str, str]]:
         """Answer one API request: (status, JSON body, extra headers)."""
@@ -877,10 +942,14 @@ class GitHubApi:
         if token.installation is None:
             raise ApiError(403, "This endpoint requires an installation access token")
         names = self.installations[token.installation].repositories
-        shapes = [self.repository_shape(self.repositories[n]) for n in names
-                  if n in self.repositories]
-        return 200, {"total_count": len(shapes), "repositories": request.page(shapes),
-                     "repository_selection": "selected"}
+        shapes = [
+            self.repository_shape(self.repositories[n]) for n in names if n in self.repositories
+        ]
+        return 200, {
+            "total_count": len(shapes),
+            "repositories": request.page(shapes),
+            "repository_selection": "selected",
+        }
 
     def get_repository(self, request: Request) -> tuple[int, Any]:
         repo = request.repository()
@@ -912,35 +981,63 @@ class GitHubApi:
         token = request.token()
         body = request.json_object()
         title, head, base = body.get("title"), body.get("head"), body.get("base")
-        if not (isinstance(title, str) and title and isinstance(head, str)
-                and isinstance(base, str)):
-            raise ApiError(422, "Validation Failed", errors=[
-                {"resource": "PullRequest", "code": "missing_field", "field": "title"}])
+        if not (
+            isinstance(title, str) and title and isinstance(head, str) and isinstance(base, str)
+        ):
+            raise ApiError(
+                422,
+                "Validation Failed",
+                errors=[{"resource": "PullRequest", "code": "missing_field", "field": "title"}],
+            )
         branch = head.split(":", 1)[1] if ":" in head else head
         base_sha = repo.branch_sha(base)
         head_sha = repo.branch_sha(branch)
         for name, sha in (("base", base_sha), ("head", head_sha)):
             if sha is None:
-                raise ApiError(422, "Validation Failed", errors=[
-                    {"resource": "PullRequest", "field": name, "code": "invalid"}])
+                raise ApiError(
+                    422,
+                    "Validation Failed",
+                    errors=[{"resource": "PullRequest", "field": name, "code": "invalid"}],
+                )
         with self.lock:
             for item in repo.items.values():
-                if item.is_pull and item.state == "open" and item.head == branch \
-                        and item.base == base:
+                if (
+                    item.is_pull
+                    and item.state == "open"
+                    and item.head == branch
+                    and item.base == base
+                ):
                     raise ApiError(**_exists(repo.owner, branch))
             assert base_sha is not None and head_sha is not None
             if repo.commits_between(base_sha, head_sha) == 0:
-                raise ApiError(422, "Validation Failed", errors=[
-                    {"resource": "PullRequest", "code": "custom",
-                     "message": f"No commits between {base} and {branch}"}])
+                raise ApiError(
+                    422,
+                    "Validation Failed",
+                    errors=[
+                        {
+                            "resource": "PullRequest",
+                            "code": "custom",
+                            "message": f"No commits between {base} and {branch}",
+                        }
+                    ],
+                )
             item = ItemState(
-                number=len(repo.items) + 1, id=self.next_id(), title=title,
-                body=body.get("body"), user=token.login, is_pull=True, head=branch, base=base,
-                head_sha=head_sha, base_sha=base_sha, draft=bool(body.get("draft", False)),
+                number=len(repo.items) + 1,
+                id=self.next_id(),
+                title=title,
+                body=body.get("body"),
+                user=token.login,
+                is_pull=True,
+                head=branch,
+                base=base,
+                head_sha=head_sha,
+                base_sha=base_sha,
+                draft=bool(body.get("draft", False)),
             )
             repo.items[item.number] = item
-        request.response_headers["Location"] = f"{self.api_url}/repos/{repo.full_name}/pulls/" \
-            f"{item.number}"
+        request.response_headers["Location"] = (
+            f"{self.api_url}/repos/{repo.full_name}/pulls/{item.number}"
+        )
         return 201, self.pull_shape(repo, item)
 
     def get_pull(self, request: Request) -> tuple[int, Any]:
@@ -954,8 +1051,11 @@ class GitHubApi:
         with self.lock:
             if "base" in body:
                 if repo.branch_sha(str(body["base"])) is None:
-                    raise ApiError(422, "Validation Failed", errors=[
-                        {"resource": "PullRequest", "field": "base", "code": "invalid"}])
+                    raise ApiError(
+                        422,
+                        "Validation Failed",
+                        errors=[{"resource": "PullRequest", "field": "base", "code": "invalid"}],
+                    )
                 item.base = str(body["base"])
             _apply_common(item, body)
         return 200, self.pull_shape(repo, item)
@@ -966,9 +1066,12 @@ class GitHubApi:
         reviewers = request.json_object().get("reviewers", [])
         for login in reviewers:
             if login not in repo.permissions:
-                raise ApiError(422, "Reviews may only be requested from collaborators. "
-                               f"One or more of the users or teams you specified is not a "
-                               f"collaborator of the {repo.full_name} repository.")
+                raise ApiError(
+                    422,
+                    "Reviews may only be requested from collaborators. "
+                    f"One or more of the users or teams you specified is not a "
+                    f"collaborator of the {repo.full_name} repository.",
+                )
             if login == item.user:
                 raise ApiError(422, "Review cannot be requested from pull request author.")
         with self.lock:
@@ -981,7 +1084,8 @@ class GitHubApi:
         state = request.query.get("state", "open")
         wanted = [name for name in request.query.get("labels", "").split(",") if name]
         found = [
-            item for item in sorted(repo.items.values(), key=lambda i: i.number, reverse=True)
+            item
+            for item in sorted(repo.items.values(), key=lambda i: i.number, reverse=True)
             if state in ("all", item.state) and all(name in item.labels for name in wanted)
         ]
         return 200, request.page([self.issue_shape(repo, item) for item in found])
@@ -991,12 +1095,19 @@ class GitHubApi:
         body = request.json_object()
         title = body.get("title")
         if not isinstance(title, str) or not title:
-            raise ApiError(422, "Validation Failed", errors=[
-                {"resource": "Issue", "code": "missing_field", "field": "title"}])
+            raise ApiError(
+                422,
+                "Validation Failed",
+                errors=[{"resource": "Issue", "code": "missing_field", "field": "title"}],
+            )
         with self.lock:
             item = ItemState(
-                number=len(repo.items) + 1, id=self.next_id(), title=title,
-                body=body.get("body"), user=request.token().login, is_pull=False,
+                number=len(repo.items) + 1,
+                id=self.next_id(),
+                title=title,
+                body=body.get("body"),
+                user=request.token().login,
+                is_pull=False,
                 labels=[str(name) for name in body.get("labels", [])],
                 assignees=[str(login) for login in body.get("assignees", [])],
             )
@@ -1053,8 +1164,11 @@ class GitHubApi:
             raise ApiError(404, "Not Found")
         content = request.json_object().get("content")
         if content not in REACTIONS:
-            raise ApiError(422, "Validation Failed", errors=[
-                {"resource": "Reaction", "code": "invalid", "field": "content"}])
+            raise ApiError(
+                422,
+                "Validation Failed",
+                errors=[{"resource": "Reaction", "code": "invalid", "field": "content"}],
+            )
         login = request.token().login
         key = (comment_id, login, str(content))
         with self.lock:
@@ -1143,7 +1257,7 @@ class Request:
                 links.append(f'<{self.api.url}{path}?{query}>; rel="{rel}"')
         if links:
             self.response_headers["Link"] = ", ".join(links)
-        return items[(number - 1) * per_page:number * per_page]
+        return items[(number - 1) * per_page : number * per_page]
 
 
 # --- HTTP -------------------------------------------------------------------------------------
@@ -1223,8 +1337,13 @@ class _Handler(BaseHTTPRequestHandler):
             return error.status, error.body, {}
 
     def send_json(
-        self, status: int, answer: Any, extra: Mapping[str, str], headers: Mapping[str, str],
-        path: str, query: Mapping[str, str],
+        self,
+        status: int,
+        answer: Any,
+        extra: Mapping[str, str],
+        headers: Mapping[str, str],
+        path: str,
+        query: Mapping[str, str],
     ) -> None:
         api = self.server.api
         payload = b"" if answer is None else json.dumps(answer).encode()
@@ -1242,13 +1361,15 @@ class _Handler(BaseHTTPRequestHandler):
                 if counted:
                     token.remaining = max(token.remaining - 1, 0)
             rate = api.rate_shape(token)
-            response_headers.update({
-                "X-RateLimit-Limit": str(rate["limit"]),
-                "X-RateLimit-Remaining": str(rate["remaining"]),
-                "X-RateLimit-Used": str(rate["used"]),
-                "X-RateLimit-Reset": str(rate["reset"]),
-                "X-RateLimit-Resource": "core",
-            })
+            response_headers.update(
+                {
+                    "X-RateLimit-Limit": str(rate["limit"]),
+                    "X-RateLimit-Remaining": str(rate["remaining"]),
+                    "X-RateLimit-Used": str(rate["used"]),
+                    "X-RateLimit-Reset": str(rate["reset"]),
+                    "X-RateLimit-Resource": "core",
+                }
+            )
         if not_modified:
             status, payload = 304, b""
             with api.lock:
@@ -1276,8 +1397,9 @@ class _Handler(BaseHTTPRequestHandler):
         full_name = f"{match['owner']}/{match['name']}"
         path = f"/{full_name}.git{match['rest']}"
         if not api.git_authorized(headers, full_name):
-            api.record(RecordedRequest(self.command, path, dict(parse_qsl(query)), headers,
-                                       body, 401))
+            api.record(
+                RecordedRequest(self.command, path, dict(parse_qsl(query)), headers, body, 401)
+            )
             self.send_response(401)
             self.send_header("WWW-Authenticate", 'Basic realm="GitHub"')
             self.send_header("Content-Length", "0")
@@ -1298,7 +1420,10 @@ class _Handler(BaseHTTPRequestHandler):
             "HTTP_CONTENT_ENCODING": headers.get("content-encoding", ""),
         }
         completed = subprocess.run(
-            ["git", "http-backend"], input=body, env=environment, capture_output=True,
+            ["git", "http-backend"],
+            input=body,
+            env=environment,
+            capture_output=True,
             check=False,
         )
         head, _, payload = completed.stdout.partition(b"\r\n\r\n")
@@ -1310,8 +1435,9 @@ class _Handler(BaseHTTPRequestHandler):
                 status = int(value.strip().split()[0])
             elif key:
                 response_headers.append((key, value.strip()))
-        api.record(RecordedRequest(self.command, path, dict(parse_qsl(query)), headers, body,
-                                   status))
+        api.record(
+            RecordedRequest(self.command, path, dict(parse_qsl(query)), headers, body, status)
+        )
         self.send_response(status, HTTPStatus(status).phrase)
         for key, value in response_headers:
             self.send_header(key, value)
@@ -1365,10 +1491,20 @@ class GitRepository:
     def git(self, *argv: str, cwd: Path | None = None) -> str:
         """Run git in the working clone (or `cwd`); returns stdout."""
         return subprocess.run(
-            ["git", *argv], cwd=cwd or self.work, capture_output=True, text=True, check=True,
-            env={"PATH": "/usr/bin:/bin", "HOME": str(self.work), "GIT_CONFIG_NOSYSTEM": "1",
-                 "GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.com",
-                 "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.com"},
+            ["git", *argv],
+            cwd=cwd or self.work,
+            capture_output=True,
+            text=True,
+            check=True,
+            env={
+                "PATH": "/usr/bin:/bin",
+                "HOME": str(self.work),
+                "GIT_CONFIG_NOSYSTEM": "1",
+                "GIT_AUTHOR_NAME": "Test",
+                "GIT_AUTHOR_EMAIL": "test@example.com",
+                "GIT_COMMITTER_NAME": "Test",
+                "GIT_COMMITTER_EMAIL": "test@example.com",
+            },
         ).stdout
 
     def commit(self, files: Mapping[str, str], message: str, *, branch: str = "main") -> str:
@@ -1393,8 +1529,9 @@ class GitRepository:
 
     def branches(self) -> dict[str, str]:
         """Branch name → commit in the bare repository."""
-        listing = self.git("for-each-ref", "--format=%(refname:short) %(objectname)",
-                           "refs/heads", cwd=self.bare)
+        listing = self.git(
+            "for-each-ref", "--format=%(refname:short) %(objectname)", "refs/heads", cwd=self.bare
+        )
         return dict(line.split() for line in listing.splitlines())
 
 
@@ -1403,11 +1540,8 @@ def make_git_repository(directory: Path, files: Mapping[str, str]) -> GitReposit
     bare = directory / "remote.git"
     work = directory / "seed"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
-    subprocess.run(["git", "clone", "-q", str(bare), str(work)], check=True,
-                   capture_output=True)
-    subprocess.run(["git", "-C", str(work), "symbolic-ref", "HEAD", "refs/heads/main"],
-                   check=True)
+    subprocess.run(["git", "clone", "-q", str(bare), str(work)], check=True, capture_output=True)
+    subprocess.run(["git", "-C", str(work), "symbolic-ref", "HEAD", "refs/heads/main"], check=True)
     repository = GitRepository(bare, work)
     repository.commit(files, "Initial commit")
     return repository
-

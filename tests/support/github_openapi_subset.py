@@ -78,8 +78,20 @@ OPTIONAL_KEPT: dict[str, tuple[str, ...]] = {
     "basic-error": ("message", "documentation_url", "status"),
     "validation-error": ("errors",),
 }
-DROPPED_KEYWORDS = ("description", "example", "examples", "title", "format", "deprecated",
-                    "readOnly", "x-github", "externalDocs", "maxLength", "minLength", "pattern")
+DROPPED_KEYWORDS = (
+    "description",
+    "example",
+    "examples",
+    "title",
+    "format",
+    "deprecated",
+    "readOnly",
+    "x-github",
+    "externalDocs",
+    "maxLength",
+    "minLength",
+    "pattern",
+)
 
 
 class Extractor:
@@ -93,7 +105,7 @@ class Extractor:
         prefix = "#/components/schemas/"
         if not ref.startswith(prefix):
             raise ValueError(f"unexpected $ref {ref}")
-        name = ref[len(prefix):]
+        name = ref[len(prefix) :]
         if name not in self.components:
             self.components[name] = {}  # placeholder: breaks cycles
             self.components[name] = self.trim(

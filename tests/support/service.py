@@ -76,8 +76,10 @@ class RecordingRunner:
             self.calls.append(Call(request, started, finished))
         if self.error is not None:
             raise self.error
-        return [summary(request, runbook, self.outcome)
-                for runbook in request.runbooks or ("sharp", "base-image")]
+        return [
+            summary(request, runbook, self.outcome)
+            for runbook in request.runbooks or ("sharp", "base-image")
+        ]
 
     def wait_for_calls(self, count: int, timeout: float = 10.0) -> list[Call]:
         """The calls, once there are at least `count` of them."""
@@ -93,24 +95,49 @@ class RecordingRunner:
 def summary(request: RunRequest, runbook: str, outcome: Outcome) -> RunSummary:
     """A summary shaped like the pipeline's, with one timed step."""
     start = datetime.now(UTC)
-    step = StepResult(kind="bump-overrides", status="passed", summary="pins bumped",
-                      started_at=start, finished_at=start + timedelta(seconds=1.5))
+    step = StepResult(
+        kind="bump-overrides",
+        status="passed",
+        summary="pins bumped",
+        started_at=start,
+        finished_at=start + timedelta(seconds=1.5),
+    )
     run_id = str(uuid.uuid4())
     if outcome == "proposed":
         url = f"https://github.com/{request.repo}/pull/42"
-        return RunSummary(run_id, request.repo, runbook, request.target or "0.34.5", outcome,
-                          f"proposed rotation-bot/{runbook} at {url}", 0, (step,), None,
-                          PublishedProposal(url=url, created=True, updated=False))
-    return RunSummary(run_id, request.repo, runbook, request.target, outcome,
-                      "step verify-tarballs failed: integrity mismatch; nothing was published",
-                      1, (step,))
+        return RunSummary(
+            run_id,
+            request.repo,
+            runbook,
+            request.target or "0.34.5",
+            outcome,
+            f"proposed rotation-bot/{runbook} at {url}",
+            0,
+            (step,),
+            None,
+            PublishedProposal(url=url, created=True, updated=False),
+        )
+    return RunSummary(
+        run_id,
+        request.repo,
+        runbook,
+        request.target,
+        outcome,
+        "step verify-tarballs failed: integrity mismatch; nothing was published",
+        1,
+        (step,),
+    )
 
 
 class RecordingPipeline:
     """What `start_service` needs from a pipeline, around a `RecordingRunner`."""
 
-    def __init__(self, runner: RecordingRunner, audit: AuditStore,
-                 configs: Mapping[str, RepoConfig] | None = None) -> None:
+    def __init__(
+        self,
+        runner: RecordingRunner,
+        audit: AuditStore,
+        configs: Mapping[str, RepoConfig] | None = None,
+    ) -> None:
         self.runner = runner
         self.audit = audit
         self.forge = LocalForge(audit)
@@ -135,8 +162,9 @@ def examples(event: str, action: str) -> list[dict[str, Any]]:
     raise KeyError(event)
 
 
-def comment_payload(body: str, *, login: str = "Codertocat", action: str = "created",
-                    user_type: str = "User") -> dict[str, Any]:
+def comment_payload(
+    body: str, *, login: str = "Codertocat", action: str = "created", user_type: str = "User"
+) -> dict[str, Any]:
     """The first real `issue_comment` example with the comment's body and author replaced."""
     payload = copy.deepcopy(examples("issue_comment", action)[0])
     payload["comment"]["body"] = body

@@ -1,7 +1,7 @@
 """A real `StepContext` for running one verify step against a local registry.
 
 Real HTTP, real npm source, real repo config and the shipped sharp runbook; the forge and
-release-notes services are not used by the verify steps and are left out.
+release-notes and OCI services are not used by the verify steps and are left out.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from bot.audit import now
 from bot.config import Settings, parse_repo_config
 from bot.models import PinChange, Plan, Rotation
 from bot.runbook import DEFAULT_RUNBOOKS_DIR, load_runbook
+from bot.services import Services
 from bot.sources.http import HttpSource
 from bot.sources.npm import NpmRegistry, NpmSettings
-from bot.steps.registry import Services, StepContext
+from bot.steps.registry import StepContext
 
 
 def rotation_for(
@@ -70,6 +71,7 @@ def make_context(
             releases=None,  # type: ignore[arg-type]
             forge=None,  # type: ignore[arg-type]
             clock=now,
+            oci=None,  # type: ignore[arg-type]
         ),
         npm=NpmRegistry(npm_settings, http),
         npm_settings=npm_settings,

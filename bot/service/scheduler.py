@@ -34,9 +34,9 @@ from sqlalchemy import Engine
 
 from bot.config import RepoConfig
 from bot.errors import BotError, ConfigError
-from bot.locks import repository_key
 from bot.models import RunRequest, Trigger
-from bot.workqueue import WorkQueue, WorkResult
+from bot.service.locks import repository_key
+from bot.service.workqueue import WorkQueue, WorkResult
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +141,9 @@ def job_id(repo: str, runbook: str) -> str:
 
 def scheduled_request(repo: str, runbook: str) -> RunRequest:
     """The request a cron job makes (the stored job's callable; its arguments are persisted)."""
-    return RunRequest(repo=repo, trigger=Trigger(kind="schedule", actor="schedule"),
-                      runbooks=(runbook,))
+    return RunRequest(
+        repo=repo, trigger=Trigger(kind="schedule", actor="schedule"), runbooks=(runbook,)
+    )
 
 
 def wanted_entries(
@@ -250,13 +251,20 @@ class Scheduler:
 
     def every(self, interval: timedelta, function: Callable[[], object], name: str) -> None:
         """Run `function` every `interval` (housekeeping; not persisted, not a rotation)."""
-        self._scheduler.add_job(function, "interval", seconds=interval.total_seconds(), id=name,
-                                jobstore=_INTERNAL, replace_existing=True)
+        self._scheduler.add_job(
+            function,
+            "interval",
+            seconds=interval.total_seconds(),
+            id=name,
+            jobstore=_INTERNAL,
+            replace_existing=True,
+        )
 
     def refresh_soon(self) -> None:
         """Refresh the served repositories now, in the background (an installation changed)."""
-        self._scheduler.modify_job("refresh-repositories", jobstore=_INTERNAL,
-                                   next_run_time=datetime.now(UTC))
+        self._scheduler.modify_job(
+            "refresh-repositories", jobstore=_INTERNAL, next_run_time=datetime.now(UTC)
+        )
 
     # --- repositories and jobs ---------------------------------------------------------
 
@@ -284,8 +292,11 @@ class Scheduler:
                 for entry in entries:
                     entry.trigger()
             except BotError as error:
-                log.warning("repository config unusable, keeping its jobs repo=%s error=%s",
-                            repo, error.message)
+                log.warning(
+                    "repository config unusable, keeping its jobs repo=%s error=%s",
+                    repo,
+                    error.message,
+                )
                 keep.update(job_id(repo, runbook) for runbook in self.runbooks)
                 continue
             wanted.extend(entries)

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
+from bot import DATA_DIR
 from bot.config import Policy
 from bot.errors import ConfigError, InvalidRemoteData, ServiceUnavailable, VerificationFailed
 from bot.sources.http import HttpSource, host_of
@@ -41,7 +42,7 @@ from bot.sources.npm import PUBLIC_REGISTRY, NpmSettings, PackageVersion
 
 log = logging.getLogger(__name__)
 
-PINNED_KEYS_FILE = Path(__file__).resolve().parent / "data" / "npm-registry-keys.json"
+PINNED_KEYS_FILE = DATA_DIR / "npm-registry-keys.json"
 TRUST_OVERRIDE_NAME = "npm-registry-keys.json"
 KEYS_PATH = "-/npm/v1/keys"
 KEYS_LIMIT = 1024 * 1024
@@ -92,7 +93,7 @@ def parse_keys(data: object, *, source: str) -> tuple[RegistryKey, ...]:
     """Validate a `/-/npm/v1/keys` document; keys of unsupported schemes are left out."""
     entries = data.get("keys") if isinstance(data, dict) else None
     if not isinstance(entries, list):
-        raise InvalidRemoteData(f"{source}: expected {{\"keys\": [...]}}")
+        raise InvalidRemoteData(f'{source}: expected {{"keys": [...]}}')
     keys: list[RegistryKey] = []
     for entry in entries:
         if not isinstance(entry, dict):

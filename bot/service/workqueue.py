@@ -20,9 +20,9 @@ from typing import Literal, Protocol
 
 from bot.audit import AuditStore
 from bot.errors import BotError, redact
-from bot.locks import RepositoryBusy, RepositoryLocks, repository_key
-from bot.metrics import Metrics
 from bot.models import RunRequest, RunSummary
+from bot.service.locks import RepositoryBusy, RepositoryLocks, repository_key
+from bot.service.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -219,8 +219,7 @@ class WorkQueue:
     def _execute(self, request: RunRequest) -> WorkResult:
         try:
             with self.locks.hold(request.repo, timeout=-1, stop=self.stopping):
-                log.info("rotation started repo=%s trigger=%s", request.repo,
-                         request.trigger.kind)
+                log.info("rotation started repo=%s trigger=%s", request.repo, request.trigger.kind)
                 summaries = tuple(self.runner.run(request))
         except RepositoryBusy:
             return WorkResult(request, started=False)
@@ -229,11 +228,17 @@ class WorkQueue:
             return WorkResult(request, error=error.message)
         except Exception as error:
             log.exception("rotation crashed repo=%s", request.repo)
-            return WorkResult(request, error=redact(f"internal error: {type(error).__name__}: "
-                                                    f"{error}"))
+            return WorkResult(
+                request, error=redact(f"internal error: {type(error).__name__}: {error}")
+            )
         for summary in summaries:
-            log.info("rotation finished repo=%s runbook=%s outcome=%s run=%s", request.repo,
-                     summary.runbook, summary.outcome, summary.run_id)
+            log.info(
+                "rotation finished repo=%s runbook=%s outcome=%s run=%s",
+                request.repo,
+                summary.runbook,
+                summary.outcome,
+                summary.run_id,
+            )
         return WorkResult(request, summaries)
 
 

@@ -72,8 +72,10 @@ class RepositoryLocks:
         lock = self._lock(repo)
         waited = 0.0
         while True:
-            slice_seconds = _WAIT_SLICE_SECONDS if timeout < 0 else min(
-                _WAIT_SLICE_SECONDS, max(timeout - waited, 0.0)
+            slice_seconds = (
+                _WAIT_SLICE_SECONDS
+                if timeout < 0
+                else min(_WAIT_SLICE_SECONDS, max(timeout - waited, 0.0))
             )
             try:
                 lock.acquire(timeout=slice_seconds)

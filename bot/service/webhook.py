@@ -31,9 +31,9 @@ from sqlalchemy import Column, Engine, MetaData, String, Table, delete, insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from bot.audit import now, stamp
-from bot.chat import ChatCommands, comment_event
 from bot.errors import ServiceUnavailable
-from bot.metrics import Metrics
+from bot.service.chat import ChatCommands, comment_event
+from bot.service.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -182,8 +182,12 @@ class WebhookApp:
         if not self.chat.accept(comment):
             self.deliveries.forget(delivery)
             return 503, {"result": "busy", "error": "too many commands waiting; redeliver later"}
-        log.info("chat command accepted repo=%s user=%s delivery=%s", comment.repo,
-                 comment.author, delivery)
+        log.info(
+            "chat command accepted repo=%s user=%s delivery=%s",
+            comment.repo,
+            comment.author,
+            delivery,
+        )
         return 202, {"result": "accepted"}
 
 
@@ -194,12 +198,22 @@ def _json(
     headers: list[tuple[str, str]] | None = None,
 ) -> list[bytes]:
     data = json.dumps(body).encode("utf-8")
-    reason = {200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized",
-              404: "Not Found", 405: "Method Not Allowed", 413: "Content Too Large",
-              503: "Service Unavailable"}[status]
+    reason = {
+        200: "OK",
+        202: "Accepted",
+        400: "Bad Request",
+        401: "Unauthorized",
+        404: "Not Found",
+        405: "Method Not Allowed",
+        413: "Content Too Large",
+        503: "Service Unavailable",
+    }[status]
     start_response(
         f"{status} {reason}",
-        [("Content-Type", "application/json"), ("Content-Length", str(len(data))),
-         *(headers or [])],
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(data))),
+            *(headers or []),
+        ],
     )
     return [data]

@@ -27,18 +27,18 @@ from waitress.server import BaseWSGIServer, create_server
 from waitress.wasyncore import close_all
 
 from bot.audit import AuditStore
-from bot.chat import ChatCommands, ChatGitHub, ClientFor
 from bot.config import RepoConfig, Settings
 from bot.errors import ConfigError
 from bot.forges.base import Forge
 from bot.forges.github import GitHubForge
-from bot.locks import RepositoryLocks
-from bot.metrics import Metrics
 from bot.models import RunRequest, RunSummary
 from bot.runbook import Runbook
-from bot.scheduler import RepositoryLister, Scheduler
-from bot.webhook import MAX_BODY_BYTES, DeliveryLog, WebhookApp
-from bot.workqueue import WorkQueue, close_abandoned_runs
+from bot.service.chat import ChatCommands, ChatGitHub, ClientFor
+from bot.service.locks import RepositoryLocks
+from bot.service.metrics import Metrics
+from bot.service.scheduler import RepositoryLister, Scheduler
+from bot.service.webhook import MAX_BODY_BYTES, DeliveryLog, WebhookApp
+from bot.service.workqueue import WorkQueue, close_abandoned_runs
 
 log = logging.getLogger(__name__)
 
@@ -158,13 +158,21 @@ def start_service(
     locks = RepositoryLocks(settings.state_dir / "locks")
     closed = close_abandoned_runs(audit, locks)
     if closed:
-        log.warning("runs left unfinished by a previous process marked interrupted runs=%s",
-                    ",".join(run[:8] for run in closed))
+        log.warning(
+            "runs left unfinished by a previous process marked interrupted runs=%s",
+            ",".join(run[:8] for run in closed),
+        )
     deliveries = DeliveryLog(audit.engine)
     deliveries.prune(DELIVERY_RETENTION)
     metrics = Metrics()
-    queue = WorkQueue(pipeline, locks=locks, metrics=metrics, workers=options.workers,
-                      capacity=options.queue_capacity, stopping=stopping)
+    queue = WorkQueue(
+        pipeline,
+        locks=locks,
+        metrics=metrics,
+        workers=options.workers,
+        capacity=options.queue_capacity,
+        stopping=stopping,
+    )
 
     def read_config(repo: str) -> RepoConfig:
         with locks.hold(repo, timeout=0):
@@ -182,8 +190,13 @@ def start_service(
     chat = None
     if clients is not None:
         chat = ChatCommands(
-            github=ChatGitHub(clients), queue=queue, runbooks=pipeline.runbooks, audit=audit,
-            metrics=metrics, next_runs=scheduler.next_runs, workers=options.chat_workers,
+            github=ChatGitHub(clients),
+            queue=queue,
+            runbooks=pipeline.runbooks,
+            audit=audit,
+            metrics=metrics,
+            next_runs=scheduler.next_runs,
+            workers=options.chat_workers,
         )
     if not settings.webhook_secret:
         log.warning("webhook disabled: set ROTATION_BOT_WEBHOOK_SECRET to accept deliveries")
@@ -200,8 +213,9 @@ def start_service(
     )
     queue.start()
     scheduler.start()
-    scheduler.every(timedelta(days=1), lambda: deliveries.prune(DELIVERY_RETENTION),
-                    "prune-deliveries")
+    scheduler.every(
+        timedelta(days=1), lambda: deliveries.prune(DELIVERY_RETENTION), "prune-deliveries"
+    )
     sockets: dict[int, Any] = {}
     server = create_server(
         app,
@@ -259,8 +273,11 @@ def serve_forever(
 
     forge = pipeline.forge
     running = start_service(
-        settings, pipeline, repositories=repository_lister(settings, forge),
-        clients=forge.client_for if isinstance(forge, GitHubForge) else None, options=options,
+        settings,
+        pipeline,
+        repositories=repository_lister(settings, forge),
+        clients=forge.client_for if isinstance(forge, GitHubForge) else None,
+        options=options,
         stopping=stopping,
     )
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -4,7 +4,7 @@ A version that carries `dist.attestations` has two sigstore bundles at that URL:
 provenance (signed with a short-lived Fulcio certificate issued to the CI workflow that built
 it) and the npm publish attestation (signed with the registry's own key).  Both wrap an in-toto
 statement whose single subject must be the package's purl (`pkg:npm/%40img/sharp-linux-x64@…`)
-with the tarball's sha512.  `bot.sigstore_bundles` does the cryptography; this module adds the
+with the tarball's sha512.  `bot.verify.sigstore` does the cryptography; this module adds the
 npm shapes, the identity policy per package family, and the policy:
 
 `verify.provenance`: `required` (every pinned version must have verified provenance),
@@ -26,8 +26,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from bot.config import Policy
 from bot.errors import InvalidRemoteData, ServiceUnavailable
-from bot.signatures import RegistryKey, TrustedKeys
-from bot.sigstore_bundles import (
+from bot.sources.http import HttpSource, host_of
+from bot.sources.npm import NpmSettings, PackageVersion
+from bot.verify.signatures import RegistryKey, TrustedKeys
+from bot.verify.sigstore import (
     Bundle,
     Envelope,
     Identity,
@@ -43,8 +45,6 @@ from bot.sigstore_bundles import (
     verify_signature,
     verify_tlog_entry,
 )
-from bot.sources.http import HttpSource, host_of
-from bot.sources.npm import NpmSettings, PackageVersion
 
 ATTESTATIONS_LIMIT = 8 * 1024 * 1024
 SLSA_PREDICATES = ("https://slsa.dev/provenance/v1", "https://slsa.dev/provenance/v0.2")
@@ -78,7 +78,7 @@ def parse_attestations(data: object, *, source: str) -> tuple[Attestation, ...]:
     """Validate the registry's `{"attestations": [{"predicateType", "bundle"}]}` document."""
     entries = data.get("attestations") if isinstance(data, dict) else None
     if not isinstance(entries, list):
-        raise InvalidRemoteData(f"{source}: expected {{\"attestations\": [...]}}")
+        raise InvalidRemoteData(f'{source}: expected {{"attestations": [...]}}')
     attestations = []
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("predicateType"), str):
@@ -185,8 +185,10 @@ def verify_slsa_provenance(
     predicate = check_statement(envelope, manifest, SLSA_PREDICATES, label)
     definition = predicate.get("buildDefinition") or {}
     workflow = (definition.get("externalParameters") or {}).get("workflow")
-    if isinstance(workflow, dict) and workflow.get("repository") is not None and (
-        str(workflow["repository"]).lower() != (identity.source_repository or "").lower()
+    if (
+        isinstance(workflow, dict)
+        and workflow.get("repository") is not None
+        and (str(workflow["repository"]).lower() != (identity.source_repository or "").lower())
     ):
         raise fail(label, "the provenance predicate names another repository than its signer")
     return ProvenanceFacts(identity, entry.log_index, when)
@@ -306,8 +308,7 @@ def check_provenance(
         if previous_had:
             raise fail(
                 label,
-                f"{previous_version} had provenance and this version has "
-                "none (no downgrade)",
+                f"{previous_version} had provenance and this version has none (no downgrade)",
             )
     facts = (
         verify_slsa_provenance(

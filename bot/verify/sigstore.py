@@ -42,9 +42,10 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from bot import DATA_DIR
 from bot.errors import ConfigError, InvalidRemoteData, VerificationFailed
 
-TRUSTED_ROOT_FILE = Path(__file__).resolve().parent / "data" / "sigstore-trusted-root.json"
+TRUSTED_ROOT_FILE = DATA_DIR / "sigstore-trusted-root.json"
 TRUST_OVERRIDE_NAME = "sigstore-trusted-root.json"
 GITHUB_ACTIONS_ISSUER = "https://token.actions.githubusercontent.com"
 
@@ -360,9 +361,7 @@ def parse_bundle(data: object, *, source: str) -> Bundle:
         envelope=envelope,
         certificate=certificate,
         key_hint=key_hint if isinstance(key_hint, str) else None,
-        tlog_entries=tuple(
-            _tlog_entry(item, source) for item in material.get("tlogEntries") or []
-        ),
+        tlog_entries=tuple(_tlog_entry(item, source) for item in material.get("tlogEntries") or []),
     )
 
 

@@ -30,11 +30,11 @@ from github.Repository import Repository
 
 from bot.audit import AuditStore
 from bot.errors import BotError, InvalidRemoteData, ServiceUnavailable, redact
-from bot.locks import repository_key
-from bot.metrics import Metrics
 from bot.models import RunRequest, RunSummary, Trigger, strict_version
 from bot.runbook import Runbook
-from bot.workqueue import Admission, WorkQueue, WorkResult
+from bot.service.locks import repository_key
+from bot.service.metrics import Metrics
+from bot.service.workqueue import Admission, WorkQueue, WorkResult
 
 log = logging.getLogger(__name__)
 
@@ -132,11 +132,16 @@ def comment_event(payload: Any) -> CommentEvent | None:
     except (KeyError, TypeError, AttributeError):
         return None
     valid = (
-        isinstance(event.repo, str) and bool(_REPOSITORY.match(event.repo))
-        and _positive(event.issue_number) and _positive(event.comment_id)
-        and isinstance(event.comment_url, str) and event.comment_url.startswith(("https://", "http://"))
-        and isinstance(event.author, str) and bool(_LOGIN.match(event.author))
-        and not event.author.endswith("[bot]") and isinstance(event.body, str)
+        isinstance(event.repo, str)
+        and bool(_REPOSITORY.match(event.repo))
+        and _positive(event.issue_number)
+        and _positive(event.comment_id)
+        and isinstance(event.comment_url, str)
+        and event.comment_url.startswith(("https://", "http://"))
+        and isinstance(event.author, str)
+        and bool(_LOGIN.match(event.author))
+        and not event.author.endswith("[bot]")
+        and isinstance(event.body, str)
     )
     return event if valid else None
 
@@ -150,14 +155,19 @@ def _positive(value: object) -> bool:
 
 def help_reply(runbooks: Mapping[str, Runbook], problem: str | None) -> str:
     """The list of valid commands, after what was wrong with the comment."""
-    lines = [f"I did not understand that: {problem}." if problem else "I did not understand that.",
-             "", "Commands I know:"]
+    lines = [
+        f"I did not understand that: {problem}." if problem else "I did not understand that.",
+        "",
+        "Commands I know:",
+    ]
     for name, runbook in sorted(runbooks.items()):
         lines.append(f"- `/rotate {name}`: {runbook.title}")
         if runbook.watch.npm is not None:
             lines.append(f"- `/rotate {name} 1.2.3`: the same, to exactly that version")
-    lines += ["- `/rotate all`: every runbook that applies to this repository",
-              "- `/rotate status`: what is running, queued, scheduled and recently done"]
+    lines += [
+        "- `/rotate all`: every runbook that applies to this repository",
+        "- `/rotate status`: what is running, queued, scheduled and recently done",
+    ]
     return "\n".join(lines)
 
 
@@ -193,16 +203,20 @@ def _line(summary: RunSummary) -> str:
 def result_reply(author: str, result: WorkResult) -> tuple[Reaction, str]:
     """The reaction and reply for a finished request."""
     if not result.started:
-        return "-1", (f"@{author} the service stopped before this rotation started; nothing ran. "
-                      "Please comment the command again.")
+        return "-1", (
+            f"@{author} the service stopped before this rotation started; nothing ran. "
+            "Please comment the command again."
+        )
     if result.error is not None:
         return "-1", f"@{author} the rotation could not run: {result.error}. Nothing was published."
     lines = [_line(summary) for summary in result.summaries]
     if all(summary.outcome in SUCCESS_OUTCOMES for summary in result.summaries):
         body = "\n".join(lines) if lines else "- nothing to rotate: no runbook applies here."
         return "+1", f"@{author} rotation finished:\n{body}"
-    return "-1", (f"@{author} rotation failed; nothing was published for the failed runs:\n"
-                  + "\n".join(lines))
+    return "-1", (
+        f"@{author} rotation failed; nothing was published for the failed runs:\n"
+        + "\n".join(lines)
+    )
 
 
 def _when(moment: datetime | str | None) -> str:
@@ -227,14 +241,19 @@ def status_reply(
     else:
         running = activity.running
         since = datetime.fromtimestamp(activity.since, UTC) if activity.since else None
-        lines.append(f"- Running: {', '.join(running.runbooks or ('all',))} "
-                     f"({running.trigger.kind} by {running.trigger.actor}) since {_when(since)}")
+        lines.append(
+            f"- Running: {', '.join(running.runbooks or ('all',))} "
+            f"({running.trigger.kind} by {running.trigger.actor}) since {_when(since)}"
+        )
     lines.append(f"- Queued: {len(activity.queued)}")
     for runbook, moment in sorted(next_runs.items()):
         lines.append(f"- Next scheduled {runbook}: {_when(moment)}")
     if recent:
-        lines += ["", "| run | runbook | target | outcome | started | pull request |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "",
+            "| run | runbook | target | outcome | started | pull request |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
         for run in recent:
             lines.append(
                 f"| `{str(run['id'])[:8]}` | {run['runbook']} | {run['target'] or '-'} | "
@@ -300,7 +319,8 @@ def _unavailable(repo: str, action: str, error: Exception) -> ServiceUnavailable
     status = error.status if isinstance(error, GithubException) else type(error).__name__
     return ServiceUnavailable(
         f"GitHub: could not {action} on {repo} ({status}); check the token's or App's "
-        "permissions (issues: write, metadata: read)", repo=repo,
+        "permissions (issues: write, metadata: read)",
+        repo=repo,
     )
 
 
@@ -376,10 +396,14 @@ class ChatCommands:
             self.github.reply(event, help_reply(self.runbooks, command.problem))
             return "unknown"
         if command.action == "status":
-            recent = [run for run in self.audit.list_runs(limit=200)
-                      if repository_key(run["repo"]) == repository_key(event.repo)][:5]
-            self.github.reply(event, status_reply(event.repo, self.queue, recent,
-                                                  self.next_runs(event.repo)))
+            recent = [
+                run
+                for run in self.audit.list_runs(limit=200)
+                if repository_key(run["repo"]) == repository_key(event.repo)
+            ][:5]
+            self.github.reply(
+                event, status_reply(event.repo, self.queue, recent, self.next_runs(event.repo))
+            )
             return "status"
         request = RunRequest(
             repo=event.repo,

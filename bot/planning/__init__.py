@@ -1,0 +1,1 @@
+"""Pure planners: current state + releases + policy → Plan (no I/O)."""

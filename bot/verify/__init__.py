@@ -1,0 +1,1 @@
+"""Verification: registry signatures, provenance (sigstore), risk signals."""
