@@ -173,14 +173,25 @@ def _request(
 
 def _print_plan(plan: Plan) -> None:
     click.echo(f"{plan.runbook}: {plan.repo} (base {plan.base_commit[:12]})")
-    if plan.current_version:
-        click.echo(f"  current: {plan.runbook} {plan.current_version}")
-    for pin in plan.current_pins:
-        click.echo(f"    {pin.name} {pin.version}")
+    for status in plan.projects:
+        project = status.project
+        pinned = "pinned" if status.pinned else "binaries not pinned"
+        click.echo(
+            f"  project {project.label} ({project.manager}, {project.lockfile}): "
+            f"{plan.runbook} {status.current_version}, {pinned}"
+        )
+        for pin in status.pins:
+            click.echo(f"    {pin.name} {pin.version}")
+        for copy in status.kept:
+            click.echo(f"    stays: {copy.key} {copy.version} (held by {copy.holder}, {copy.spec})")
+        for note in status.notes:
+            click.echo(f"    note: {note}")
     for rotation in plan.rotations:
+        projects = ", ".join(part.project.label for part in rotation.projects)
         click.echo(
             f"  {rotation.kind}: {rotation.subject} {rotation.previous_version or '-'} → "
-            f"{rotation.new_version}  (branch {rotation.branch})"
+            f"{rotation.new_version}  (branch {rotation.branch}"
+            + (f"; projects {projects})" if projects else ")")
         )
         for change in rotation.pins:
             click.echo(
@@ -210,11 +221,27 @@ def plan(
 ) -> None:
     """Show what would rotate; changes nothing."""
     plans = state.pipeline(record=False).plan(_request(repo, runbook, target, None, state.environ))
+    errors = [error for _, error in plans if isinstance(error, BotError)]
     if as_json:
-        click.echo(json.dumps([plan_evidence(item) for item in plans], indent=2))
-        return
-    for item in plans:
-        _print_plan(item)
+        click.echo(
+            json.dumps(
+                [
+                    plan_evidence(item)
+                    if isinstance(item, Plan)
+                    else {"runbook": name, "error": item.slug, "message": item.message}
+                    for name, item in plans
+                ],
+                indent=2,
+            )
+        )
+    else:
+        for name, item in plans:
+            if isinstance(item, Plan):
+                _print_plan(item)
+            else:
+                click.echo(f"{name}: {item.slug}: {item.message}")
+    if errors:
+        sys.exit(max(error.exit_code for error in errors))
 
 
 def _summary_json(summary: RunSummary) -> dict[str, Any]:

@@ -66,7 +66,19 @@ class RunbookSettings(StrictModel):
     dockerfiles: tuple[str, ...] | None = None
     pin_unpinned: bool = False
     image_platforms: tuple[str, ...] | None = None
-    major: bool = True
+    # true / "next": propose the next line as a major rotation; "latest": the newest line
+    major: bool | Literal["next", "latest"] = True
+    # gitignore-style patterns selecting project directories (`!` excludes): [apps/*, !apps/old]
+    directories: tuple[str, ...] | None = None
+    # add exact pins of the binaries (under overrides) to projects that have none
+    pin: bool = False
+
+    @property
+    def major_policy(self) -> Literal["off", "next", "latest"]:
+        """`major` as one of off / next / latest."""
+        if self.major is False:
+            return "off"
+        return "latest" if self.major == "latest" else "next"
 
 
 class VerifySettings(StrictModel):
@@ -152,6 +164,15 @@ class Settings:
     registry_mirrors: tuple[tuple[str, str], ...] = ()
     schedule: str = "0 6 * * 1-5"
     log_format: Literal["text", "json"] = "text"
+    # variables a repository's .npmrc may reference as ${VAR} (none by default)
+    npmrc_variables: tuple[str, ...] = ()
+    # where package-manager tools (npm, pnpm, yarn) are unpacked; default <state_dir>/tools
+    tools_dir: Path | None = None
+
+    @property
+    def resolved_tools_dir(self) -> Path:
+        """The tool cache: the configured one, or `tools` in the state directory."""
+        return self.tools_dir or self.state_dir / "tools"
 
     @property
     def has_github_credentials(self) -> bool:
@@ -165,7 +186,7 @@ class Settings:
 
 
 _SECRET_SETTINGS = ("github_token", "github_app_key", "webhook_secret", "database_url")
-_LIST_SETTINGS = ("repositories", "insecure_registries")
+_LIST_SETTINGS = ("repositories", "insecure_registries", "npmrc_variables")
 
 
 def secret_variables(environ: Mapping[str, str]) -> list[str]:
@@ -229,8 +250,9 @@ def load_settings(environ: Mapping[str, str], config_file: Path | None = None) -
         raise ConfigError(
             f"ROTATION_BOT_LOG_FORMAT must be text or json, not {values['log_format']!r}"
         )
-    if "state_dir" in values:
-        values["state_dir"] = Path(values["state_dir"])
+    for name in ("state_dir", "tools_dir"):
+        if name in values:
+            values[name] = Path(values[name])
     for name in _SECRET_SETTINGS:
         register_secret(values.get(name))
     try:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import git
 
-from bot.errors import RepositoryError, ServiceUnavailable, redact
+from bot.errors import ManifestError, RepositoryError, ServiceUnavailable, redact
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,9 @@ _GIT_ENV = {
     "GIT_COMMITTER_NAME": BOT_NAME,
     "GIT_COMMITTER_EMAIL": BOT_EMAIL,
 }
+
+
+_SYMLINK_MODE = 0o120000
 
 
 def is_owner_name(value: str) -> bool:
@@ -140,15 +143,25 @@ class Workspace:
     # --- reading at the base commit ----------------------------------------------------
 
     def read_text(self, path: str) -> str | None:
-        """A file's text at the base commit, or None when it does not exist there."""
+        """A file's text at the base commit, or None when it does not exist there; a symlink
+        (never followed: it could name a file outside the repository) or a file that is not
+        UTF-8 is a `ManifestError` naming it."""
         try:
             blob = self.repo.commit(self.base_commit).tree / path
         except KeyError:
             return None
         if not isinstance(blob, git.Blob):
             return None
+        if blob.mode == _SYMLINK_MODE:
+            raise ManifestError(
+                f"{path} is a symlink in the repository; rotation-bot does not follow links: "
+                "commit the file itself"
+            )
         data: bytes = blob.data_stream.read()
-        return data.decode("utf-8")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ManifestError(f"{path} is not UTF-8 text; fix its encoding") from error
 
     def tracked_files(self) -> list[str]:
         """Every file path at the base commit."""

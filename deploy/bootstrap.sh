@@ -47,4 +47,16 @@ if $want_tests && [ ! -x tests/harness/node_modules/verdaccio/bin/verdaccio ]; t
   echo "+ npm ci (tests/harness: verdaccio, @octokit/webhooks-examples)"
   (cd tests/harness && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 fi
+if $want_tests; then
+  # Real package-manager tarballs for the local test registry (see tests/harness/tools.txt).
+  mkdir -p tests/harness/tools
+  grep -v '^#' tests/harness/tools.txt | while read -r spec; do
+    [ -n "$spec" ] || continue
+    name=${spec%@*}; version=${spec##*@}; file="${name#@}"; file="${file//\//-}-$version.tgz"
+    if [ ! -s "tests/harness/tools/$file" ]; then
+      echo "+ npm pack $spec"
+      (cd tests/harness/tools && npm pack "$spec" --silent --ignore-scripts >/dev/null)
+    fi
+  done
+fi
 echo "rotation-bot is set up in $PWD/.venv"

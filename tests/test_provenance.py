@@ -16,7 +16,7 @@ import pytest
 
 from bot.config import Policy
 from bot.errors import VerificationFailed
-from bot.sources.npm import Dist, PackageVersion
+from bot.sources.npm.models import Dist, PackageVersion
 from bot.steps.registry import get_step
 from bot.verify.provenance import Attestation, ProvenanceCheck, check_provenance, package_purl
 from bot.verify.signatures import TrustedKeys, parse_keys, trusted_keys
@@ -373,9 +373,10 @@ def test_step_verifies_every_pinned_package(tmp_path: Path, signing: SigningRegi
     assert result.summary == (
         "provenance: verified for 3 of 3 packages, 0 without (policy if-published)"
     )
+    assert ctx.outputs.provenance is not None
     assert [
-        (e["name"], e["source_repository"], e["publish_attestation"])
-        for e in result.evidence["provenance"]
+        (check.name, check.as_evidence()["source_repository"], check.publish_attestation)
+        for check in ctx.outputs.provenance.provenance
     ] == [
         ("sharp", "https://github.com/lovell/sharp", "verified"),
         (NAME, "https://github.com/lovell/sharp", "verified"),
@@ -426,6 +427,4 @@ def test_step_off_records_the_policy(tmp_path: Path, signing: SigningRegistry) -
     result = get_step("verify-provenance")(ctx)
 
     assert result.status == "skipped" and result.summary == "provenance: off (policy off)"
-    assert result.evidence["provenance"] == [
-        {"name": "sharp", "version": "0.33.7", "policy": "off", "provenance": "off"}
-    ]
+    assert result.evidence == {"policy": "off"} and ctx.outputs.provenance is None

@@ -14,6 +14,7 @@ from bot.models import Proposal, PublishedProposal
 
 if TYPE_CHECKING:
     from bot.audit import AuditStore
+    from bot.workspace import PushAuth
 
 
 class LocalForge:
@@ -37,6 +38,10 @@ class LocalForge:
             f"{repository} looks like owner/name, which needs a forge: pass a local path or a "
             "git URL, or configure ROTATION_BOT_GITHUB_TOKEN"
         )
+
+    def push_auth(self, repository: str) -> PushAuth | None:
+        """Local repositories and git URLs need no forge credentials."""
+        return None
 
     def find_proposal(self, repo: str, branch: str) -> ExistingProposal | None:
         """The stored open proposal for `branch`."""

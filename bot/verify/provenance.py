@@ -27,7 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from bot.config import Policy
 from bot.errors import InvalidRemoteData, ServiceUnavailable
 from bot.sources.http import HttpSource, host_of
-from bot.sources.npm import NpmSettings, PackageVersion
+from bot.sources.npm.models import PackageVersion
+from bot.sources.npm.settings import NpmSettings
 from bot.verify.signatures import RegistryKey, TrustedKeys
 from bot.verify.sigstore import (
     Bundle,

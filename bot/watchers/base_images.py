@@ -71,8 +71,8 @@ def find_base_images(
     for path in paths:
         try:
             text = read(path)
-        except UnicodeDecodeError:
-            skipped.append(Skipped(path, "not UTF-8 text; cannot read it as a Dockerfile"))
+        except ManifestError as error:  # a symlink, or not UTF-8 text
+            skipped.append(Skipped(path, error.message))
             continue
         if text is None:
             continue

@@ -296,4 +296,4 @@ def test_inside_another_runbook_the_step_resolves_digests_itself(
 
 def test_the_base_image_runbook_has_a_one_day_default_age() -> None:
     assert runbook().minimum_release_age == timedelta(days=1)
-    assert runbook().steps == ("repin-base-images", "propose")
+    assert runbook().steps == ("repin-base-images",)
