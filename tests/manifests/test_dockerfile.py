@@ -266,9 +266,7 @@ def test_parser_directives_end_at_the_first_line_that_is_not_one() -> None:
     assert dockerfile.repin([(image, NEW)]) == text.replace(OLD, NEW)
     # a real directive block: syntax, then escape
     windows = f"# syntax=docker/dockerfile:1\n#escape=`\nFROM `\n  nginx:1.20@{OLD}\n"
-    assert str(Dockerfile.parse(windows, "Dockerfile").images[0].reference) == (
-        f"nginx:1.20@{OLD}"
-    )
+    assert str(Dockerfile.parse(windows, "Dockerfile").images[0].reference) == (f"nginx:1.20@{OLD}")
 
 
 def test_modifier_defaults_in_from_are_read_and_re_pinned() -> None:
