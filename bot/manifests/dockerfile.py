@@ -315,6 +315,8 @@ def _lex(text: str) -> _Lexed:
             cut = _continuation(next_body, lexed.escape)
             logical.append(next_body if cut is None else next_body[:cut], next_start)
         words = logical.split(1)
+        if not words:
+            continue  # only continuation characters
         keyword = words[0].chars.lower()
         arguments = words[1] if len(words) > 1 else _Text()
         lexed.instructions.append(_Instruction(keyword, line, arguments))
