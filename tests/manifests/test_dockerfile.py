@@ -132,6 +132,7 @@ def test_what_cannot_be_edited_safely_is_skipped_with_a_reason() -> None:
         "FROM --network=none node:20\n"
         "FROM node:20 AS 1st\n"
         "FROM node:${TARGETARCH}\n"
+        "FROM node:${TAG%.*}\n"
     )
     dockerfile = Dockerfile.parse(text, "Dockerfile")
 
@@ -148,6 +149,7 @@ def test_what_cannot_be_edited_safely_is_skipped_with_a_reason() -> None:
     assert "--network" in reasons["Dockerfile:13"]
     assert "not a stage name" in reasons["Dockerfile:14"]
     assert "each build platform" in reasons["Dockerfile:15"]
+    assert "evaluates only -, + and ?" in reasons["Dockerfile:16"]
     assert dockerfile.images == ()
 
 
