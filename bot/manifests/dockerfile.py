@@ -361,7 +361,7 @@ class _Char:
     arguments decide whether it is there."""
 
     char: str
-    offset: int | None
+    offset: int
     holder: str | None  # the ARG whose default holds it; None: the FROM line
     depends: frozenset[str] = frozenset()
 
@@ -742,7 +742,7 @@ class Dockerfile:
             digest = resolved[len(resolved) - len(reference.digest) :]
             offsets = [char.offset for char in digest]
             start = offsets[0]
-            if start is None or offsets != list(range(start, start + len(offsets))):
+            if offsets != list(range(start, start + len(offsets))):
                 return (
                     f"the digest of {written} is not written in one piece (split across lines "
                     "or escaped); write it on one line"
@@ -751,7 +751,7 @@ class Dockerfile:
             return span, digest[0].holder, digest[0].depends
         last = resolved[-1]
         depends = frozenset[str]().union(*(char.depends for char in resolved))
-        if last.offset is None or not depends <= last.depends:
+        if not depends <= last.depends:
             return (
                 f"{written} is not pinned, and the bot cannot add a digest: part of its name or "
                 f"tag comes from build argument {', '.join(sorted(depends - last.depends))}, and "
