@@ -71,6 +71,7 @@ class LocalForge:
                 "run_id": proposal.run_id,
                 "superseded_by": None,
             },
+            by_run=proposal.run_id,
         )
         superseded = []
         if supersedes_prefix:
@@ -80,6 +81,7 @@ class LocalForge:
                     self.audit.save_proposal(
                         repo,
                         {"branch": branch, "state": "superseded", "superseded_by": proposal.branch},
+                        by_run=proposal.run_id,
                     )
                     superseded.append(branch)
         return PublishedProposal(
@@ -110,6 +112,7 @@ class LocalForge:
                 "run_id": incident.run_id,
                 "superseded_by": None,
             },
+            by_run=incident.run_id,
         )
         return _url(repo, branch)
 

@@ -38,6 +38,7 @@ def propose(ctx: StepContext) -> StepResult:
         base_commit=ctx.workspace.base_commit,
         head_commit=commit,
     )
+    ctx.ensure_durable_audit()  # no publish without a durable audit record
     ctx.workspace.publish_branch(rotation.branch, commit)
     published = ctx.services.forge.ensure_proposal(
         ctx.workspace.name, proposal, supersedes_prefix=supersedes_prefix(rotation)

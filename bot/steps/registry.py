@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StepFailed
 from bot.models import Plan, Proposal, PublishedProposal, Rotation, StepResult
 
 if TYPE_CHECKING:
+    from bot.audit import AuditStore
     from bot.config import RepoConfig, RunbookSettings
     from bot.runbook import Runbook
     from bot.services import Services
@@ -103,6 +104,14 @@ class StepContext:
     changed_files: set[str] = field(default_factory=set)
     proposal: Proposal | None = None
     published: PublishedProposal | None = None
+    audit: AuditStore | None = None
+
+    def ensure_durable_audit(self) -> None:
+        """Raise unless this run's audit records are durably written (called right before
+        anything is published; a context without an audit store publishes nothing)."""
+        if self.audit is None:
+            raise StepFailed("this run has no audit store; refusing to publish")
+        self.audit.ensure_durable()
 
     def output(self, kind: str) -> Mapping[str, Any]:
         """The evidence an earlier step of `kind` recorded (empty when it did not run)."""
