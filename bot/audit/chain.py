@@ -50,15 +50,17 @@ PROPOSAL_COLUMNS = (
     "updated_at",
     "superseded_by",
 )
+_DERIVED_FROM = frozenset({"run-started", "target-set", "proposal", "run-finished"})
 _STARTED = ("repo", "runbook", "trigger", "actor", "target")
 _FINISHED = ("outcome", "message", "proposal_title", "proposal_url")
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def canonical(record: Mapping[str, Any]) -> str:
     """Canonical JSON: sorted keys, no spaces, UTF-8 as is."""
-    return json.dumps(
-        record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-    )
+    return _ENCODER.encode(record)
 
 
 def chain_hash(previous_hash: str, record: Mapping[str, Any]) -> str:
@@ -71,17 +73,17 @@ def body_digest(body: str | None) -> str | None:
     return None if body is None else hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
-def record_of(row: Row, evidence: Any) -> dict[str, Any]:
-    """The hashed part of a `steps` row, with its evidence decoded."""
-    return {
-        "run_id": row["run_id"],
-        "sequence": row["sequence"],
-        "kind": row["kind"],
-        "status": row["status"],
-        "started_at": row["started_at"],
-        "finished_at": row["finished_at"],
-        "evidence": evidence,
-    }
+_SCALARS = ("finished_at", "kind", "run_id", "sequence", "started_at", "status")
+
+
+def stored_hash(row: Row) -> str:
+    """`chain_hash(row["previous_hash"], record)` of a stored row, computed from the stored
+    evidence text without decoding it: the store writes evidence as canonical JSON, so the
+    record's canonical JSON is that text with the other fields around it in key order.  Any
+    change to the text, even one that decodes to the same value, changes the hash."""
+    fields = ",".join(f'"{key}":{_ENCODER.encode(row[key])}' for key in _SCALARS)
+    text = f'{row["previous_hash"]}{{"evidence":{row["evidence"]},{fields}}}'
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,10 @@ class _Run:
     edited: bool = False  # a record failed its hash: its evidence was not followed
 
 
+def _where(row: Row) -> str:
+    return f"record {row['seq']} (run {str(row['run_id'])[:8]}, {row['kind']})"
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "…'"
@@ -151,7 +157,6 @@ class ChainCheck:
         """Check one `steps` row (rows must come in `seq` order)."""
         self.records += 1
         seq = int(row["seq"])
-        where = f"record {seq} (run {str(row['run_id'])[:8]}, {row['kind']})"
         gap = seq > self._next_seq
         if gap:
             missing = f"{self._next_seq}" + (f"-{seq - 1}" if seq - 1 > self._next_seq else "")
@@ -161,25 +166,22 @@ class ChainCheck:
             )
         self._next_seq = seq + 1
         if row["previous_hash"] != self._previous and not gap:
-            self.problems.append(f"{where}: does not link to the record before it")
+            self.problems.append(f"{_where(row)}: does not link to the record before it")
         self._previous = str(row["hash"])
         if seq in self._wanted:
             self._hashes[seq] = self._previous
-        try:
-            evidence = json.loads(row["evidence"])
-        except (TypeError, ValueError):
-            self.problems.append(f"{where}: contents were edited (evidence is not JSON)")
-            self._follow_run(row, seq, where, None, trusted=False)
-            return
-        trusted = chain_hash(str(row["previous_hash"]), record_of(row, evidence)) == row["hash"]
+        trusted = isinstance(row["evidence"], str) and stored_hash(row) == row["hash"]
+        evidence: Any = None
         if not trusted:
-            self.problems.append(f"{where}: contents were edited")
-        elif not isinstance(evidence, dict):
-            self.problems.append(f"{where}: evidence is not an object")
-            trusted = False
-        self._follow_run(row, seq, where, evidence, trusted=trusted)
+            self.problems.append(f"{_where(row)}: contents were edited")
+        elif row["kind"] in _DERIVED_FROM:  # only these records shape what the tables show
+            evidence = json.loads(row["evidence"])
+            if not isinstance(evidence, dict):
+                self.problems.append(f"{_where(row)}: evidence is not an object")
+                trusted = False
+        self._follow_run(row, seq, evidence, trusted=trusted)
 
-    def _follow_run(self, row: Row, seq: int, where: str, evidence: Any, *, trusted: bool) -> None:
+    def _follow_run(self, row: Row, seq: int, evidence: Any, *, trusted: bool) -> None:
         """Track the run's sequence and what its records say.  An untrusted (edited) record is
         the problem reported; its run's and proposal's columns are then not compared, so that
         one edit makes one line."""
@@ -194,19 +196,19 @@ class ChainCheck:
                 )
             run.values = dict.fromkeys(RUN_COLUMNS)
         elif kind == "run-started":
-            self.problems.append(f"{where}: a second run-started record")
+            self.problems.append(f"{_where(row)}: a second run-started record")
         run.records += 1
         if row["sequence"] != run.next_sequence:
             self.problems.append(
-                f"{where}: sequence {row['sequence']} where {run.next_sequence} was due"
+                f"{_where(row)}: sequence {row['sequence']} where {run.next_sequence} was due"
             )
         run.next_sequence = int(row["sequence"]) + 1
         if run.finished_at_seq is not None:
             self.problems.append(
-                f"{where}: comes after the run's run-finished record {run.finished_at_seq}"
+                f"{_where(row)}: comes after the run's run-finished record {run.finished_at_seq}"
             )
         if kind == "proposal":
-            self._follow_proposal(where, evidence, trusted=trusted)
+            self._follow_proposal(row, evidence, trusted=trusted)
         if not trusted:
             run.edited = True
         elif kind == "run-started":
@@ -220,11 +222,11 @@ class ChainCheck:
             run.body_sha256 = evidence.get("proposal_body_sha256")
             run.finished_at_seq = seq
 
-    def _follow_proposal(self, where: str, evidence: Any, *, trusted: bool) -> None:
+    def _follow_proposal(self, row: Row, evidence: Any, *, trusted: bool) -> None:
         key = (evidence.get("repo"), evidence.get("branch")) if isinstance(evidence, dict) else ()
         if len(key) != 2 or not all(isinstance(part, str) for part in key):
             if trusted:
-                self.problems.append(f"{where}: a proposal record without repo and branch")
+                self.problems.append(f"{_where(row)}: a proposal record without repo and branch")
             return
         name = (str(key[0]), str(key[1]))
         if trusted:

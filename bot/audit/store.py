@@ -32,6 +32,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     event,
     insert,
@@ -125,6 +126,23 @@ proposals = Table(
     Column("created_at", String(40), nullable=False),
     Column("updated_at", String(40), nullable=False),
     Column("superseded_by", String(255)),
+)
+
+
+# The statements of an append, built once (an append is the hot path of a run and of a benchmark).
+_LOCK = update(chain_head).where(chain_head.c.id == 1).values(seq=chain_head.c.seq)
+_HEAD = select(chain_head.c.seq, chain_head.c.hash).where(chain_head.c.id == 1)
+_LAST_SEQUENCE = (
+    select(steps.c.sequence)
+    .where(steps.c.run_id == bindparam("run"))
+    .order_by(steps.c.sequence.desc())
+    .limit(1)
+)
+_INSERT_RECORD = insert(steps)
+_MOVE_HEAD = (
+    update(chain_head)
+    .where(chain_head.c.id == 1)
+    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
 )
 
 
@@ -248,9 +266,7 @@ class AuditStore:
         self._check_file()
         try:
             with self.engine.begin() as connection:
-                locked = connection.execute(
-                    update(chain_head).where(chain_head.c.id == 1).values(seq=chain_head.c.seq)
-                )
+                locked = connection.execute(_LOCK)
                 if locked.rowcount != 1:
                     raise ServiceUnavailable(
                         f"audit database {self.location} has lost its chain head; nothing is "
@@ -286,18 +302,8 @@ class AuditStore:
         finished: str,
     ) -> tuple[int, str]:
         """Append one (already redacted) record inside a `_writing` transaction."""
-        head = connection.execute(
-            select(chain_head.c.seq, chain_head.c.hash).where(chain_head.c.id == 1)
-        ).one()
-        sequence = (
-            connection.execute(
-                select(steps.c.sequence)
-                .where(steps.c.run_id == run_id)
-                .order_by(steps.c.sequence.desc())
-                .limit(1)
-            ).scalar()
-            or 0
-        ) + 1
+        head = connection.execute(_HEAD).one()
+        sequence = (connection.execute(_LAST_SEQUENCE, {"run": run_id}).scalar() or 0) + 1
         record = {
             "run_id": run_id,
             "sequence": sequence,
@@ -309,22 +315,16 @@ class AuditStore:
         }
         seq, digest = head.seq + 1, chain_hash(head.hash, record)
         connection.execute(
-            insert(steps).values(
-                seq=seq,
-                run_id=run_id,
-                sequence=sequence,
-                kind=kind,
-                status=status,
-                started_at=started,
-                finished_at=finished,
-                evidence=canonical(evidence),
-                previous_hash=head.hash,
-                hash=digest,
-            )
+            _INSERT_RECORD,
+            {
+                **record,
+                "seq": seq,
+                "evidence": canonical(evidence),
+                "previous_hash": head.hash,
+                "hash": digest,
+            },
         )
-        connection.execute(
-            update(chain_head).where(chain_head.c.id == 1).values(seq=seq, hash=digest)
-        )
+        connection.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": digest})
         return seq, digest
 
     def start_run(

@@ -4,7 +4,6 @@ that does something to the database at a chosen moment of a real `rotation-bot r
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
@@ -19,8 +18,8 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, insert, select, update
 
-from bot.audit import GENESIS, Anchor, AuditStore, chain_hash, chain_head, steps
-from bot.audit.chain import record_of
+from bot.audit import GENESIS, Anchor, AuditStore, chain_head, steps
+from bot.audit.chain import stored_hash
 from bot.forges.local import LocalForge
 from bot.models import Proposal
 from tests.conftest import Env
@@ -114,9 +113,8 @@ def rewrite_chain(
         connection.execute(delete(steps))
         previous = GENESIS
         for number, row in enumerate(rows, start=1):
-            evidence = json.loads(row["evidence"])
             row.update(seq=number, previous_hash=previous)
-            row["hash"] = previous = chain_hash(previous, record_of(row, evidence))
+            row["hash"] = previous = stored_hash(row)
             connection.execute(insert(steps).values(**row))
         connection.execute(update(chain_head).values(seq=len(rows), hash=previous))
 

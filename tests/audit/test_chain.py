@@ -39,6 +39,15 @@ def test_edited_evidence_names_the_record(trail: Trail) -> None:
     ]
 
 
+def test_evidence_rewritten_to_an_equal_value_is_still_an_edit(trail: Trail) -> None:
+    (record,) = [r for r in trail.store.records() if r["seq"] == 4]
+    spaced = json.dumps(json.loads(record["evidence"]), indent=1)  # same value, other text
+    tamper(trail.store, update(steps).where(steps.c.seq == 4).values(evidence=spaced))
+    assert trail.problems() == [
+        f"record 4 (run {trail.first[:8]}, confirm-lockfile): contents were edited"
+    ]
+
+
 def test_a_deleted_middle_record_is_named(trail: Trail) -> None:
     tamper(trail.store, delete(steps).where(steps.c.seq == 4))
     assert trail.problems() == [
