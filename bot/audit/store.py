@@ -35,12 +35,14 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     event,
+    func,
     insert,
+    inspect,
     make_url,
     select,
     update,
 )
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from bot.audit.anchor import EVENT, Anchor, read_anchors
 from bot.audit.chain import (
@@ -146,6 +148,14 @@ _MOVE_HEAD = (
 )
 
 
+# Database error codes (SQLite's names, PostgreSQL's SQLSTATEs) → what the user is told.
+_LOCKED = ("SQLITE_BUSY", "SQLITE_LOCKED", "55P03", "40P01")
+_READ_ONLY = ("SQLITE_READONLY", "25006")
+_DISK = ("SQLITE_FULL", "SQLITE_IOERR", "53", "58030")
+_ACCESS = ("SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH", "28", "3D000", "42501")
+_SCHEMA_LOCK = 0x726F7461756474  # pg advisory lock key: schema creation, one process at a time
+
+
 def stamp(moment: datetime | None) -> str:
     """A timestamp as ISO 8601 UTC text."""
     return (moment or now()).astimezone(UTC).isoformat(timespec="milliseconds")
@@ -170,7 +180,12 @@ class AuditStore:
         self._process = process or current_process()
         parsed = make_url(url)
         self._file = _sqlite_file(url)
-        self.location = str(self._file) if self._file else parsed.render_as_string(True)
+        # the file, or `NAME on HOST:PORT` (never the URL: it may be a registered secret)
+        self.location = (
+            str(self._file)
+            if self._file
+            else f"{parsed.database or '-'} on {parsed.host or 'localhost'}:{parsed.port or '-'}"
+        )
         self._identity: tuple[int, int] | None = None
         try:
             if self._file is not None:
@@ -179,11 +194,7 @@ class AuditStore:
             if self.engine.dialect.name == "sqlite":
                 timeout = float(str(parsed.query.get("timeout", 10)))
                 event.listen(self.engine, "connect", _sqlite_pragmas(timeout))
-            metadata.create_all(self.engine)
-            with self.engine.begin() as connection:
-                empty = connection.execute(select(steps.c.seq).limit(1)).first() is None
-                if empty and connection.execute(select(chain_head.c.id)).first() is None:
-                    connection.execute(insert(chain_head).values(id=1, seq=0, hash=GENESIS))
+            self._prepare_schema()
         except SQLAlchemyError as error:
             raise self._database_error(error) from error
         except OSError as error:
@@ -191,38 +202,68 @@ class AuditStore:
                 f"audit database {self.location}: {error.strerror}; check "
                 "ROTATION_BOT_DATABASE_URL and ROTATION_BOT_STATE_DIR"
             ) from error
+        except ImportError as error:
+            raise ConfigError(
+                f"audit database {self.location} needs the {error.name} driver: "
+                "pip install 'rotation-bot[postgres]'"
+            ) from error
         if self._file is not None:
             self._identity = _file_identity(self._file)
+
+    def _prepare_schema(self) -> None:
+        """Create what is missing (tables, the chain head of an empty chain), serialized across
+        processes that start at once; writes nothing when all is there (a read-only copy)."""
+        with self.engine.connect() as connection:
+            present = set(inspect(connection).get_table_names())
+            ready = set(metadata.tables) <= present and (
+                connection.execute(select(chain_head.c.id)).first() is not None
+            )
+        if ready:
+            return
+        with self.engine.begin() as connection:
+            if self.engine.dialect.name == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock, before DDL
+            elif self.engine.dialect.name == "postgresql":
+                connection.execute(select(func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
+            metadata.create_all(connection)
+            empty = connection.execute(select(steps.c.seq).limit(1)).first() is None
+            if empty and connection.execute(select(chain_head.c.id)).first() is None:
+                connection.execute(insert(chain_head).values(id=1, seq=0, hash=GENESIS))
 
     # --- durability --------------------------------------------------------------------------
 
     def _database_error(self, error: SQLAlchemyError) -> BotError:
         """A database failure as a one-line error naming the database and what to do."""
         original = error.orig if isinstance(error, DBAPIError) else None
-        code = str(getattr(original, "sqlite_errorname", "") or "")
-        detail = str(original or error).splitlines()[0] if str(original or error) else ""
+        code = str(
+            getattr(original, "sqlite_errorname", None) or getattr(original, "sqlstate", None) or ""
+        )
+        detail = str(original or error).strip().splitlines()
+        reason = detail[0] if detail else type(error).__name__
         where = f"audit database {self.location}"
-        if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        if code.startswith(_LOCKED):
             return ServiceUnavailable(
-                f"{where} is locked by another process ({detail}); retry when it is free"
+                f"{where} is locked by another process ({reason}); retry when it is free"
             )
-        if code.startswith("SQLITE_READONLY"):
+        if code.startswith(_READ_ONLY):
             return ConfigError(
-                f"{where} is read-only ({detail}); make it writable or set "
+                f"{where} is read-only ({reason}); make it writable or set "
                 "ROTATION_BOT_DATABASE_URL to a writable database"
             )
-        if code.startswith(("SQLITE_FULL", "SQLITE_IOERR")):
+        if code.startswith(_DISK):
             return ServiceUnavailable(
-                f"{where} cannot be written ({detail}): the disk is full, failing or read-only; "
+                f"{where} cannot be written ({reason}): the disk is full, failing or read-only; "
                 "free space or fix the file system, then run again"
             )
-        if code.startswith(("SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")):
+        if code.startswith(_ACCESS):
             return ConfigError(
-                f"{where} cannot be opened ({detail}); check ROTATION_BOT_DATABASE_URL and the "
-                "directory's permissions"
+                f"{where} cannot be opened ({reason}); check ROTATION_BOT_DATABASE_URL, its "
+                "credentials and permissions"
             )
+        if code.startswith("08") or (isinstance(error, OperationalError) and not code):
+            return ServiceUnavailable(f"{where} cannot be reached ({reason}); retry later")
         return ServiceUnavailable(
-            f"{where} is unusable ({type(original or error).__name__}: {detail}); check "
+            f"{where} is unusable ({type(original or error).__name__}: {reason}); check "
             "ROTATION_BOT_DATABASE_URL"
         )
 

@@ -7,10 +7,15 @@ import sqlite3
 from pathlib import Path
 
 import git
+import psycopg
+import pytest
 
 from bot.audit import AuditStore
+from bot.errors import ConfigError
 from tests.audit.conftest import bot_process, finish
 from tests.conftest import Env, bot, make_project
+from tests.support.postgres import Postgres
+from tests.support.processes import free_port
 
 NO_MAJOR = "runbooks:\n  sharp:\n    minimum-release-age: 0\n    major: false\n"
 
@@ -96,3 +101,30 @@ def test_a_full_disk_is_exit_3_with_one_line_and_the_trail_survives(
         run["outcome"] for run in AuditStore(f"sqlite:///{env.state / 'audit.sqlite3'}").list_runs()
     ]
     assert "proposed" in outcomes and None not in outcomes
+
+
+def test_postgres_read_only_or_unreachable_is_a_one_line_error(
+    postgres: Postgres, tmp_path: Path
+) -> None:
+    name = f"ro_{tmp_path.name.lower()}"[:60]
+    url = postgres.create_database(name)
+    AuditStore(url).engine.dispose()
+    with psycopg.connect(postgres.admin_dsn(name), autocommit=True) as connection:
+        connection.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    store = AuditStore(url)
+
+    with pytest.raises(ConfigError, match=r"audit database .* is read-only \(cannot execute"):
+        store.start_run(repo="/srv/app", runbook="sharp", trigger="cli", actor="alice")
+    assert store.verify().ok  # reading still works
+
+    env = Env(tmp_path, "http://127.0.0.1:9/", "unused")
+    port = free_port()
+    env.extra["ROTATION_BOT_DATABASE_URL"] = (
+        f"postgresql+psycopg://postgres@127.0.0.1:{port}/nowhere"
+    )
+    result = bot(env, "audit", "list")
+    assert result.exit_code == 3
+    (line,) = error_lines(result.output)
+    assert line.startswith(
+        f"rotation-bot: unavailable: audit database nowhere on 127.0.0.1:{port} cannot be reached"
+    )
