@@ -106,11 +106,6 @@ class VerifyReport:
     anchored: int = 0  # anchored heads checked
     newest_anchored: int | None = None  # the highest anchored record
 
-    @property
-    def problem(self) -> str | None:
-        """The first problem, if any."""
-        return self.problems[0] if self.problems else None
-
 
 @dataclass
 class _Run:

@@ -444,6 +444,28 @@ class AuditStore:
     ) -> None:
         """Close a run with its `run-finished` record, fill in its `runs` row, and anchor the
         chain head.  A run that is already closed is left as it is (with a warning)."""
+        self._close(
+            run_id,
+            outcome=outcome,
+            message=message,
+            proposal_title=proposal_title,
+            proposal_body=proposal_body,
+            proposal_url=proposal_url,
+            extra=extra,
+        )
+
+    def _close(
+        self,
+        run_id: str,
+        *,
+        outcome: str,
+        message: str,
+        proposal_title: str | None = None,
+        proposal_body: str | None = None,
+        proposal_url: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """`finish_run`; returns False when the run was already closed."""
         body = redact(proposal_body) if proposal_body is not None else None
         clean = redact_data(
             {
@@ -465,7 +487,7 @@ class AuditStore:
                     "run already finished; not closing it again",
                     extra={"run_id": run_id, "outcome": current.outcome},
                 )
-                return
+                return False
             seq, digest = self._append(
                 connection, run_id, "run-finished", _status_of(outcome), clean, moment, moment
             )
@@ -483,6 +505,7 @@ class AuditStore:
             )
         if self.anchor is not None:
             self.anchor.append(seq, digest, run_id, moment)
+        return True
 
     def close_interrupted_runs(self) -> list[str]:
         """Close, as `interrupted`, every open run whose owning process on this host is gone
@@ -501,7 +524,7 @@ class AuditStore:
                 owner = None
             if owner is None or not is_gone(owner, self._process):
                 continue
-            self.finish_run(
+            closed_now = self._close(
                 run_id,
                 outcome="interrupted",
                 message=(
@@ -513,6 +536,8 @@ class AuditStore:
                     "closed_by": self._process.as_evidence(),
                 },
             )
+            if not closed_now:
+                continue  # another process closed it first
             log.warning(
                 "run left open by a process that is gone, closed as interrupted",
                 extra={"run_id": run_id, "pid": owner.pid, "host": owner.host},
