@@ -110,3 +110,8 @@ def test_a_run_killed_mid_flight_is_closed_by_the_next_run(tmp_path: Path, env: 
     verified = bot(env, "audit", "verify")
     assert verified.exit_code == 0 and "2 anchored heads match" in verified.output
     assert killed["id"] in (env.state / "audit-anchor.log").read_text()
+    # the log lines the run wrote to stderr are an anchor too
+    log = tmp_path / "stderr.log"
+    log.write_text(again.stderr)
+    from_log = bot(env, "audit", "verify", "--anchor", str(log))
+    assert from_log.exit_code == 0 and "2 anchored heads match" in from_log.output
