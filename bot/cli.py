@@ -98,9 +98,10 @@ class _State:
         self.settings = settings
 
     def audit(self) -> AuditStore:
-        from bot.audit import AuditStore  # noqa: PLC0415 - SQLAlchemy only when recording
+        from bot.audit import Anchor, AuditStore  # noqa: PLC0415 - SQLAlchemy only when recording
 
-        return AuditStore(self.settings.resolved_database_url)
+        anchor = Anchor(self.settings.resolved_audit_anchor, syslog=self.settings.audit_syslog)
+        return AuditStore(self.settings.resolved_database_url, anchor=anchor)
 
     def forge(self, name: str | None, audit: AuditStore | None) -> Forge:
         chosen = name or ("github" if self.settings.has_github_credentials else "local")
@@ -119,6 +120,8 @@ class _State:
         stop: threading.Event | None = None,
     ) -> Pipeline:
         audit = self.audit() if record else None
+        if audit is not None:
+            audit.close_interrupted_runs()  # runs a killed process left open on this host
         services = build_services(self.settings, self.environ, forge=self.forge(forge_name, audit))
         return Pipeline(
             services=services,
@@ -360,15 +363,37 @@ def audit_show(state: _State, run_id: str, as_json: bool) -> None:
 
 
 @audit.command("verify")
+@click.option(
+    "--anchor",
+    "anchors",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="An anchor file, log or syslog file holding chain heads (repeatable; default: "
+    "ROTATION_BOT_AUDIT_ANCHOR when it exists).",
+)
 @click.pass_obj
-def audit_verify(state: _State) -> None:
-    """Recompute the hash chain from the first record; exit 1 when it is broken."""
-    report = state.audit().verify()
-    if report.ok:
-        click.echo(f"ok: {report.records} records in {report.runs} runs, chain intact")
-        return
-    click.echo(f"rotation-bot: audit chain broken: {report.problem}", err=True)
-    sys.exit(1)
+def audit_verify(state: _State, anchors: tuple[Path, ...]) -> None:
+    """Recompute the hash chain from the first record, compare every run and proposal with it,
+    and check it still holds every anchored head; exit 1 with one line per problem."""
+    configured = state.settings.resolved_audit_anchor
+    in_use = configured.exists() and configured.stat().st_size > 0
+    paths = list(anchors) or ([configured] if in_use else [])
+    report = state.audit().verify(paths)
+    if not report.ok:
+        for problem in report.problems:
+            click.echo(f"rotation-bot: audit chain broken: {problem}", err=True)
+        sys.exit(1)
+    if report.newest_anchored is not None:
+        heads = (
+            "1 anchored head matches"
+            if report.anchored == 1
+            else (f"{report.anchored} anchored heads match")
+        )
+        where = ", ".join(str(path) for path in paths)
+        anchored = f"{heads} (newest: record {report.newest_anchored}, {where})"
+    else:
+        anchored = f"not anchored (nothing anchored in {configured} yet; see docs/AUDIT.md)"
+    click.echo(f"ok: {report.records} records in {report.runs} runs, chain intact; {anchored}")
 
 
 @audit.command("export")

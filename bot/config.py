@@ -174,6 +174,9 @@ class Settings:
         """The tool cache: the configured one, or `tools` in the state directory."""
         return self.tools_dir or self.state_dir / "tools"
 
+    audit_anchor: Path | None = None
+    audit_syslog: str | None = None
+
     @property
     def has_github_credentials(self) -> bool:
         """Whether a GitHub token or App credentials are configured."""
@@ -183,6 +186,12 @@ class Settings:
     def resolved_database_url(self) -> str:
         """The audit store URL: the configured one, or SQLite in the state directory."""
         return self.database_url or f"sqlite:///{self.state_dir / 'audit.sqlite3'}"
+
+    @property
+    def resolved_audit_anchor(self) -> Path:
+        """Where each finished run's chain head is appended: the configured file, or
+        `audit-anchor.log` in the state directory."""
+        return self.audit_anchor or self.state_dir / "audit-anchor.log"
 
 
 _SECRET_SETTINGS = ("github_token", "github_app_key", "webhook_secret", "database_url")
@@ -250,7 +259,7 @@ def load_settings(environ: Mapping[str, str], config_file: Path | None = None) -
         raise ConfigError(
             f"ROTATION_BOT_LOG_FORMAT must be text or json, not {values['log_format']!r}"
         )
-    for name in ("state_dir", "tools_dir"):
+    for name in ("state_dir", "tools_dir", "audit_anchor"):
         if name in values:
             values[name] = Path(values[name])
     for name in _SECRET_SETTINGS:

@@ -408,6 +408,7 @@ class Pipeline:
                     npm=context.npm,
                     npm_settings=context.npm_settings,
                     results=recorder.results,
+                    audit=self.audit,
                 )
                 for kind in runbook.steps:
                     if self.stop is not None and self.stop.is_set():

@@ -311,6 +311,7 @@ def publish(ctx: StepContext) -> Publication:
         changed,
     )
     proposal = build_proposal(ctx, settings=ctx.repo_config.pull_requests, head_commit=commit)
+    ctx.ensure_durable_audit()  # no publish without a durable audit record
     ctx.workspace.publish_branch(rotation.branch, commit)
     published = ctx.services.forge.ensure_proposal(
         ctx.workspace.name, proposal, supersedes_prefix=supersedes_prefix(rotation)

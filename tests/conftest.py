@@ -17,6 +17,7 @@ from click.testing import CliRunner, Result
 
 from bot.cli import main
 from tests.support.git_fixture import commit_directory
+from tests.support.postgres import Postgres, start_postgres
 from tests.support.verdaccio import Verdaccio, publish_tools, start_verdaccio
 
 PLATFORMS = {
@@ -234,3 +235,13 @@ def lock_entries(text: str) -> dict[str, Any]:
     """The `packages` map of a lockfile text."""
     packages: dict[str, Any] = json.loads(text)["packages"]
     return packages
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A real PostgreSQL server for the session; each test makes its own database."""
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -76,6 +76,7 @@ class LocalForge:
                 "run_id": proposal.run_id,
                 "superseded_by": None,
             },
+            by_run=proposal.run_id,
         )
         superseded = []
         if supersedes_prefix:
@@ -85,6 +86,7 @@ class LocalForge:
                     self.audit.save_proposal(
                         repo,
                         {"branch": branch, "state": "superseded", "superseded_by": proposal.branch},
+                        by_run=proposal.run_id,
                     )
                     superseded.append(branch)
         return PublishedProposal(
@@ -115,6 +117,7 @@ class LocalForge:
                 "run_id": incident.run_id,
                 "superseded_by": None,
             },
+            by_run=incident.run_id,
         )
         return _url(repo, branch)
 

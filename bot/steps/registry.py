@@ -17,11 +17,12 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StepFailed
 from bot.models import Plan, Rotation, StepResult
 from bot.steps.outputs import Outputs
 
 if TYPE_CHECKING:
+    from bot.audit import AuditStore
     from bot.config import RepoConfig, RunbookSettings
     from bot.runbook import Runbook
     from bot.services import Services
@@ -113,3 +114,11 @@ class StepContext:
     results: list[StepResult] = field(default_factory=list)
     changed_files: set[str] = field(default_factory=set)
     outputs: Outputs = field(default_factory=Outputs)
+    audit: AuditStore | None = None
+
+    def ensure_durable_audit(self) -> None:
+        """Raise unless this run's audit records are durably written (called right before
+        anything is published; a context without an audit store publishes nothing)."""
+        if self.audit is None:
+            raise StepFailed("this run has no audit store; refusing to publish")
+        self.audit.ensure_durable()
