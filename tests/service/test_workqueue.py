@@ -20,7 +20,7 @@ from bot.service.metrics import Metrics
 from bot.service.workqueue import WorkQueue, WorkResult, close_abandoned_runs
 from tests.support.service import RecordingRunner, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def request(
