@@ -74,6 +74,9 @@ def find_base_images(
         except UnicodeDecodeError:
             skipped.append(Skipped(path, "not UTF-8 text; cannot read it as a Dockerfile"))
             continue
+        except ManifestError as error:  # over the size cap, or not UTF-8 (`Workspace.read_text`)
+            skipped.append(Skipped(path, error.message))
+            continue
         if text is None:
             continue
         dockerfile = Dockerfile.parse(text, path)
