@@ -102,7 +102,8 @@ def _environment_problem(ctx: click.Context, error: Exception) -> BotError | Non
         )
     if "sqlalchemy" not in sys.modules:
         return None
-    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415 - loaded only if it was used
+    from sqlalchemy.engine import make_url  # noqa: PLC0415 - loaded only if it was used
+    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
 
     if not isinstance(error, SQLAlchemyError):
         return None
@@ -118,8 +119,11 @@ def _environment_problem(ctx: click.Context, error: Exception) -> BotError | Non
         advice = "the disk it lives on is full; free space there and retry"
     else:
         advice = "check ROTATION_BOT_DATABASE_URL"
-    url = ctx.obj.settings.resolved_database_url if isinstance(ctx.obj, _State) else "the database"
-    return ServiceUnavailable(f"audit database {redact(url)}: {cause}; {advice}")
+    where = ""
+    if isinstance(ctx.obj, _State):  # the URL is a secret; its file or host is not
+        url = make_url(ctx.obj.settings.resolved_database_url)
+        where = f" {url.database}" if url.drivername.startswith("sqlite") else f" on {url.host}"
+    return ServiceUnavailable(f"audit database{where}: {redact(cause)}; {advice}")
 
 
 class _Group(click.Group):

@@ -87,7 +87,13 @@ def is_owner_name(value: str) -> bool:
 
 def safe_config(repo: git.Repo) -> list[str]:
     """The `-c key=value` overrides that keep git from running anything `repo`'s config names."""
-    listing: str = repo.git.config("--list", "--show-scope", "--name-only", "-z")
+    try:  # `git config` only reads files; nothing it lists is run
+        listing: str = repo.git.config("--list", "--show-scope", "--name-only", "-z")
+    except git.GitCommandError as error:
+        raise RepositoryError(
+            f"{repo.git_dir}: cannot read the repository's git config ({_last_line(error)}); "
+            "fix it with `git config --edit`"
+        ) from error
     fields = listing.split("\0")
     overrides = dict(item.split("=", 1) for item in _SAFE_CONFIG)
     for scope, key in zip(fields[::2], fields[1::2], strict=False):
@@ -141,9 +147,12 @@ def sweep_temp_roots(parent: Path) -> list[Path]:
         return removed
     for entry in entries:
         match = _TEMP_ROOT.match(entry.name)
-        if match is None or entry.is_symlink() or not entry.is_dir():
-            continue
-        if entry.stat().st_uid != os.getuid() or _alive(int(match.group(1))):
+        try:
+            if match is None or entry.is_symlink() or not entry.is_dir():
+                continue
+            if entry.stat().st_uid != os.getuid() or _alive(int(match.group(1))):
+                continue
+        except OSError:  # removed meanwhile by another process sweeping
             continue
         shutil.rmtree(entry, ignore_errors=True)
         log.warning("removed the temporary directory of a killed run path=%s", entry)

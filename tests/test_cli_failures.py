@@ -91,8 +91,8 @@ def test_a_read_only_audit_database(tmp_path: Path, env: Env, checkout: git.Repo
 
     one_line_unavailable(
         result,
-        "attempt to write a readonly database; it is read-only; make it writable, or point "
-        "ROTATION_BOT_DATABASE_URL at a writable database",
+        f"audit database {database}: attempt to write a readonly database; it is read-only; make "
+        "it writable, or point ROTATION_BOT_DATABASE_URL at a writable database",
     )
     untouched(checkout)
 
@@ -143,6 +143,8 @@ def test_a_database_locked_by_another_writer(tmp_path: Path, env: Env, checkout:
         holder.close()
 
     one_line_unavailable(
-        result, "database is locked; another process is writing to it; retry when it has finished"
+        result,
+        f"audit database {database}: database is locked; another process is writing to it; "
+        "retry when it has finished",
     )
     untouched(checkout)
