@@ -92,6 +92,6 @@ def check(stop: threading.Event | None) -> None:
     deadline = _current.get()
     if deadline is not None and deadline.remaining() <= 0:
         raise RunDeadlineExceeded(
-            f"the run took longer than its {deadline.seconds:.0f}s deadline ({deadline.setting}); "
+            f"the run took longer than its {deadline.seconds:g}s deadline ({deadline.setting}); "
             "stopped, nothing was published"
         )
