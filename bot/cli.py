@@ -2,25 +2,33 @@
 
 This is the one place where `BotError` becomes a one-line message and an exit code: 0 done
 (including nothing to do), 1 a step or verification failed (nothing published), 2 usage or
-configuration error, 3 an external service is unavailable.
+configuration error, 3 an external service is unavailable (an unusable audit database or a full
+disk too).  `run` and `demo` stop cleanly on SIGTERM or SIGINT (exit 128 + the signal number):
+downloads end at their next chunk, the worktree and the scratch directory with the npm
+userconfig are removed, and the run is recorded interrupted.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import signal
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from bot.cancellation import Cancelled, SignalReceived, run_deadline
 from bot.config import Settings, load_settings, secret_variables
-from bot.errors import EXIT_OK, EXIT_USAGE, BotError, redact
+from bot.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, BotError, ServiceUnavailable, redact
 from bot.forges.base import Forge
 from bot.forges.local import LocalForge
 from bot.models import Plan, RunRequest, RunSummary, Trigger
@@ -29,6 +37,8 @@ from bot.runbook import load_runbooks, runbooks_dir
 from bot.service.locks import RepositoryLocks
 from bot.services import build_services
 from bot.shell import process_environment
+from bot.sources.http import HttpSource
+from bot.workspace import private_temp_root
 
 if TYPE_CHECKING:
     from bot.audit import AuditStore
@@ -80,14 +90,56 @@ def _fail(error: BotError) -> NoReturn:
     sys.exit(error.exit_code)
 
 
+_FULL_OR_READ_ONLY = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def _environment_problem(ctx: click.Context, error: Exception) -> BotError | None:
+    """A full disk or an unusable audit database as a one-line error; None for anything else."""
+    if isinstance(error, OSError) and error.errno in _FULL_OR_READ_ONLY:
+        where = error.filename or "the state or temporary directory"
+        return ServiceUnavailable(
+            f"{where}: {error.strerror}; free space there (or make it writable) and retry"
+        )
+    if "sqlalchemy" not in sys.modules:
+        return None
+    from sqlalchemy.engine import make_url  # noqa: PLC0415 - loaded only if it was used
+    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
+
+    if not isinstance(error, SQLAlchemyError):
+        return None
+    cause = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+    if "locked" in cause:
+        advice = "another process is writing to it; retry when it has finished"
+    elif "readonly" in cause or "read-only" in cause:
+        advice = (
+            "it is read-only; make it writable, or point ROTATION_BOT_DATABASE_URL at a writable "
+            "database"
+        )
+    elif "full" in cause:
+        advice = "the disk it lives on is full; free space there and retry"
+    else:
+        advice = "check ROTATION_BOT_DATABASE_URL"
+    where = ""
+    if isinstance(ctx.obj, _State):  # the URL is a secret; its file or host is not
+        url = make_url(ctx.obj.settings.resolved_database_url)
+        where = f" {url.database}" if url.drivername.startswith("sqlite") else f" on {url.host}"
+    return ServiceUnavailable(f"audit database{where}: {redact(cause)}; {advice}")
+
+
 class _Group(click.Group):
-    """Catches `BotError` from every command in one place."""
+    """Catches `BotError` (and a full disk or an unusable database) from every command in one
+    place."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except BotError as error:
             _fail(error)
+        except Exception as error:
+            problem = _environment_problem(ctx, error)
+            if problem is None:
+                raise
+            _fail(problem)
 
 
 class _State:
@@ -122,7 +174,10 @@ class _State:
         audit = self.audit() if record else None
         if audit is not None:
             audit.close_interrupted_runs()  # runs a killed process left open on this host
-        services = build_services(self.settings, self.environ, forge=self.forge(forge_name, audit))
+        http = HttpSource(deadline=self.settings.request_timeout, stop=stop)
+        services = build_services(
+            self.settings, self.environ, forge=self.forge(forge_name, audit), http=http
+        )
         return Pipeline(
             services=services,
             audit=audit,
@@ -155,6 +210,8 @@ def main(
     if database_url:
         settings = replace(settings, database_url=database_url)
     ctx.obj = _State(environ, settings)
+    # every worktree and scratch directory of this process goes in here (removed at exit)
+    ctx.with_resource(private_temp_root())
 
 
 def _request(
@@ -285,6 +342,39 @@ def _print_summaries(summaries: Sequence[RunSummary], as_json: bool) -> int:
     return max((summary.exit_code for summary in summaries), default=EXIT_OK)
 
 
+@contextmanager
+def _stopped_by_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set `stop` (downloads in every thread end at their next chunk) and
+    raise `SignalReceived` in the main thread, once, so the run unwinds through its context managers
+    (worktree, scratch directory) and is recorded interrupted; further signals during that
+    cleanup are ignored."""
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            return
+        stop.set()
+        raise SignalReceived(signum)
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _execute(state: _State, forge: str | None, request: RunRequest) -> list[RunSummary]:
+    """Run `request` within the run deadline, stopping cleanly on SIGTERM or SIGINT."""
+    stop = threading.Event()
+    try:
+        with _stopped_by_signals(stop), run_deadline(state.settings.run_timeout):
+            return state.pipeline(forge, stop=stop).run(request)
+    except Cancelled as cancelled:
+        click.echo(f"rotation-bot: interrupted: {cancelled.reason}", err=True)
+        code = 128 + cancelled.signum if isinstance(cancelled, SignalReceived) else EXIT_FAILED
+        sys.exit(code)
+
+
 @main.command()
 @click.option("--repo", required=True, help="Local path, git URL, or owner/name on the forge.")
 @click.option(
@@ -306,10 +396,10 @@ def run(
     forge: str | None,
     as_json: bool,
 ) -> None:
-    """Execute the runbooks and propose the rotations."""
+    """Execute the runbooks and propose the rotations (SIGTERM or SIGINT stop cleanly)."""
     locks = RepositoryLocks(state.settings.state_dir / "locks")
     with locks.hold(repo, timeout=0):  # the service and other CLI runs wait their turn
-        summaries = state.pipeline(forge).run(_request(repo, runbook, target, forge, state.environ))
+        summaries = _execute(state, forge, _request(repo, runbook, target, forge, state.environ))
     sys.exit(_print_summaries(summaries, as_json))
 
 
@@ -423,8 +513,8 @@ def demo(state: _State, directory: Path | None, as_json: bool) -> None:
 
     path = build_sample_repository(directory, state.environ)
     click.echo(f"sample repository: {path}", err=True)
-    summaries = state.pipeline("local").run(
-        RunRequest(repo=str(path), trigger=Trigger(kind="cli", actor="demo"))
+    summaries = _execute(
+        state, "local", RunRequest(repo=str(path), trigger=Trigger(kind="cli", actor="demo"))
     )
     code = _print_summaries(summaries, as_json)
     click.echo(

@@ -18,9 +18,17 @@ from typing import Annotated, Any, Literal
 
 import platformdirs
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 
 from bot.errors import ConfigError, register_secret
+from bot.limits import REPO_CONFIG, check_size, too_deep, yaml_nesting_exceeds
 
 REPO_CONFIG_PATH = ".github/rotation-bot.yml"
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
@@ -41,6 +49,37 @@ def parse_duration(value: object) -> timedelta:
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Policy = Literal["required", "if-published", "off"]
+
+
+_REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+
+
+def check_branch_name(name: str) -> str:
+    """`name` if git accepts it as a branch name (`git check-ref-format --branch` rules, minus
+    the `@{-N}` shorthands), else `ValueError` saying why."""
+    problem = None
+    if not name or len(name.encode("utf-8")) > 255:
+        problem = "it must be 1 to 255 bytes long"
+    elif name.startswith("-"):
+        problem = "it starts with '-'"
+    elif name == "@" or "@{" in name:
+        problem = "it is a revision expression ('@' or '@{'), not a branch"
+    elif ".." in name or "//" in name:
+        problem = "it contains '..' or '//'"
+    elif name.startswith("/") or name.endswith(("/", ".")):
+        problem = "it starts with '/' or ends with '/' or '.'"
+    elif _REF_FORBIDDEN.search(name):
+        problem = "it contains a space, a control character or one of ~ ^ : ? * [ \\"
+    elif any(part.startswith(".") or part.endswith(".lock") for part in name.split("/")):
+        problem = "a part of it starts with '.' or ends with '.lock'"
+    elif name == "HEAD":
+        problem = "HEAD is not a branch"
+    if problem is not None:
+        raise ValueError(f"{name!r} is not a branch name ({problem}); name an existing branch")
+    return name
+
+
+BranchName = Annotated[str, AfterValidator(check_branch_name)]
 
 
 def _kebab(name: str) -> str:
@@ -96,7 +135,7 @@ class PullRequestSettings(StrictModel):
     labels: tuple[str, ...] = ("dependencies", "security")
     reviewers: tuple[str, ...] = ()
     assignees: tuple[str, ...] = ()
-    base: str | None = None
+    base: BranchName | None = None
     draft_major: bool = True
 
 
@@ -121,14 +160,22 @@ def describe_validation_error(error: ValidationError) -> str:
         return f"unknown key {where}"
     if first["type"] == "literal_error":
         return f"{where}: {first['msg'].lower()}"
+    if first["type"] == "value_error":
+        return f"{where}: {first['ctx']['error']}"
     return f"{where}: {first['msg']}"
 
 
 def parse_repo_config(text: str | None, *, source: str = REPO_CONFIG_PATH) -> RepoConfig:
-    """Parse and validate the repo config text; `None` (no file) gives the defaults."""
+    """Parse and validate the repo config text; `None` (no file) gives the defaults.
+
+    Size and nesting are checked before anything is built from the text, so a hostile file is a
+    one-line `ConfigError` like any other mistake."""
     if text is None:
         return RepoConfig()
+    check_size(source, len(text.encode("utf-8")), REPO_CONFIG)
     try:
+        if yaml_nesting_exceeds(text):
+            raise ConfigError(too_deep(source))
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
@@ -176,6 +223,9 @@ class Settings:
 
     audit_anchor: Path | None = None
     audit_syslog: str | None = None
+    # seconds one HTTP request may take in all (retries and body included), and one run
+    request_timeout: float = 300.0
+    run_timeout: float = 1800.0
 
     @property
     def has_github_credentials(self) -> bool:
@@ -196,6 +246,7 @@ class Settings:
 
 _SECRET_SETTINGS = ("github_token", "github_app_key", "webhook_secret", "database_url")
 _LIST_SETTINGS = ("repositories", "insecure_registries", "npmrc_variables")
+_DURATION_SETTINGS = ("request_timeout", "run_timeout")
 
 
 def secret_variables(environ: Mapping[str, str]) -> list[str]:
@@ -222,6 +273,18 @@ def _mirrors(value: object) -> tuple[tuple[str, str], ...]:
             raise ConfigError(f"registry mirror {part!r} must look like registry=mirror")
         pairs.append((registry.strip(), mirror.strip()))
     return tuple(pairs)
+
+
+def _positive_seconds(name: str, value: object) -> float:
+    try:
+        seconds = parse_duration(value).total_seconds()
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0:
+        raise ConfigError(
+            f"ROTATION_BOT_{name.upper()}={value!r} must be a positive duration like 30m or 300s"
+        )
+    return seconds
 
 
 def load_settings(environ: Mapping[str, str], config_file: Path | None = None) -> Settings:
@@ -259,6 +322,9 @@ def load_settings(environ: Mapping[str, str], config_file: Path | None = None) -
         raise ConfigError(
             f"ROTATION_BOT_LOG_FORMAT must be text or json, not {values['log_format']!r}"
         )
+    for name in _DURATION_SETTINGS:
+        if name in values:
+            values[name] = _positive_seconds(name, values[name])
     for name in ("state_dir", "tools_dir", "audit_anchor"):
         if name in values:
             values[name] = Path(values[name])

@@ -13,8 +13,7 @@ import os
 from pathlib import Path, PurePosixPath
 
 from bot.errors import ManifestError
-
-TEXT_LIMIT = 16 * 1024 * 1024
+from bot.limits import check_size, decode_file
 
 
 def inside(root: Path, relative: str) -> Path:
@@ -34,8 +33,9 @@ def inside(root: Path, relative: str) -> Path:
     return path
 
 
-def read_text(root: Path, relative: str, *, limit: int = TEXT_LIMIT) -> str | None:
-    """A worktree file's UTF-8 text (None when it does not exist), never through a link."""
+def read_text(root: Path, relative: str) -> str | None:
+    """A worktree file's UTF-8 text (None when it does not exist), never through a link, within
+    its kind's size cap and nesting limit (`bot.limits`)."""
     path = inside(root, relative)
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
@@ -44,13 +44,10 @@ def read_text(root: Path, relative: str, *, limit: int = TEXT_LIMIT) -> str | No
     except OSError as error:
         raise ManifestError(f"{relative}: cannot read it ({error.strerror})") from error
     with os.fdopen(descriptor, "rb") as handle:
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise ManifestError(f"{relative} is larger than {limit // (1024 * 1024)} MiB; refusing it")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ManifestError(f"{relative} is not UTF-8 text; fix its encoding") from error
+        kind = check_size(relative, os.fstat(handle.fileno()).st_size)
+        data = handle.read(kind.limit + 1)
+    check_size(relative, len(data), kind)
+    return decode_file(relative, data, kind)
 
 
 def write_text(root: Path, relative: str, text: str) -> None:

@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot.cancellation import Cancelled, check
 from bot.config import REPO_CONFIG_PATH, RepoConfig, parse_repo_config
 from bot.errors import EXIT_FAILED, EXIT_OK, BotError, ConfigError, UsageError, VerificationFailed
 from bot.forges.base import Forge, Incident
@@ -344,6 +345,9 @@ class Pipeline:
             plan = self.watch(context, runbook, request, explicit)
         except BotError as error:
             return [recorder.fail("plan", error)]
+        except Cancelled as stop:
+            recorder.finish("interrupted", stop.reason, EXIT_FAILED)
+            raise
         evidence = plan_evidence(plan)
         recorder.record("plan", "passed", evidence, started_at=started, finished_at=self.clock())
         if not plan.rotations:
@@ -411,12 +415,13 @@ class Pipeline:
                     audit=self.audit,
                 )
                 for kind in runbook.steps:
-                    if self.stop is not None and self.stop.is_set():
-                        recorder.record(kind, "skipped", {"reason": "shutdown"})
+                    try:
+                        check(self.stop)  # shutdown, or the run's deadline
+                    except Cancelled as stop:
+                        recorder.record(kind, "skipped", {"reason": stop.reason})
                         return recorder.finish(
                             "interrupted",
-                            f"interrupted before step {kind}: the service is shutting down; "
-                            "nothing was published",
+                            f"interrupted before step {kind}: {stop.reason}",
                             EXIT_FAILED,
                         )
                     started = self.clock()

@@ -81,6 +81,49 @@ CASES: dict[str, tuple[Callable[[Path], None], int, str]] = {
         2,
         "cannot rotate sharp: .: uses yarn (yarn.lock)",
     ),
+    "package.json not UTF-8": (
+        lambda root: (root / "package.json").write_bytes(b'{"name": "caf\xe9"}'),
+        2,
+        "package.json is not UTF-8 text (invalid byte at offset 13); save it as UTF-8",
+    ),
+    "package.json 20,000 levels deep": (
+        lambda root: (root / "package.json").write_text(
+            '{"dependencies": {"sharp": "0.33.4"}, "x": ' + "[" * 20_000 + "]" * 20_000 + "}"
+        ),
+        2,
+        "package.json nests deeper than 64 levels",
+    ),
+    "package.json of 10 MB": (
+        lambda root: (root / "package.json").write_text(
+            json.dumps({"dependencies": {"sharp": "0.33.4"}, "x": [0] * 3_500_000})
+        ),
+        2,
+        "package.json is 10,500,044 bytes, over rotation-bot's 512 KiB cap for package.json",
+    ),
+    "lockfile 20,000 levels deep": (
+        lambda root: (root / "package-lock.json").write_text(
+            '{"lockfileVersion": 3, "packages": ' + "{" * 20_000 + "}" * 20_000 + "}"
+        ),
+        2,
+        "package-lock.json nests deeper than 64 levels",
+    ),
+    ".npmrc not UTF-8": (
+        lambda root: (root / ".npmrc").write_bytes(b"registry=http://127.0.0.1:9/\n# \xff\n"),
+        2,
+        ".npmrc is not UTF-8 text",
+    ),
+    "config not UTF-8": (
+        lambda root: (root / ".github" / "rotation-bot.yml").write_bytes(b"version: 1 # \xfe\n"),
+        2,
+        ".github/rotation-bot.yml is not UTF-8 text",
+    ),
+    "config 20,000 levels deep": (
+        lambda root: (root / ".github" / "rotation-bot.yml").write_text(
+            "runbooks: " + "[" * 20_000 + "]" * 20_000 + "\n"
+        ),
+        2,
+        ".github/rotation-bot.yml nests deeper than 64 levels",
+    ),
     "unknown config key": (
         lambda root: (root / ".github" / "rotation-bot.yml").write_text(
             "runbooks:\n  sharp:\n    platfroms: [linux-x64]\n"
@@ -101,6 +144,7 @@ def test_bad_repository_input(tmp_path: Path, env: Env, case: str) -> None:
 
     assert result.exit_code == exit_code, result.output
     assert message in result.output
+    assert "Traceback" not in result.output
     assert_nothing_changed(repo, env, head)
 
 

@@ -12,7 +12,6 @@ from bot.steps.outputs import CallSite, CallSitesFound
 from bot.steps.registry import StepContext, passed, skipped, step
 
 SOURCE_SUFFIXES = (".js", ".cjs", ".mjs", ".jsx", ".ts", ".cts", ".mts", ".tsx")
-FILE_LIMIT = 1024 * 1024
 SITE_LIMIT = 200
 
 
@@ -35,7 +34,7 @@ def find_call_sites(ctx: StepContext) -> StepResult:
         if not path.endswith(SOURCE_SUFFIXES) or "node_modules" in path.split("/"):
             continue
         try:
-            text = paths.read_text(ctx.worktree, path, limit=FILE_LIMIT)
+            text = paths.read_text(ctx.worktree, path)
         except ManifestError:
             continue  # a link (never followed), an oversized or a non-UTF-8 file: not source
         for number, line in enumerate((text or "").splitlines(), start=1):

@@ -6,6 +6,7 @@ unpacked."""
 
 from __future__ import annotations
 
+import contextvars
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
@@ -28,9 +29,12 @@ def verify_tarballs(ctx: StepContext) -> StepResult:
         for package in pinned_packages(ctx.rotation)
     ]
     with ThreadPoolExecutor(max_workers=4) as pool:
-        hashes = list(
-            pool.map(lambda manifest: ctx.npm.hash_tarball(manifest.dist.tarball), manifests)
-        )
+        # each download runs in a copy of this context, so it sees the run's deadline
+        futures = [
+            pool.submit(contextvars.copy_context().run, ctx.npm.hash_tarball, manifest.dist.tarball)
+            for manifest in manifests
+        ]
+        hashes = [future.result() for future in futures]
     checked: list[TarballChecked] = []
     problems: list[str] = []
     for manifest, digest in zip(manifests, hashes, strict=True):

@@ -150,7 +150,7 @@ def find_base_images(
     for path in paths:
         try:
             text = read(path)
-        except ManifestError as error:  # a symlink, or not UTF-8 text
+        except ManifestError as error:  # a symlink, over the size cap, or not UTF-8 text
             skipped.append(Skipped(path, error.message))
             continue
         if text is None:

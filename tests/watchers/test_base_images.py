@@ -239,6 +239,23 @@ def test_no_dockerfiles_and_a_config_that_matches_nothing(tmp_path: Path) -> Non
         watch(workspace, "version: 1\nrunbooks:\n  base-image:\n    dockerfiles: [ci/*.df]\n")
 
 
+def test_unreadable_and_oversized_dockerfiles_are_skipped_with_the_reason(tmp_path: Path) -> None:
+    root = tmp_path / "app"
+    root.mkdir()
+    (root / "Dockerfile").write_text("FROM scratch\n")
+    (root / "latin1.Dockerfile").write_bytes(b"# caf\xe9\nFROM node:20\n")
+    (root / "huge.Dockerfile").write_text("FROM node:20\n" + "# padding\n" * 200_000)
+    commit_directory(root)
+
+    plan = watch(Workspace.open_local(root), oci=False)  # no registry is asked for anything
+
+    reasons = {item.subject: item.reason for item in plan.skipped}
+    assert reasons["latin1.Dockerfile"].startswith("latin1.Dockerfile is not UTF-8 text")
+    assert reasons["huge.Dockerfile"].startswith("huge.Dockerfile is 2,000,013 bytes, over ")
+    assert "1 MiB cap for Dockerfiles" in reasons["huge.Dockerfile"]
+    assert plan.rotations == ()
+
+
 def test_registries_are_asked_only_when_an_image_needs_it(tmp_path: Path) -> None:
     workspace = make_repo(tmp_path / "app", {"Dockerfile": "FROM node:20\nFROM scratch\n"})
 

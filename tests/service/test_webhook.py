@@ -342,6 +342,36 @@ def test_junk_edits_and_bots_are_ignored_without_any_api_call(
     assert world.api.requests == [] and world.runner.calls == []
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "    /rotate sharp",  # an indented code block
+        "\t/rotate sharp",  # a tab is four columns: a code block too
+        "  \t/rotate sharp",
+        "\r\n\r\n    /rotate sharp\r\nsee above",
+        "```\n/rotate sharp\n```",  # fenced code
+        "~~~\r\n/rotate sharp\r\n~~~",
+        "> /rotate sharp",  # a quote of someone else's command
+        ">/rotate sharp",
+        "\u00a0/rotate sharp",  # a no-break space is text, not indentation
+        "/rotate\u00a0sharp",
+        "\u2028/rotate sharp",  # not a line break in Markdown
+    ],
+)
+def test_commands_in_code_blocks_or_quotes_do_not_run(world: World, body: str) -> None:
+    response, _ = world.command(body)
+    assert (response.status_code, response.json()["result"]) == (200, "ignored")
+    assert world.api.requests == [] and world.runner.calls == []
+
+
+@pytest.mark.parametrize("body", ["   /rotate sharp", "\r\n/rotate sharp\r\nthanks"])
+def test_a_command_indented_less_than_a_code_block_runs(world: World, body: str) -> None:
+    response, _ = world.command(body)
+    assert response.status_code == 202
+    (call,) = world.runner.wait_for_calls(1)
+    assert call.request.runbooks == ("sharp",)
+
+
 def test_comments_on_repositories_not_served_are_ignored(world: World) -> None:
     payload = comment_payload("/rotate sharp")
     payload["repository"]["full_name"] = "someone/else"

@@ -272,6 +272,34 @@ def test_invalid_repo_schedule_keeps_the_repositorys_jobs(harness: Harness) -> N
     assert harness.stored() == before
 
 
+def test_a_crashing_config_reader_is_reported_and_spares_the_other_repositories(
+    harness: Harness,
+) -> None:
+    harness.configs["octo/app"] = RecursionError("maximum recursion depth exceeded")
+    reports: list[tuple[str, str | None]] = []
+    scheduler = Scheduler(
+        engine=harness.audit.engine,
+        queue=harness.queue,
+        runbooks=RUNBOOKS,
+        default_schedule="0 6 * * 1-5",
+        repositories=harness.listing,
+        repo_config=harness.config,
+        report=lambda repo, problem: reports.append(
+            (repo, None if problem is None else problem.message)
+        ),
+    )
+    harness.schedulers.append(scheduler)
+
+    scheduler.start()  # the crash stays inside the repository that caused it
+
+    assert sorted(harness.stored()) == ["rotate/octo/api/base-image", "rotate/octo/api/sharp"]
+    assert sorted(reports) == [
+        ("octo/api", None),
+        ("octo/app", "octo/app: reading its config failed (RecursionError: maximum recursion "
+         "depth exceeded)"),
+    ]  # fmt: skip
+
+
 def test_invalid_default_schedule_is_a_config_error(harness: Harness) -> None:
     with pytest.raises(ConfigError, match="ROTATION_BOT_SCHEDULE"):
         Scheduler(

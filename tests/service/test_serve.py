@@ -33,7 +33,7 @@ from tests.conftest import Env, make_project
 from tests.support.github_api import start_github_api
 from tests.support.service import SECRET, comment_payload, deliver, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FAST = GitHubOptions(
     timeout=5, seconds_between_requests=0, seconds_between_writes=0, backoff=0.1, secondary_wait=1.0
 )

@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 
 from bot.audit import AuditStore
+from bot.cancellation import check
 from bot.errors import StepFailed
-from bot.models import RunRequest, Trigger
+from bot.models import RunRequest, RunSummary, Trigger
 from bot.service.locks import RepositoryBusy, RepositoryLocks, repository_key
 from bot.service.metrics import Metrics
 from bot.service.workqueue import WorkQueue, WorkResult, close_abandoned_runs
 from tests.support.service import RecordingRunner, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def request(
@@ -279,6 +280,55 @@ def test_failures_reach_the_callback_and_the_metrics(tmp_path: Path) -> None:
         )
         == 1
     )
+
+
+class _Crawling(RecordingRunner):
+    """A rotation that keeps checking for cancellation, as downloads do between chunks."""
+
+    def __init__(self, stop: threading.Event | None = None) -> None:
+        super().__init__()
+        self.stop = stop
+
+    def run(self, request: RunRequest) -> list[RunSummary]:
+        self.entered.set()
+        for _ in range(600):
+            check(self.stop)
+            time.sleep(0.05)
+        return super().run(request)
+
+
+def test_a_request_past_the_run_timeout_ends_with_that_reason(tmp_path: Path) -> None:
+    queue = WorkQueue(
+        _Crawling(), locks=RepositoryLocks(tmp_path), metrics=Metrics(), run_timeout=0.5
+    )
+    results: list[WorkResult] = []
+    queue.start()
+    try:
+        queue.submit(request("octo/app"), if_busy="wait", on_done=results.append)
+        wait_until(lambda: len(results) == 1, timeout=20, message="the request to end")
+    finally:
+        queue.stop(5)
+    (result,) = results
+    assert result.error == (
+        "the run took longer than its 0.5s deadline (ROTATION_BOT_RUN_TIMEOUT); stopped, nothing "
+        "was published"
+    )
+    assert not result.interrupted  # a late run is a failure, not a cycle to run again
+
+
+def test_a_request_cancelled_by_shutdown_is_handed_back_as_interrupted(tmp_path: Path) -> None:
+    stopping = threading.Event()
+    runner = _Crawling(stopping)
+    queue = WorkQueue(runner, locks=RepositoryLocks(tmp_path), metrics=Metrics(), stopping=stopping)
+    results: list[WorkResult] = []
+    queue.start()
+    queue.submit(request("octo/app"), if_busy="wait", on_done=results.append)
+    assert runner.entered.wait(10)
+
+    assert queue.stop(20) == []  # cancelled, not waited out
+
+    (result,) = results
+    assert result.interrupted and result.started and runner.calls == []
 
 
 def test_outcomes_and_step_durations_are_counted(q: Queue) -> None:
