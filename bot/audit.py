@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -413,6 +413,32 @@ class AuditStore:
                 insert(proposals).values(repo=repo, **values, created_at=moment, updated_at=moment)
             )
             return True
+
+    # --- reading for the dashboard -------------------------------------------------------
+
+    def run_index(self) -> list[dict[str, Any]]:
+        """Every run, oldest first, without its proposal body (the fleet view reads them all)."""
+        columns = [column for column in runs.c if column.name != "proposal_body"]
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(*columns).order_by(runs.c.started_at, runs.c.id)
+            ).mappings()
+            return [dict(row) for row in rows]
+
+    def records_of(self, run_ids: Collection[str], kinds: Collection[str]) -> list[dict[str, Any]]:
+        """The records of `kinds` in the runs `run_ids`, in chain order, evidence decoded."""
+        wanted = sorted(set(run_ids))
+        found: list[dict[str, Any]] = []
+        with self.engine.connect() as connection:
+            for start in range(0, len(wanted), 500):  # bounded IN lists for every database
+                rows = connection.execute(
+                    select(steps).where(
+                        steps.c.run_id.in_(wanted[start : start + 500]),
+                        steps.c.kind.in_(sorted(set(kinds))),
+                    )
+                ).mappings()
+                found.extend({**dict(row), "evidence": json.loads(row["evidence"])} for row in rows)
+        return sorted(found, key=lambda record: int(record["seq"]))
 
 
 def _status_of(outcome: str) -> str:

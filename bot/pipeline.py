@@ -81,6 +81,9 @@ def rotation_evidence(rotation: Rotation) -> dict[str, Any]:
         "previous_version": rotation.previous_version,
         "new_version": rotation.new_version,
         "branch": rotation.branch,
+        "published_at": release.published_at.isoformat()  # where the lead time starts
+        if (release := rotation.release) and release.published_at
+        else None,
         "pins": [asdict(pin) for pin in rotation.pins],
         "digests": [asdict(change) for change in rotation.digests],
     }
@@ -211,7 +214,24 @@ class Pipeline:
         summaries: list[RunSummary] = []
         for runbook, explicit in selected:
             summaries.extend(self._run_runbook(context, runbook, request, explicit))
+        if context.config.dashboard:
+            self._update_dashboard(context.workspace.name, request.repo)
         return summaries
+
+    def _update_dashboard(self, repo: str, recorded_as: str) -> None:
+        """Bring the repository's dashboard issue (opt-in `dashboard: true`) up to date with the
+        audit trail; a forge failure is logged and never fails the rotation."""
+        from bot.service.dashboard.render import issue_body  # noqa: PLC0415 - Jinja2 when opted in
+
+        body = issue_body(self.audit, recorded_as, runbooks=sorted(self.runbooks), now=self.clock())
+        if body is None:
+            return
+        try:
+            url = self.forge.ensure_dashboard_issue(repo, body)
+        except BotError as error:
+            log.warning("dashboard issue not updated: %s", error.message, extra={"repo": repo})
+            return
+        log.info("dashboard issue current", extra={"repo": repo, "url": url})
 
     def _start(self, request: RunRequest, runbook: str, target: str | None) -> str:
         run_id = self.audit.start_run(
