@@ -95,6 +95,8 @@ class RepoConfig(StrictModel):
     runbooks: dict[str, RunbookSettings] = Field(default_factory=dict)
     verify: VerifySettings = VerifySettings()
     pull_requests: PullRequestSettings = PullRequestSettings()
+    # keep one dependency-dashboard issue current (GitHub: an issue; local forge: stored)
+    dashboard: bool = False
 
     def runbook(self, name: str) -> RunbookSettings:
         """Settings for one runbook (defaults when the file does not mention it)."""
@@ -136,7 +138,8 @@ def parse_repo_config(text: str | None, *, source: str = REPO_CONFIG_PATH) -> Re
 
 @dataclass(frozen=True)
 class Settings:
-    """Service settings: forge credentials, webhook secret, database, what to serve."""
+    """Service settings: forge credentials, webhook secret, database, what to serve, who may
+    read the dashboard."""
 
     github_url: str = "https://api.github.com"
     github_token: str | None = None
@@ -152,6 +155,9 @@ class Settings:
     registry_mirrors: tuple[tuple[str, str], ...] = ()
     schedule: str = "0 6 * * 1-5"
     log_format: Literal["text", "json"] = "text"
+    dashboard_token: str | None = None
+    dashboard_auth_header: str | None = None
+    dashboard_trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
 
     @property
     def has_github_credentials(self) -> bool:
@@ -164,8 +170,14 @@ class Settings:
         return self.database_url or f"sqlite:///{self.state_dir / 'audit.sqlite3'}"
 
 
-_SECRET_SETTINGS = ("github_token", "github_app_key", "webhook_secret", "database_url")
-_LIST_SETTINGS = ("repositories", "insecure_registries")
+_SECRET_SETTINGS = (
+    "github_token",
+    "github_app_key",
+    "webhook_secret",
+    "database_url",
+    "dashboard_token",
+)
+_LIST_SETTINGS = ("repositories", "insecure_registries", "dashboard_trusted_proxies")
 
 
 def secret_variables(environ: Mapping[str, str]) -> list[str]:
