@@ -12,6 +12,8 @@ from typing import Protocol
 
 from bot.models import Proposal, PublishedProposal
 
+DASHBOARD_TITLE = "rotation-bot dashboard"
+
 
 @dataclass(frozen=True)
 class ApiUsage:
@@ -73,4 +75,9 @@ class Forge(Protocol):
 
     def api_usage(self) -> ApiUsage:
         """API requests made so far by this forge (for the audit trail)."""
+        ...
+
+    def ensure_dashboard_issue(self, repo: str, body: str) -> str:
+        """Open, or update in place, the repository's one dependency dashboard issue with `body`
+        (markdown); an unchanged body writes nothing.  Returns its URL."""
         ...
