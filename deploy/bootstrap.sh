@@ -4,7 +4,8 @@
 #
 #   bash deploy/bootstrap.sh          # the bot itself (git, npm/node, Python packages)
 #   bash deploy/bootstrap.sh --test   # plus what the test suite runs: docker-registry,
-#                                     # apache2-utils (htpasswd), the Node test harness
+#                                     # apache2-utils (htpasswd), chromium + chromium-driver
+#                                     # (the dashboard's browser tests), the Node test harness
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,8 @@ command -v git >/dev/null || apt_packages+=(git)
 if $want_tests; then
   command -v docker-registry >/dev/null || [ -x /usr/bin/docker-registry ] || apt_packages+=(docker-registry)
   command -v htpasswd >/dev/null || apt_packages+=(apache2-utils)
+  [ -x /usr/bin/chromium ] || apt_packages+=(chromium)
+  [ -x /usr/bin/chromedriver ] || apt_packages+=(chromium-driver)
 fi
 if [ ${#apt_packages[@]} -gt 0 ]; then
   echo "+ apt-get install ${apt_packages[*]}"
