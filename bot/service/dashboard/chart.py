@@ -90,8 +90,13 @@ def outcome_chart(runs: Sequence[RunRef], *, now: datetime, window: timedelta) -
     return Chart(tuple(shapes), tuple(ticks), HEIGHT, not any(succeeded) and not any(failed))
 
 
-def _days(delta: timedelta) -> float:
-    return max(delta.total_seconds() / 86400, 0.0)
+def _unit(seconds: float) -> tuple[str, float]:
+    """A unit that suits the longest bar: minutes, hours or days."""
+    if seconds < 2 * 3600:
+        return "min", 60.0
+    if seconds < 2 * 86400:
+        return "h", 3600.0
+    return "days", 86400.0
 
 
 def lead_time_chart(leads: Sequence[LeadTime], *, now: datetime, limit: int = 12) -> Chart:
@@ -100,11 +105,15 @@ def lead_time_chart(leads: Sequence[LeadTime], *, now: datetime, limit: int = 12
     shown = list(leads)[-limit:]
     row = 18
     height = max(len(shown), 1) * row + BOTTOM + TOP
-    spans = [
-        _days(lead.opened_at - lead.published_at) if lead.published_at else 0.0 for lead in shown
+    waits = [
+        max((lead.opened_at - lead.published_at).total_seconds(), 0.0) if lead.published_at else 0.0
+        for lead in shown
     ]
-    reviews = [_days((lead.merged_seen_at or now) - lead.opened_at) for lead in shown]
-    longest = max([a + b for a, b in zip(spans, reviews, strict=True)] + [1.0])
+    reviews = [
+        max(((lead.merged_seen_at or now) - lead.opened_at).total_seconds(), 0.0) for lead in shown
+    ]
+    longest = max([a + b for a, b in zip(waits, reviews, strict=True)] + [60.0])
+    unit, size = _unit(longest)
     label_width = 200
     scale = (WIDTH - label_width - 8) / longest
     shapes: list[Shape] = []
@@ -112,10 +121,9 @@ def lead_time_chart(leads: Sequence[LeadTime], *, now: datetime, limit: int = 12
     for index, lead in enumerate(shown):
         y = TOP + index * row
         name = f"{lead.runbook} {lead.version}"
-        ticks.append(
-            Tick(label_width - 6, y + 12, f"{lead.repo.rsplit('/', 1)[-1][:18]} {name}"[:34])
-        )
-        wait, review = spans[index], reviews[index]
+        repo = lead.repo.rstrip("/").rsplit("/", 1)[-1][:18]
+        ticks.append(Tick(label_width - 6, y + 12, f"{repo} {name}"[:34]))
+        wait, review = waits[index], reviews[index]
         if lead.published_at is not None:
             shapes.append(
                 Shape(
@@ -124,7 +132,7 @@ def lead_time_chart(leads: Sequence[LeadTime], *, now: datetime, limit: int = 12
                     max(wait * scale, 1),
                     row - 6,
                     "wait",
-                    f"{name}: released → PR opened in {wait:.1f} days",
+                    f"{name}: released → PR opened in {wait / size:.1f} {unit}",
                 )
             )
         else:
@@ -141,12 +149,12 @@ def lead_time_chart(leads: Sequence[LeadTime], *, now: datetime, limit: int = 12
                 max(review * scale, 1),
                 row - 6,
                 "review" if merged else "open",
-                f"{name}: PR opened → merge seen in {review:.1f} days"
+                f"{name}: PR opened → merge seen in {review / size:.1f} {unit}"
                 if merged
-                else f"{name}: PR open for {review:.1f} days (merge not seen yet)",
+                else f"{name}: PR open for {review / size:.1f} {unit} (merge not seen yet)",
             )
         )
-    ticks.append(Tick(WIDTH - 4, height - 4, f"{longest:.1f} days"))
+    ticks.append(Tick(WIDTH - 4, height - 4, f"{longest / size:.1f} {unit}"))
     return Chart(tuple(shapes), tuple(ticks), height, not shown)
 
 

@@ -40,7 +40,29 @@ from bot.service.dashboard.data import (
 )
 
 STATIC = ("dashboard.css", "favicon.svg")
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~=:&\"'])")
+_FIRST_COLUMNS = (
+    "name",
+    "package",
+    "subject",
+    "file",
+    "line",
+    "image",
+    "tag",
+    "version",
+    "previous_version",
+    "new_version",
+    "status",
+    "verified",
+    "signal",
+    "detail",
+    "reason",
+    "text",
+    "previous_digest",
+    "new_digest",
+    "previous_integrity",
+    "new_integrity",
+)
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()!|<>~&])")  # what can start markup inline
 _LABELS = {
     "entries": "Lockfile entries: versions and integrity",
     "tarballs": "Tarballs hashed",
@@ -122,11 +144,11 @@ def cell(value: object) -> str:
 
 
 def columns(rows: list[Mapping[str, Any]]) -> list[str]:
-    """The union of the rows' keys, in first-seen order."""
-    seen: dict[str, None] = {}
-    for row in rows:
-        seen.update(dict.fromkeys(row))
-    return list(seen)
+    """The union of the rows' keys: identifying columns first, the rest alphabetically (the
+    audit trail stores evidence with sorted keys, so their own order is lost)."""
+    keys = {key for row in rows for key in row}
+    first = [key for key in _FIRST_COLUMNS if key in keys]
+    return first + sorted(keys - set(first))
 
 
 def is_table(value: object) -> bool:
@@ -245,10 +267,11 @@ def markdown_text(value: object) -> str:
 
 
 def markdown_link(text: object, url: object) -> Markup:
-    """`[text](url)` for an http(s) URL; the text alone (escaped) for anything else."""
+    """`[text](url)` for an http(s) URL; anything else is shown, as code, never linked."""
     target = web_url(url)
     if target is None:
-        return Markup(markdown_text(text))  # noqa: S704 - escaped above
+        shown = f" {markdown_code(url)}" if url else ""
+        return Markup(f"{markdown_text(text)}{shown}")  # noqa: S704 - escaped above
     return Markup(f"[{markdown_text(text)}](<{quote(target, safe=':/?#[]@!$&*+,;=%~-._')}>)")  # noqa: S704
 
 
