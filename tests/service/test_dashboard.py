@@ -4,8 +4,10 @@ HTTP answers of its WSGI app, and the markdown of the dashboard issue."""
 from __future__ import annotations
 
 import re
+import tomllib
 from collections.abc import Callable
 from datetime import UTC, datetime
+from fnmatch import fnmatch
 from pathlib import Path
 
 import httpx
@@ -294,3 +296,19 @@ def test_parse_time_reads_the_audit_stamps() -> None:
     assert parse_time("2024-01-01T00:00:00") == datetime(2024, 1, 1, tzinfo=UTC)
     assert parse_time("not a time") is None and parse_time(None) is None
     assert parse_time("2024-01-01T00:00:00+02:00") == datetime(2023, 12, 31, 22, tzinfo=UTC)
+
+
+def test_the_wheel_carries_every_template_and_static_file() -> None:
+    root = Path(__file__).resolve().parents[2]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["bot"]
+    package = root / "bot" / "service" / "dashboard"
+    shipped = [
+        path.relative_to(root / "bot").as_posix()
+        for folder in ("templates", "static")
+        for path in (package / folder).iterdir()
+    ]
+    assert len(shipped) >= 10
+    missing = [name for name in shipped if not any(fnmatch(name, glob) for glob in globs)]
+    assert not missing, f"add to [tool.setuptools.package-data]: {missing}"
