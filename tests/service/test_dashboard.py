@@ -12,8 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner, Result
 
 from bot.audit import AuditStore
+from bot.cli import main
 from bot.config import load_settings, secret_variables
 from bot.errors import ConfigError, redact
 from bot.models import utc_now
@@ -312,3 +314,24 @@ def test_the_wheel_carries_every_template_and_static_file() -> None:
     assert len(shipped) >= 10
     missing = [name for name in shipped if not any(fnmatch(name, glob) for glob in globs)]
     assert not missing, f"add to [tool.setuptools.package-data]: {missing}"
+
+
+def test_audit_export_html_needs_one_run_and_says_so(fleet: Fleet, tmp_path: Path) -> None:
+    def export(*args: str) -> Result:
+        return CliRunner().invoke(
+            main,
+            ["--database-url", fleet.database_url, "audit", "export", *args],
+            env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        )
+
+    for args, expected in (
+        (["--format", "html"], "needs the RUN"),
+        (["--format", "html", "ffffffff"], "no single run matches 'ffffffff'"),
+        ([fleet.runs["hostile"]], "RUN selects the run of --format html"),
+    ):
+        result = export(*args)
+        assert result.exit_code == 2, result.output
+        assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    page = export("--format", "html", fleet.runs["hostile"][:8], "-o", "-")
+    assert page.exit_code == 0 and page.stdout.startswith("<!doctype html>")
+    assert "&lt;script&gt;alert(5)&lt;/script&gt;" in page.stdout and "<script>" not in page.stdout
