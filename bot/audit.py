@@ -425,6 +425,14 @@ class AuditStore:
             ).mappings()
             return [dict(row) for row in rows]
 
+    def chain_head(self) -> tuple[int, str]:
+        """How many records the chain holds and the newest one's hash (cheap: one row)."""
+        with self.engine.connect() as connection:
+            head = connection.execute(
+                select(chain_head.c.seq, chain_head.c.hash).where(chain_head.c.id == 1)
+            ).one()
+        return int(head.seq), str(head.hash)
+
     def records_of(self, run_ids: Collection[str], kinds: Collection[str]) -> list[dict[str, Any]]:
         """The records of `kinds` in the runs `run_ids`, in chain order, evidence decoded."""
         wanted = sorted(set(run_ids))

@@ -22,7 +22,7 @@ from bot.models import utc_now
 from bot.service.dashboard.auth import COOKIE, DashboardAuth
 from bot.service.dashboard.data import FleetQuery, load_fleet, parse_time, repository_status
 from bot.service.dashboard.render import render_issue, web_url
-from bot.service.dashboard.web import DashboardApp
+from bot.service.dashboard.web import ChainCheck, DashboardApp
 from tests.service.conftest import HOSTILE_REPO, OLD_DATE, Fleet
 
 TOKEN = "dashboard-token-for-tests-0123456789"
@@ -335,3 +335,42 @@ def test_audit_export_html_needs_one_run_and_says_so(fleet: Fleet, tmp_path: Pat
     page = export("--format", "html", fleet.runs["hostile"][:8], "-o", "-")
     assert page.exit_code == 0 and page.stdout.startswith("<!doctype html>")
     assert "&lt;script&gt;alert(5)&lt;/script&gt;" in page.stdout and "<script>" not in page.stdout
+
+
+def _tamper(store: AuditStore, run_id: str) -> None:
+    with store.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "UPDATE steps SET evidence = ? WHERE run_id = ? AND kind = 'propose'",
+            ('{"branch":"rotation-bot/sharp-9.9.9"}', run_id),
+        )
+
+
+def test_run_page_shows_a_broken_chain_and_the_record_that_was_edited(tmp_path: Path) -> None:
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
+    run_id = _proposal_run(store, "0.33.5", [])
+    _tamper(store, run_id)
+    app = DashboardApp(audit=store, auth=DashboardAuth(token=TOKEN))
+
+    with _client(app) as client:
+        page = client.get(f"/dashboard/runs/{run_id}", headers={"Authorization": f"Bearer {TOKEN}"})
+
+    status = re.search(r'<p id="chain-status">(.*?)</p>', page.text, re.DOTALL)
+    assert status is not None and "verify: broken" in status.group(1)
+    assert "contents were edited" in status.group(1) and "propose" in status.group(1)
+    recomputes = re.findall(r'<span class="badge (yes|no)">(?:yes|no)</span></td></tr>', page.text)
+    assert recomputes == ["yes", "yes", "no", "yes"], "the edited record is the one marked"
+
+
+def test_the_chain_check_is_reused_only_while_nothing_changed(tmp_path: Path) -> None:
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
+    run_id = _proposal_run(store, "0.33.5", [])
+    moment = [0.0]
+    check = ChainCheck(store, max_age=60, clock=lambda: moment[0])
+    assert check().records == 4
+
+    store.append(run_id, "note", "passed", {}, started_at=None)
+    assert check().records == 5, "the chain grew: recomputed at once"
+    _tamper(store, run_id)
+    assert check().ok, "same head, within max_age: the last verdict"
+    moment[0] = 61.0
+    assert not check().ok, "recomputed after max_age"

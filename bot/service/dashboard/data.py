@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -627,8 +627,11 @@ def _record_hash_ok(row: Mapping[str, Any], evidence: Mapping[str, Any]) -> bool
     return chain_hash(str(row["previous_hash"]), record) == str(row["hash"])
 
 
-def load_run(store: AuditStore, run_id: str) -> RunView | None:
-    """One run by id or unique prefix, with its records and the chain's `verify` verdict."""
+def load_run(
+    store: AuditStore, run_id: str, *, verify: Callable[[], VerifyReport] | None = None
+) -> RunView | None:
+    """One run by id or unique prefix, with its records and the chain's `verify` verdict
+    (`verify`: where the verdict comes from; by default the whole chain is recomputed)."""
     row = store.find_run(run_id)
     if row is None:
         return None
@@ -654,7 +657,7 @@ def load_run(store: AuditStore, run_id: str) -> RunView | None:
         steps=tuple(steps),
         proposal_title=row.get("proposal_title"),
         proposal_body=row.get("proposal_body"),
-        chain=store.verify(),
+        chain=(verify or store.verify)(),
     )
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +27,7 @@ from urllib.parse import parse_qsl, quote
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.audit import AuditStore
+from bot.audit import AuditStore, VerifyReport
 from bot.models import utc_now
 from bot.service.dashboard import render
 from bot.service.dashboard.auth import DashboardAuth, Viewer
@@ -66,6 +68,35 @@ StartResponse = Callable[..., Any]
 Environ = dict[str, Any]
 
 
+class ChainCheck:
+    """`AuditStore.verify` for the run pages, recomputed when the chain grew and at least every
+    `max_age` seconds (the whole chain is read each time; a page view should not be)."""
+
+    def __init__(
+        self,
+        audit: AuditStore,
+        *,
+        max_age: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.audit = audit
+        self.max_age = max_age
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._last: tuple[tuple[int, str], float, VerifyReport] | None = None
+
+    def __call__(self) -> VerifyReport:
+        head = self.audit.chain_head()
+        with self._lock:
+            if self._last is not None:
+                seen, checked, report = self._last
+                if seen == head and self.clock() - checked < self.max_age:
+                    return report
+            report = self.audit.verify()
+            self._last = (head, self.clock(), report)
+            return report
+
+
 class DashboardApp:
     """Serves the dashboard pages from the audit store to signed-in viewers."""
 
@@ -83,6 +114,7 @@ class DashboardApp:
         self.runbooks = sorted(runbooks)
         self.clock = clock
         self.window = window
+        self.chain = ChainCheck(audit)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -150,7 +182,7 @@ class DashboardApp:
             )
             return self._page(start_response, 200, page)
         match = _RUN.match(path)
-        view = load_run(self.audit, match["run"]) if match else None
+        view = load_run(self.audit, match["run"], verify=self.chain) if match else None
         if view is None:
             return self._page(
                 start_response,
