@@ -33,7 +33,6 @@ import semver
 from bot.audit import AuditStore, VerifyReport, chain_hash
 from bot.models import DIGEST_PATTERN
 
-SUCCESS_OUTCOMES = frozenset({"proposed", "up-to-date", "nothing-to-do"})
 FAILURE_OUTCOMES = frozenset({"failed", "error", "interrupted"})
 DEFAULT_WINDOW = timedelta(days=90)
 RECENT_RUNS = 10  # per repository and runbook, read in full whatever their age
