@@ -63,6 +63,16 @@ class FamilyPolicy:
     minimum_release_age: timedelta
     major: MajorPolicy = "next"
     add_pins: bool = False
+    # held back by `/rotate ignore`: a line (`0.35`) or a version (`0.35.2`) → why
+    held: Mapping[str, str] = field(default_factory=dict)
+
+
+def held_reason(version: str, held: Mapping[str, str]) -> str | None:
+    """Why `version` is held back, if a held line or version covers it."""
+    for selector, reason in held.items():
+        if version == selector or version.startswith(f"{selector}."):
+            return reason
+    return None
 
 
 @dataclass(frozen=True)
@@ -262,6 +272,9 @@ def _eligible(
         if version <= lowest or version.prerelease or version.build:
             continue
         subject = f"{policy.parent}@{release.version}"
+        if (why := held_reason(release.version, policy.held)) is not None:
+            skipped.append(Skipped(subject, why))
+            continue
         if release.deprecated:
             skipped.append(Skipped(subject, f"deprecated: {release.deprecated}"))
             continue

@@ -1,16 +1,29 @@
-"""The `/rotate` chat command: parse a comment, check who asked, queue the work, answer.
+"""The `/rotate` chat commands: parse a comment, check who asked, act or queue the work, answer.
 
 Commands (first line of an issue or pull-request comment):
 
     /rotate sharp            /rotate base-image       /rotate all
     /rotate sharp 0.34.5     (an exact target; strict semver)
-    /rotate status
+    /rotate status           /rotate help
+    /rotate rebase [RUNBOOK]     regenerate open rotations on the current base (re-run the
+                                 runbook; never a git rebase of a lockfile)
+    /rotate recreate [RUNBOOK]   close open rotations and open them afresh (edits are dropped)
+    /rotate explain [RUNBOOK]    why the bot proposes what it proposes, or why nothing
+    /rotate ignore [RUNBOOK] 0.35 | 0.35.2     hold a line or a version back
+    /rotate unignore [RUNBOOK] 0.35 | 0.35.2   lift that hold
+    /rotate approve [RUNBOOK] 0.35.5           approve a major rotation (`major-approval: true`)
 
-Only users whose repository permission (read through the API, never the payload's
+On a rotation pull request, rebase, recreate and explain act on that pull request's rotation;
+elsewhere on every runbook.  Where RUNBOOK is left out of ignore, unignore and approve, it is the
+pull request's runbook, or the one runbook that watches an npm package.  Holds and approvals
+are stored in the audit trail (chained records, with who gave them) and take effect at once.
+
+Only users whose repository permission (read through the forge, never the payload's
 `author_association`) is write, maintain or admin may use them; anyone else gets a polite reply
-and nothing runs.  A command is acknowledged with 👀, then answered with 👍 and the pull request
-link, or 👎 and the failure summary with the audit run id.  Comments by bots, and comments whose
-first line is not a command, are ignored, so the bot's own replies never trigger anything.
+and nothing runs.  A command is acknowledged with 👀, then answered with 👍 and the result, or 👎
+and the failure summary with the audit run id.  Comments by bots, and comments whose first line
+is not a command, are ignored, so the bot's own replies never trigger anything.  Everything is
+said through the `Forge` (`permission`, `react`, `reply`): this module has no GitHub client.
 
 The first line is read the way GitHub's Markdown reads it (CommonMark): lines end at CR, LF or
 CRLF only; a blank line holds nothing but spaces and tabs; a command may be indented by up to
@@ -30,13 +43,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import requests
-from github import Github, GithubException, UnknownObjectException
-from github.Repository import Repository
-
 from bot.audit import AuditStore
-from bot.errors import BotError, InvalidRemoteData, ServiceUnavailable, redact
-from bot.models import RunRequest, RunSummary, Trigger, strict_version
+from bot.errors import BotError, InvalidRemoteData
+from bot.forges.base import BRANCH_PREFIX, Forge, Reaction
+from bot.lifecycle.records import CommandRecords, valid_selector
+from bot.models import Action, RunRequest, RunSummary, Trigger, strict_version
 from bot.runbook import Runbook
 from bot.service.locks import repository_key
 from bot.service.metrics import Metrics
@@ -49,9 +60,23 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")  # CommonMark's, not str.splitlines()'s 
 _REPOSITORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$")
 _LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?$")
 TRIGGERING_PERMISSIONS = frozenset({"admin", "maintain", "write"})
-SUCCESS_OUTCOMES = frozenset({"proposed", "up-to-date", "nothing-to-do"})
-Reaction = Literal["eyes", "+1", "-1"]
-ClientFor = Callable[[str], Github]
+SUCCESS_OUTCOMES = frozenset(
+    {"proposed", "up-to-date", "nothing-to-do", "held", "waiting", "recorded", "explained"}
+)
+Verb = Literal[
+    "rotate",
+    "status",
+    "help",
+    "rebase",
+    "recreate",
+    "explain",
+    "ignore",
+    "unignore",
+    "approve",
+    "unknown",
+]
+_SCOPED: tuple[Action, ...] = ("rebase", "recreate", "explain")
+_RECORDED = ("ignore", "unignore", "approve")
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -59,9 +84,10 @@ ClientFor = Callable[[str], Github]
 
 @dataclass(frozen=True)
 class Command:
-    """A parsed `/rotate` comment: rotate (runbooks None = all), status, or not understood."""
+    """A parsed `/rotate` comment: what to do (`unknown`: not understood, with the problem),
+    which runbooks (None: all, or the pull request's), a target version or a hold selector."""
 
-    action: Literal["rotate", "status", "unknown"]
+    action: Verb
     runbooks: tuple[str, ...] | None = None
     target: str | None = None
     problem: str | None = None
@@ -80,10 +106,16 @@ def parse_command(text: str, runbooks: Mapping[str, Runbook]) -> Command | None:
     name = words[0].lower()
     if name == "status" and len(words) == 1:
         return Command("status")
+    if name == "help" and len(words) == 1:
+        return Command("help")
     if name == "all" and len(words) == 1:
         return Command("rotate", runbooks=None)
+    if name in _SCOPED:
+        return _scoped(name, words[1:], runbooks)
+    if name in _RECORDED:
+        return _recorded(name, words[1:], runbooks)
     if name not in runbooks:
-        return Command("unknown", problem=f"there is no runbook named `{_quote(words[0])}`")
+        return Command("unknown", problem=f"there is no runbook or command `{_quote(words[0])}`")
     if len(words) == 1:
         return Command("rotate", runbooks=(name,))
     if len(words) > 2:
@@ -99,9 +131,60 @@ def parse_command(text: str, runbooks: Mapping[str, Runbook]) -> Command | None:
     return Command("rotate", runbooks=(name,), target=target)
 
 
+def _scoped(verb: Action, rest: list[str], runbooks: Mapping[str, Runbook]) -> Command:
+    if not rest:
+        return Command(verb)
+    if len(rest) == 1 and rest[0].lower() in runbooks:
+        return Command(verb, runbooks=(rest[0].lower(),))
+    return Command("unknown", problem=f"`/rotate {verb}` takes at most a runbook name")
+
+
+def _recorded(verb: str, rest: list[str], runbooks: Mapping[str, Runbook]) -> Command:
+    named: tuple[str, ...] | None = None
+    if len(rest) == 2:
+        runbook = rest[0].lower()
+        if runbook not in runbooks or runbooks[runbook].watch.npm is None:
+            return Command("unknown", problem=f"`{_quote(rest[0])}` is no runbook of versions")
+        named, rest = (runbook,), rest[1:]
+    if len(rest) != 1:
+        example = "0.35.5" if verb == "approve" else "0.35"
+        return Command("unknown", problem=f"say `/rotate {verb} {example}`")
+    word = rest[0]
+    if verb == "approve":
+        try:
+            version = strict_version(word, source="the command")
+        except InvalidRemoteData:
+            return Command(
+                "unknown", problem=f"`{_quote(word)}` is not an exact version like 0.35.5"
+            )
+        return Command("approve", runbooks=named, target=version)
+    if not valid_selector(word):
+        return Command(
+            "unknown", problem=f"`{_quote(word)}` is not a line like 0.35 or a version like 0.35.2"
+        )
+    return Command("ignore" if verb == "ignore" else "unignore", runbooks=named, target=word)
+
+
 def _quote(word: str) -> str:
     """A user's word, safe inside inline code and short."""
     return re.sub(r"[^A-Za-z0-9._@/+-]", "", word)[:40]
+
+
+def runbook_of_branch(
+    branch: str, runbooks: Mapping[str, Runbook]
+) -> tuple[str, str | None] | None:
+    """(runbook, version or None) of a bot branch `rotation-bot/<runbook>-<version>`."""
+    for name in sorted(runbooks, key=len, reverse=True):
+        prefix = f"{BRANCH_PREFIX}{name}"
+        if branch == prefix:
+            return name, None
+        if branch.startswith(f"{prefix}-"):
+            rest = branch.removeprefix(f"{prefix}-")
+            try:
+                return name, strict_version(rest, source="the branch")
+            except InvalidRemoteData:
+                return name, None
+    return None
 
 
 # --- the comment event -------------------------------------------------------------------------
@@ -117,6 +200,7 @@ class CommentEvent:
     comment_url: str
     author: str
     body: str
+    on_pull_request: bool = False
 
 
 def comment_event(payload: Any) -> CommentEvent | None:
@@ -136,6 +220,7 @@ def comment_event(payload: Any) -> CommentEvent | None:
             comment_url=comment["html_url"],
             author=user["login"],
             body=comment["body"],
+            on_pull_request=isinstance(issue.get("pull_request"), dict),
         )
     except (KeyError, TypeError, AttributeError):
         return None
@@ -162,9 +247,9 @@ def _positive(value: object) -> bool:
 
 
 def help_reply(runbooks: Mapping[str, Runbook], problem: str | None) -> str:
-    """The list of valid commands, after what was wrong with the comment."""
+    """The list of valid commands, after what was wrong with the comment (None: asked for)."""
     lines = [
-        f"I did not understand that: {problem}." if problem else "I did not understand that.",
+        f"I did not understand that: {problem}." if problem else "rotation-bot's commands:",
         "",
         "Commands I know:",
     ]
@@ -175,6 +260,14 @@ def help_reply(runbooks: Mapping[str, Runbook], problem: str | None) -> str:
     lines += [
         "- `/rotate all`: every runbook that applies to this repository",
         "- `/rotate status`: what is running, queued, scheduled and recently done",
+        "- `/rotate rebase [runbook]`: regenerate open rotations on the current base "
+        "(on a rotation pull request: that one)",
+        "- `/rotate recreate [runbook]`: close open rotations and open them afresh",
+        "- `/rotate explain [runbook]`: why the bot proposes what it proposes, or why nothing",
+        "- `/rotate ignore [runbook] 0.35` or `0.35.2`: hold a line or a version back",
+        "- `/rotate unignore [runbook] 0.35`: lift that hold",
+        "- `/rotate approve [runbook] 0.35.5`: approve a major rotation",
+        "- `/rotate help`: this list",
     ]
     return "\n".join(lines)
 
@@ -203,8 +296,10 @@ def not_queued_reply(admission: Admission) -> str:
 
 def _line(summary: RunSummary) -> str:
     target = f" {summary.target}" if summary.target else ""
-    link = f" — {summary.published.url}" if summary.published else ""
     audit = f" (audit run `{summary.run_id}`: `rotation-bot audit show {summary.run_id}`)"
+    if summary.outcome == "explained":
+        return f"{summary.message}\n{audit.strip()}"
+    link = f" — {summary.published.url}" if summary.published else ""
     return f"- **{summary.runbook}**{target}: {summary.outcome}{link}. {summary.message}{audit}"
 
 
@@ -219,11 +314,28 @@ def result_reply(author: str, result: WorkResult) -> tuple[Reaction, str]:
         return "-1", f"@{author} the rotation could not run: {result.error}. Nothing was published."
     lines = [_line(summary) for summary in result.summaries]
     if all(summary.outcome in SUCCESS_OUTCOMES for summary in result.summaries):
+        verb = "explanation" if result.request.action == "explain" else result.request.action
         body = "\n".join(lines) if lines else "- nothing to rotate: no runbook applies here."
-        return "+1", f"@{author} rotation finished:\n{body}"
+        return "+1", f"@{author} {verb} finished:\n{body}"
     return "-1", (
         f"@{author} rotation failed; nothing was published for the failed runs:\n"
         + "\n".join(lines)
+    )
+
+
+def recorded_reply(author: str, command: Command, runbook: str) -> str:
+    """The answer to ignore, unignore and approve, once stored."""
+    selector = command.target or ""
+    if command.action == "ignore":
+        return (
+            f"@{author} holding back {runbook} {selector}: no rotation to it is proposed, and an "
+            f"open one is closed at the next cycle. `/rotate unignore {selector}` lifts it."
+        )
+    if command.action == "unignore":
+        return f"@{author} {runbook} {selector} is no longer held back; it may be proposed again."
+    return (
+        f"@{author} approved the major rotation of {runbook} to {selector}; its pull request is "
+        "opened now (if that is the version planned)."
     )
 
 
@@ -271,67 +383,6 @@ def status_reply(
     return "\n".join(lines)
 
 
-# --- GitHub calls --------------------------------------------------------------------------------
-
-
-class ChatGitHub:
-    """Permission checks, reactions and replies through PyGithub (one client per repository)."""
-
-    def __init__(self, client_for: ClientFor) -> None:
-        self.client_for = client_for
-
-    def _repository(self, repo: str) -> Repository:
-        # Lazy objects: a reaction or a reply is one POST, with no GETs of the repository,
-        # issue or comment before it.
-        return self.client_for(repo).withLazy(True).get_repo(repo)
-
-    def permission(self, repo: str, login: str) -> str:
-        """`login`'s role on `repo` (admin, maintain, write, triage, read or none)."""
-        repository = self._repository(repo)
-        try:
-            level = _checked(repository.get_collaborator_permission(login), repo)
-            if level in TRIGGERING_PERMISSIONS:
-                return level
-            # `permission` folds maintain into write; a custom role may still carry write.
-            return _checked(repository.get_collaborator_role_name(login), repo)
-        except UnknownObjectException:
-            return "none"
-        except (GithubException, requests.RequestException) as error:
-            raise _unavailable(repo, "read the commenter's permission", error) from error
-
-    def react(self, event: CommentEvent, content: Reaction) -> None:
-        """Put a reaction on the command's comment."""
-        try:
-            issue = self._repository(event.repo).get_issue(event.issue_number)
-            comment = issue.get_comment(event.comment_id)
-            comment.create_reaction(content)
-        except (GithubException, requests.RequestException) as error:
-            raise _unavailable(event.repo, "react to the comment", error) from error
-
-    def reply(self, event: CommentEvent, body: str) -> None:
-        """Comment on the issue or pull request the command came from."""
-        try:
-            issue = self._repository(event.repo).get_issue(event.issue_number)
-            issue.create_comment(redact(body))
-        except (GithubException, requests.RequestException) as error:
-            raise _unavailable(event.repo, "reply to the comment", error) from error
-
-
-def _checked(level: object, repo: str) -> str:
-    if not isinstance(level, str) or not re.match(r"^[a-z_-]{1,40}$", level):
-        raise InvalidRemoteData(f"GitHub gave permission {level!r} for {repo}; expected a role")
-    return level
-
-
-def _unavailable(repo: str, action: str, error: Exception) -> ServiceUnavailable:
-    status = error.status if isinstance(error, GithubException) else type(error).__name__
-    return ServiceUnavailable(
-        f"GitHub: could not {action} on {repo} ({status}); check the token's or App's "
-        "permissions (issues: write, metadata: read)",
-        repo=repo,
-    )
-
-
 # --- handling a command ------------------------------------------------------------------------
 
 
@@ -341,7 +392,7 @@ class ChatCommands:
     def __init__(
         self,
         *,
-        github: ChatGitHub,
+        forge: Forge,
         queue: WorkQueue,
         runbooks: Mapping[str, Runbook],
         audit: AuditStore,
@@ -350,10 +401,11 @@ class ChatCommands:
         workers: int = 2,
         capacity: int = 64,
     ) -> None:
-        self.github = github
+        self.forge = forge
         self.queue = queue
         self.runbooks = dict(runbooks)
         self.audit = audit
+        self.records = CommandRecords(audit)
         self.metrics = metrics
         self.next_runs = next_runs
         self._slots = threading.BoundedSemaphore(capacity)
@@ -396,41 +448,117 @@ class ChatCommands:
         command = parse_command(event.body, self.runbooks)
         if command is None:
             return "ignored"
-        if self.github.permission(event.repo, event.author) not in TRIGGERING_PERMISSIONS:
-            self.github.reply(event, denied_reply(event.author))
+        if self.forge.permission(event.repo, event.author) not in TRIGGERING_PERMISSIONS:
+            self.forge.reply(event.repo, event.issue_number, denied_reply(event.author))
             return "denied"
-        self.github.react(event, "eyes")
-        if command.action == "unknown":
-            self.github.reply(event, help_reply(self.runbooks, command.problem))
-            return "unknown"
+        self.forge.react(event.repo, event.comment_id, "eyes")
+        if command.action in ("unknown", "help"):
+            self.forge.reply(
+                event.repo, event.issue_number, help_reply(self.runbooks, command.problem)
+            )
+            return command.action
         if command.action == "status":
             recent = [
                 run
                 for run in self.audit.list_runs(limit=200)
                 if repository_key(run["repo"]) == repository_key(event.repo)
             ][:5]
-            self.github.reply(
-                event, status_reply(event.repo, self.queue, recent, self.next_runs(event.repo))
+            self.forge.reply(
+                event.repo,
+                event.issue_number,
+                status_reply(event.repo, self.queue, recent, self.next_runs(event.repo)),
             )
             return "status"
+        if command.action in _RECORDED:
+            return self._record(event, command)
+        return self._submit(event, command)
+
+    def _record(self, event: CommentEvent, command: Command) -> str:
+        """Store an ignore, unignore or approve, answer, and queue a cycle of its runbook (so a
+        held proposal closes, or an approved one opens, now)."""
+        runbook = self._runbook_for(event, command)
+        if runbook is None:
+            names = sorted(name for name, item in self.runbooks.items() if item.watch.npm)
+            self.forge.react(event.repo, event.comment_id, "-1")
+            self.forge.reply(
+                event.repo,
+                event.issue_number,
+                f"@{event.author} which runbook? Say `/rotate {command.action} "
+                f"{names[0] if names else 'RUNBOOK'} {command.target}`.",
+            )
+            return "unknown"
+        selector = command.target or ""
+        if command.action == "approve":
+            self.records.record_approval(
+                event.repo, runbook, selector, by=event.author, url=event.comment_url
+            )
+        else:
+            self.records.record_hold(
+                event.repo,
+                runbook,
+                "ignore" if command.action == "ignore" else "unignore",
+                selector,
+                by=event.author,
+                url=event.comment_url,
+            )
+        self.forge.react(event.repo, event.comment_id, "+1")
+        self.forge.reply(
+            event.repo, event.issue_number, recorded_reply(event.author, command, runbook)
+        )
         request = RunRequest(
             repo=event.repo,
             trigger=Trigger(kind="chat", actor=event.author, url=event.comment_url),
-            runbooks=command.runbooks,
-            target=command.target,
+            runbooks=(runbook,),
+        )
+        self.queue.submit(request, if_busy="wait")
+        return command.action
+
+    def _runbook_for(self, event: CommentEvent, command: Command) -> str | None:
+        if command.runbooks:
+            return command.runbooks[0]
+        on_pull = self._pull_request_rotation(event)
+        if on_pull is not None:
+            return on_pull[0]
+        names = [name for name, runbook in self.runbooks.items() if runbook.watch.npm]
+        return names[0] if len(names) == 1 else None
+
+    def _pull_request_rotation(self, event: CommentEvent) -> tuple[str, str | None] | None:
+        """(runbook, version) of the rotation pull request the comment is on, if it is one."""
+        if not event.on_pull_request:
+            return None
+        branch = self.forge.find_proposal_branch(event.repo, event.issue_number)
+        return None if branch is None else runbook_of_branch(branch, self.runbooks)
+
+    def _submit(self, event: CommentEvent, command: Command) -> str:
+        action: Action = "rotate"
+        runbooks, target = command.runbooks, command.target
+        if command.action in _SCOPED:
+            action = command.action
+            if runbooks is None:
+                on_pull = self._pull_request_rotation(event)
+                if on_pull is not None:
+                    runbooks, target = (on_pull[0],), on_pull[1]
+        request = RunRequest(
+            repo=event.repo,
+            trigger=Trigger(kind="chat", actor=event.author, url=event.comment_url),
+            runbooks=runbooks,
+            target=target,
+            action=action,
         )
         admission = self.queue.submit(
             request, if_busy="reject", on_done=lambda result: self._finished(event, result)
         )
         if admission != "queued":
-            self.github.reply(event, f"@{event.author} " + not_queued_reply(admission))
+            self.forge.reply(
+                event.repo, event.issue_number, f"@{event.author} " + not_queued_reply(admission)
+            )
             return admission
         return "queued"
 
     def _finished(self, event: CommentEvent, result: WorkResult) -> None:
         reaction, body = result_reply(event.author, result)
         try:
-            self.github.react(event, reaction)
-            self.github.reply(event, body)
+            self.forge.react(event.repo, event.comment_id, reaction)
+            self.forge.reply(event.repo, event.issue_number, body)
         except BotError as error:
             log.warning("chat answer failed repo=%s error=%s", event.repo, error.message)
