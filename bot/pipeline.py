@@ -253,6 +253,25 @@ class Pipeline:
     def open_repo(self, repo: str) -> RepoContext:
         """A local path, a git URL, or `owner/name` on the forge → workspace + config + npm."""
         settings = self.services.settings
+        workspace = self.open_workspace(repo)
+        text = workspace.read_text(REPO_CONFIG_PATH)
+        config = parse_repo_config(text, kinds=self.runbook_kinds)
+        if config.pull_requests.base:  # the policy lives on the default branch
+            workspace = workspace.with_base(config.pull_requests.base)
+        npm_settings = load_npm_settings(
+            self.services.environ,
+            project_npmrc=workspace.read_text(".npmrc"),
+            project_variables=settings.npmrc_variables,
+        )
+        npm = NpmRegistry(
+            npm_settings, self.services.http, cache_dir=settings.state_dir / "packuments"
+        )
+        return RepoContext(workspace, config, npm, npm_settings, configured=text is not None)
+
+    def open_workspace(self, repo: str) -> Workspace:
+        """A local path, a git URL, or `owner/name` on the forge, fetched, at its default
+        branch."""
+        settings = self.services.settings
         cache = settings.state_dir / "repositories"
         if Path(repo).exists():
             workspace = Workspace.open_local(Path(repo))
@@ -267,19 +286,7 @@ class Pipeline:
             )
         else:
             raise UsageError(f"--repo {repo!r} is not an existing path, a git URL or owner/name")
-        text = workspace.read_text(REPO_CONFIG_PATH)
-        config = parse_repo_config(text, kinds=self.runbook_kinds)
-        if config.pull_requests.base:  # the policy lives on the default branch
-            workspace = workspace.with_base(config.pull_requests.base)
-        npm_settings = load_npm_settings(
-            self.services.environ,
-            project_npmrc=workspace.read_text(".npmrc"),
-            project_variables=settings.npmrc_variables,
-        )
-        npm = NpmRegistry(
-            npm_settings, self.services.http, cache_dir=settings.state_dir / "packuments"
-        )
-        return RepoContext(workspace, config, npm, npm_settings, configured=text is not None)
+        return workspace
 
     @property
     def runbook_kinds(self) -> dict[str, str]:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from bot.audit import AuditStore
+if TYPE_CHECKING:
+    from bot.audit import AuditStore
 
 HOLD = "hold"
 APPROVAL = "approval"
