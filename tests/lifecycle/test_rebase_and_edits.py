@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from tests.lifecycle.conftest import PATCH, REPO, Hub, package_json
+from tests.support.hub import PATCH, REPO, Hub, package_json
 
 
 def _conflicting_base_change(hub: Hub) -> str:
