@@ -19,7 +19,7 @@ def test_a_major_waits_for_approval_then_opens_with_who_approved(hub: Hub) -> No
     hub.config(MAJORS + "    major-approval: true\n")
 
     patch, major = hub.run()
-    again_patch, again_major = hub.run()
+    _, again_major = hub.run()
 
     assert (patch["outcome"], major["outcome"]) == ("proposed", "waiting")
     assert (
