@@ -35,7 +35,9 @@ from bot.errors import ConfigError, register_secret
 from bot.limits import REPO_CONFIG, check_size, too_deep, yaml_nesting_exceeds
 
 REPO_CONFIG_PATH = ".github/rotation-bot.yml"
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
+# at most 8 digits: 99999999w is inside what a timedelta holds (the JSON Schema says so too)
+_DURATION = re.compile(r"^\s*(\d{1,8})\s*([smhdw]?)\s*$")
+_MAX_SECONDS = 99_999_999
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -44,14 +46,14 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration like 3d, 12h, 30m")
+        raise ValueError(f"{value!r} is not a duration like 3d, 12h, 30m (up to 8 digits)")
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, int) and value >= 0:
+    if isinstance(value, int) and 0 <= value <= _MAX_SECONDS:
         return timedelta(seconds=value)
     match = _DURATION.match(str(value))
     if not match:
-        raise ValueError(f"{value!r} is not a duration like 3d, 12h, 30m")
+        raise ValueError(f"{value!r} is not a duration like 3d, 12h, 30m (up to 8 digits)")
     return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
 
 
@@ -62,7 +64,7 @@ Duration = Annotated[
         {
             "anyOf": [
                 {"type": "string", "pattern": _DURATION.pattern},
-                {"type": "integer", "minimum": 0},
+                {"type": "integer", "minimum": 0, "maximum": _MAX_SECONDS},
             ],
             "description": "a duration: 3d, 12h, 30m, 45s, 1w, or whole seconds",
         }
@@ -83,7 +85,8 @@ def _not_boolean(value: object) -> object:
 
 
 # YAML's (and JSON Schema's) types, without pydantic's lax coercions ("yes" → true, "5" → 5)
-WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+# (the bound before the validator, or the JSON Schema says "ge" where it means "minimum")
+PositiveCount = Annotated[int, Field(ge=1), BeforeValidator(_whole_number)]
 FormatVersion = Annotated[Literal[1], BeforeValidator(_not_boolean)]
 Policy = Literal["required", "if-published", "off"]
 
@@ -164,13 +167,23 @@ class RunbookSettings(StrictModel):
     schedule: str | None = None
 
 
+def _major_policy(value: object) -> object:
+    if value is True or value is False or value in ("next", "latest"):
+        return value
+    raise ValueError(f"{value!r} is not one of true, false, next, latest")
+
+
+# one problem (not one per member of the union) for a value that is none of them
+MajorPolicy = Annotated[StrictBool | Literal["next", "latest"], BeforeValidator(_major_policy)]
+
+
 class NpmFamilySettings(RunbookSettings):
     """`runbooks.<name>` for a runbook that watches an npm package family (sharp, esbuild)."""
 
     platforms: tuple[str, ...] | None = None
     document: str | None = None
     # true / "next": propose the next line as a major rotation; "latest": the newest line
-    major: StrictBool | Literal["next", "latest"] = True
+    major: MajorPolicy = True
     # open a major rotation's pull request only after a writer's `/rotate approve VERSION`
     major_approval: StrictBool = False
     # gitignore-style patterns selecting project directories (`!` excludes): [apps/*, !apps/old]
@@ -227,7 +240,7 @@ class PullRequestSettings(StrictModel):
     # the base has commits it lacks, or never (then only `/rotate rebase` does)
     rebase_when: RebaseWhen = "conflicted"
     # at most this many open rotation pull requests in the repository (None: no limit)
-    max_open: Annotated[WholeNumber, Field(ge=1)] | None = None
+    max_open: PositiveCount | None = None
     # turn on the forge's auto-merge for patch rotations whose every verification passed
     automerge: StrictBool = False
 
@@ -403,8 +416,8 @@ def _load(text: str, source: str) -> tuple[Any, yaml.Node | None]:
 def validate_repo_config(
     text: str, *, source: str = REPO_CONFIG_PATH, kinds: Mapping[str, str] | None = None
 ) -> tuple[RepoConfig | None, list[ConfigProblem]]:
-    """Every problem in a config text, one each, with its line; (config, []) when it is valid.
-    Schedules are checked as crontab expressions too."""
+    """Every problem in a config text, one each, with its line, in the file's order; (config,
+    []) when it is valid.  Schedules are checked as crontab expressions too."""
     try:
         data, tree = _load(text, source)
     except ConfigError as error:
@@ -425,7 +438,7 @@ def validate_repo_config(
             node = _node_at(tree, tuple(item["loc"]))
             line = node.start_mark.line + 1 if node is not None else None
             problems.append(ConfigProblem(source, line, _describe(item, chosen)))
-        return None, problems
+        return None, sorted(problems, key=lambda problem: problem.line or 0)
     config = _to_repo_config(document)
     problems = []
     for name, settings in sorted(config.runbooks.items()):
