@@ -201,6 +201,23 @@ class PushAuth:
         }
 
 
+def _not_a_checkout(path: Path) -> str:
+    """Why `path` cannot be opened, and exactly what to pass instead when it lies inside a
+    checkout (git's own discovery finds the enclosing work tree; nothing in it is run)."""
+    try:
+        top = git.Repo(path, search_parent_directories=True).working_tree_dir
+    except (git.NoSuchPathError, git.InvalidGitRepositoryError):
+        top = None
+    if top is None:
+        return f"{path} is not a git repository; pass a checkout, a git URL or owner/name"
+    relative = Path(path).resolve().relative_to(Path(top).resolve()).as_posix()
+    return (
+        f"{path} is inside the git checkout {top}; pass --repo {top} (to rotate only "
+        f"{relative}, add `runbooks: {{sharp: {{directories: [{relative}]}}}}` to "
+        f"{Path(top) / '.github' / 'rotation-bot.yml'})"
+    )
+
+
 class Workspace:
     """One target repository: read at the base commit, change in worktrees, publish branches."""
 
@@ -240,9 +257,7 @@ class Workspace:
         try:
             repo = git.Repo(path)
         except (git.NoSuchPathError, git.InvalidGitRepositoryError) as error:
-            raise RepositoryError(
-                f"{path} is not a git repository; pass a checkout, a git URL or owner/name"
-            ) from error
+            raise RepositoryError(_not_a_checkout(path)) from error
         if base is None:
             if repo.head.is_detached:
                 raise RepositoryError(
