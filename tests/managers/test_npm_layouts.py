@@ -300,12 +300,12 @@ def test_repo_inside_a_checkout_says_what_to_pass_and_the_advice_narrows_the_rot
     config = built.path / ".github" / "rotation-bot.yml"
     assert refused.exit_code == 2
     assert refused.output == (
-        f"rotation-bot: repository: {inside} is inside the git checkout {built.path}; pass "
-        f"--repo {built.path} (to rotate only admin-dashboard, add "
-        f"`runbooks: {{sharp: {{directories: [admin-dashboard]}}}}` to {config})\n"
+        f"rotation-bot: repository: {inside} is inside the checkout {built.path}: pass --repo "
+        f"{built.path} (rotation-bot finds every project in the repository; to rotate only this "
+        'one, set runbooks.sharp.directories: ["admin-dashboard/"] in .github/rotation-bot.yml)\n'
     )
     # following the advice: the config names the directory, --repo the checkout
-    config.write_text(CONFIG + "    directories: [admin-dashboard]\n")
+    config.write_text(CONFIG + '    directories: ["admin-dashboard/"]\n')
     built.repo.git.commit("-am", "rotate admin-dashboard only", "--no-verify")
 
     code, summaries = built.run()
