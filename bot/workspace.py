@@ -83,6 +83,22 @@ _OPERATOR_ONLY = (
 _SYMLINK_MODE = 0o120000
 
 
+def _not_a_checkout(path: Path) -> str:
+    """Why `path` cannot be opened, and what to pass instead when it is inside a checkout."""
+    try:
+        top = git.Repo(path, search_parent_directories=True).working_tree_dir
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        top = None
+    if top is None:
+        return f"{path} is not a git repository; pass a checkout, a git URL or owner/name"
+    inside = Path(path).resolve().relative_to(Path(top).resolve())
+    return (
+        f"{path} is inside the checkout {top}: pass --repo {top} (rotation-bot finds every "
+        f"project in the repository; to rotate only this one, set runbooks.sharp.directories: "
+        f'["{inside.as_posix()}/"] in .github/rotation-bot.yml)'
+    )
+
+
 def is_owner_name(value: str) -> bool:
     """Whether `value` looks like `owner/name` (a repository on the forge)."""
     return bool(_OWNER_NAME.match(value)) and not Path(value).exists()
@@ -158,7 +174,7 @@ def sweep_temp_roots(parent: Path) -> list[Path]:
         except OSError:  # removed meanwhile by another process sweeping
             continue
         shutil.rmtree(entry, ignore_errors=True)
-        log.warning("removed the temporary directory of a killed run path=%s", entry)
+        log.warning("removed the temporary directory of a killed run", extra={"path": str(entry)})
         removed.append(entry)
     return removed
 
@@ -248,14 +264,17 @@ class Workspace:
         """A local checkout; the base is `base` or the checked-out branch."""
         try:
             repo = git.Repo(path)
-        except (git.NoSuchPathError, git.InvalidGitRepositoryError) as error:
+        except git.NoSuchPathError as error:
             raise RepositoryError(
                 f"{path} is not a git repository; pass a checkout, a git URL or owner/name"
             ) from error
+        except git.InvalidGitRepositoryError as error:
+            raise RepositoryError(_not_a_checkout(path)) from error
         if base is None:
             if repo.head.is_detached:
                 raise RepositoryError(
-                    f"{path}: HEAD is detached; check out a branch or pass --base"
+                    f"{path}: HEAD is detached; check out a branch, or set pull-requests.base "
+                    "in .github/rotation-bot.yml"
                 )
             base = repo.active_branch.name
         return cls(repo, name=str(Path(path).resolve()), local=True, base_branch=base, auth=None)
@@ -415,7 +434,7 @@ class Workspace:
             try:
                 self.repo.git.worktree("remove", "--force", str(path))
             except git.GitCommandError as error:
-                log.warning("worktree removal failed: %s", _last_line(error))
+                log.warning("worktree removal failed", extra={"error": _last_line(error)})
             shutil.rmtree(parent, ignore_errors=True)
             self._prune()
 
@@ -423,7 +442,7 @@ class Workspace:
         try:
             self.repo.git.worktree("prune")
         except git.GitCommandError as error:
-            log.warning("git worktree prune failed: %s", _last_line(error))
+            log.warning("git worktree prune failed", extra={"error": _last_line(error)})
 
     def _tree(self, worktree: Path) -> git.Repo:
         """A worktree's repository, with the same environment and safe overrides."""

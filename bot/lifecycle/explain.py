@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.lifecycle.records import Hold
+from bot.markdown import code, text
 from bot.models import Plan, Rotation
-from bot.publish import code, text
 
 VERDICTS = {
     "create": "would open a pull request",

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from bot.errors import BotError
+from bot.markdown import code_block
 from bot.models import Plan
-from bot.publish import code_block
 from bot.runbook import Runbook
 
 ONBOARDING_BRANCH = "rotation-bot/configure"

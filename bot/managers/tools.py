@@ -18,9 +18,10 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+import semver
+
 from bot.errors import InvalidRemoteData, ManifestError
 from bot.managers.base import PackageManager, Tool
-from bot.models import strict_version
 from bot.sources.npm.registry import NpmRegistry
 
 TOOL_LIMIT = 64 * 1024 * 1024
@@ -40,12 +41,10 @@ def parse_package_manager(value: object, *, source: str) -> tuple[str, str, tupl
             'fix it (e.g. "pnpm@9.15.0")'
         )
     version = match.group("version")
-    try:
-        strict_version(version, source=source)
-    except InvalidRemoteData:
+    if not semver.Version.is_valid(version):
         raise ManifestError(
             f"{source}: packageManager {value!r} does not name an exact version; pin one"
-        ) from None
+        )
     digest = (match.group("algorithm"), match.group("hash")) if match.group("hash") else None
     return match.group("name"), version, digest
 
@@ -57,8 +56,10 @@ def ensure_tool(
     npm: NpmRegistry,
     cache_dir: Path,
     declared_hash: tuple[str, str] | None = None,
+    declared_in: str = "package.json",
 ) -> Tool:
-    """The manager's CLI at `version`, installed into `cache_dir` once and verified."""
+    """The manager's CLI at `version`, installed into `cache_dir` once and verified
+    (`declared_in`: the file whose packageManager names the version and hash)."""
     package = manager.tool_package
     target = cache_dir / f"{package.replace('/', '+')}@{version}"
     marker = target / _MARKER
@@ -76,7 +77,9 @@ def ensure_tool(
             actual = hashlib.new(algorithm, data).hexdigest()
             if actual != expected:
                 raise InvalidRemoteData(
-                    f"{source} does not match the {algorithm} in packageManager; refusing to run it"
+                    f"{source} does not match the {algorithm} hash of packageManager in "
+                    f"{declared_in}; refusing to run it (check that field: it is the {algorithm} "
+                    "hex digest of the tool's tarball, as corepack writes it)"
                 )
         _unpack(data, target, integrity, source=source)
     entry = manager.tool_entry(target / "package")

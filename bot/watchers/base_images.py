@@ -35,7 +35,8 @@ from bot.planning.base_images import (
     unusable_created,
 )
 from bot.services import Services
-from bot.sources.oci import ImageDetails, ManifestHead, OciClient, TagNotFound
+from bot.sources.oci.client import OciClient
+from bot.sources.oci.models import ImageDetails, ManifestHead, TagNotFound
 from bot.watchers import WatchRequest, watcher
 
 log = logging.getLogger(__name__)
@@ -232,7 +233,7 @@ def _with_details(
     except (ServiceUnavailable, InvalidRemoteData) as error:
         if policy.minimum_age or policy.platforms:
             return Skipped(subject, f"cannot inspect {digest}: {error.message}")
-        log.warning("no created date for %s: %s", subject, error.message)
+        log.warning("no created date", extra={"image": subject, "error": error.message})
         return Resolution(digest)
     previous_created = None
     if reference.digest is not None:
@@ -241,7 +242,10 @@ def _with_details(
                 reference.registry, reference.path, reference.digest, platform
             ).created
         except (ServiceUnavailable, InvalidRemoteData) as error:
-            log.info("no created date for the previous digest of %s: %s", subject, error.message)
+            log.info(
+                "no created date for the previous digest",
+                extra={"image": subject, "error": error.message},
+            )
     seen = None
     if policy.minimum_age > timedelta(0) and unusable_created(details.created, now) is not None:
         seen = first_seen(reference.registry, reference.path, digest)

@@ -32,6 +32,7 @@ def family_policy(request: WatchRequest) -> FamilyPolicy:
         minimum_release_age=runbook.minimum_release_age if age is None else age,
         major=settings.major_policy,
         add_pins=settings.pin,
+        pin_templates=runbook.pins.packages,
         held=request.held,
     )
 
