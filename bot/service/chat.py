@@ -303,6 +303,10 @@ def _line(summary: RunSummary) -> str:
     return f"- **{summary.runbook}**{target}: {summary.outcome}{link}. {summary.message}{audit}"
 
 
+# how a reply names what finished ("rebase finished", "rotation finished")
+_NOUNS = {"rotate": "rotation", "explain": "explanation"}
+
+
 def result_reply(author: str, result: WorkResult) -> tuple[Reaction, str]:
     """The reaction and reply for a finished request."""
     if not result.started:
@@ -314,7 +318,7 @@ def result_reply(author: str, result: WorkResult) -> tuple[Reaction, str]:
         return "-1", f"@{author} the rotation could not run: {result.error}. Nothing was published."
     lines = [_line(summary) for summary in result.summaries]
     if all(summary.outcome in SUCCESS_OUTCOMES for summary in result.summaries):
-        verb = "explanation" if result.request.action == "explain" else result.request.action
+        verb = _NOUNS.get(result.request.action, result.request.action)
         body = "\n".join(lines) if lines else "- nothing to rotate: no runbook applies here."
         return "+1", f"@{author} {verb} finished:\n{body}"
     return "-1", (
