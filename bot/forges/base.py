@@ -155,6 +155,14 @@ class Forge(Protocol):
         same key write nothing); True when a comment was written."""
         ...
 
+    def ensure_latest_comment(
+        self, repo: str, number: int, family: str, key: str, body: str
+    ) -> bool:
+        """Comment `body` on issue or proposal `number` unless the newest of the bot's comments
+        of `family` already carries `key` (`family/…`), so a verdict is said again only when it
+        changes; True when a comment was written."""
+        ...
+
     def ensure_notice(self, repo: str, notice: Notice) -> str | None:
         """Open or update the one notice of its kind for this runbook and target; its URL."""
         ...

@@ -171,6 +171,12 @@ class LocalForge:
         """There are no issues to reply on."""
         raise UsageError("the local forge has no comments")
 
+    def ensure_latest_comment(
+        self, repo: str, number: int, family: str, key: str, body: str
+    ) -> bool:
+        """There are no issues or pull requests of people to comment on."""
+        raise UsageError("the local forge has no comments")
+
     def ensure_comment(self, repo: str, branch: str, key: str, body: str) -> bool:
         """Store the comment once per `key` (a `comment` row beside the proposal)."""
         proposal = self.audit.find_proposal(repo, branch)

@@ -24,6 +24,7 @@ and nothing runs.  A command is acknowledged with 👀, then answered with 👍 
 and the failure summary with the audit run id.  Comments by bots, and comments whose first line
 is not a command, are ignored, so the bot's own replies never trigger anything.  Everything is
 said through the `Forge` (`permission`, `react`, `reply`): this module has no GitHub client.
+The same pool runs the config check of pull requests (bot.service.config_check).
 
 The first line is read the way GitHub's Markdown reads it (CommonMark): lines end at CR, LF or
 CRLF only; a blank line holds nothing but spaces and tabs; a command may be indented by up to
@@ -41,7 +42,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from bot.audit import AuditStore
 from bot.errors import BotError, InvalidRemoteData
@@ -52,12 +53,16 @@ from bot.runbook import Runbook
 from bot.service.locks import repository_key
 from bot.service.metrics import Metrics
 from bot.service.workqueue import Admission, WorkQueue, WorkResult
+from bot.watchers import watch_kind
+
+if TYPE_CHECKING:
+    from bot.service.config_check import PullRequestEvent
 
 log = logging.getLogger(__name__)
 
 _COMMAND = re.compile(r"^ {0,3}/rotate(?:[ \t]+(?P<arguments>.*))?$")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")  # CommonMark's, not str.splitlines()'s eight
-_REPOSITORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$")
+REPOSITORY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$")
 _LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?$")
 TRIGGERING_PERMISSIONS = frozenset({"admin", "maintain", "write"})
 SUCCESS_OUTCOMES = frozenset(
@@ -226,9 +231,9 @@ def comment_event(payload: Any) -> CommentEvent | None:
         return None
     valid = (
         isinstance(event.repo, str)
-        and bool(_REPOSITORY.match(event.repo))
-        and _positive(event.issue_number)
-        and _positive(event.comment_id)
+        and bool(REPOSITORY_NAME.match(event.repo))
+        and positive_id(event.issue_number)
+        and positive_id(event.comment_id)
         and isinstance(event.comment_url, str)
         and event.comment_url.startswith(("https://", "http://"))
         and isinstance(event.author, str)
@@ -239,7 +244,8 @@ def comment_event(payload: Any) -> CommentEvent | None:
     return event if valid else None
 
 
-def _positive(value: object) -> bool:
+def positive_id(value: object) -> bool:
+    """Whether `value` is a JSON number usable as an id or issue number (not a bool)."""
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
@@ -429,6 +435,34 @@ class ChatCommands:
             self._slots.release()
             return False
         return True
+
+    def accept_config_check(self, event: PullRequestEvent) -> bool:
+        """Check the config file a pull request changes (`config_check`), in the background;
+        False when too many are waiting already."""
+        if not self._slots.acquire(blocking=False):
+            return False
+        try:
+            self._pool.submit(self._guarded_check, event)
+        except RuntimeError:  # the pool was shut down
+            self._slots.release()
+            return False
+        return True
+
+    def _guarded_check(self, event: PullRequestEvent) -> None:
+        from bot.service.config_check import check_config  # noqa: PLC0415 - it imports this
+
+        kinds = {name: watch_kind(runbook) for name, runbook in self.runbooks.items()}
+        try:
+            result = f"config-{check_config(self.forge, kinds, event)}"
+        except BotError as error:
+            log.warning("config check failed repo=%s error=%s", event.repo, error.message)
+            result = "failed"
+        except Exception:
+            log.exception("config check crashed repo=%s", event.repo)
+            result = "failed"
+        finally:
+            self._slots.release()
+        self.metrics.chat_commands.labels(result=result).inc()
 
     def close(self) -> None:
         """Stop taking comments and let those being handled finish (their replies are short

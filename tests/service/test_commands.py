@@ -1,9 +1,11 @@
 """Every `/rotate` command end to end: a signed `issue_comment` delivery to the running service,
 the real pipeline (real git, npm and Verdaccio), and every GitHub call against the GitHub-shaped
-server, including the permission refusals."""
+server, including the permission refusals; and the config check a `pull_request` delivery
+starts."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +21,8 @@ from bot.runbook import DEFAULT_RUNBOOKS_DIR, load_runbooks
 from bot.service.app import RunningService, ServiceOptions, start_service
 from bot.services import build_services
 from tests.conftest import Env
-from tests.support.hub import PATCH, REPO, TOKEN, Hub, served_hub
-from tests.support.service import SECRET, comment_payload, deliver, wait_until
+from tests.support.hub import CONFIG, PATCH, REPO, TOKEN, Hub, served_hub
+from tests.support.service import SECRET, comment_payload, deliver, examples, wait_until
 
 FAST = GitHubOptions(timeout=5, seconds_between_requests=0, seconds_between_writes=0, backoff=0.1)
 
@@ -189,3 +191,69 @@ def test_holds_approvals_refusals_and_malformed_commands(chat: Chat) -> None:
         )
         assert "`/rotate explain [runbook]`" in hub.api.comments_on(REPO, chat.issue)[-1].body
     assert hub.audit().verify().ok
+
+
+def _pull_request_event(chat: Chat, action: str, number: int, branch: str) -> None:
+    """Deliver GitHub's `pull_request` example for pull request `number` of `branch`."""
+    payload = copy.deepcopy(examples("pull_request", action)[0])
+    payload["repository"]["full_name"] = REPO
+    payload["pull_request"]["number"] = number
+    payload["pull_request"]["head"]["sha"] = chat.hub.branch(branch)
+    payload["pull_request"]["base"]["sha"] = chat.hub.branch("main")
+    response = deliver(chat.client, chat.service.url, payload, event="pull_request")
+    assert response.status_code == 202
+
+
+def test_a_pull_request_that_changes_the_config_gets_the_validation_result(chat: Chat) -> None:
+    hub = chat.hub
+    metrics = chat.service.app.metrics.registry
+
+    def checks(result: str) -> float:
+        found = metrics.get_sample_value("rotation_bot_chat_commands_total", {"result": result})
+        return found or 0.0
+
+    def said(number: int) -> list[str]:
+        return [c.body for c in hub.api.comments_on(REPO, number) if c.user == "rotation-bot"]
+
+    bad = CONFIG + "    image-platforms: [linux/amd64]\n"
+    hub.people.commit({".github/rotation-bot.yml": bad}, "Configure", branch="configure")
+    number = hub.api.add_pull(REPO, head="configure", base="main", user="jane", title="Config")
+    _pull_request_event(chat, "opened", number, "configure")
+    wait_until(lambda: checks("config-invalid") == 1, message="the config check")
+
+    (first,) = said(number)
+    assert (
+        ".github/rotation-bot.yml:6: unknown key runbooks.sharp.image-platforms (it is a setting "
+        "of base-image)" in first
+    )
+    contents = f"/repos/{REPO}/contents/.github/rotation-bot.yml"
+    reads = {r.query.get("ref") for r in hub.api.requests_matching("GET", contents)}
+    assert reads == {hub.branch("configure"), hub.branch("main")}  # read at both commits
+
+    hub.people.commit({"NOTES.md": "why\n"}, "Notes", branch="configure")  # the same verdict
+    _pull_request_event(chat, "synchronize", number, "configure")
+    wait_until(lambda: checks("config-invalid") == 2, message="the second config check")
+    assert said(number) == [first]
+
+    hub.people.commit(
+        {".github/rotation-bot.yml": CONFIG + "dashboard: true\n"}, "Fix", branch="configure"
+    )
+    _pull_request_event(chat, "synchronize", number, "configure")
+    wait_until(lambda: checks("config-valid") == 1, message="the fixed config's check")
+    (_, second) = said(number)
+    assert second.startswith(
+        f"rotation-bot checked `.github/rotation-bot.yml` as of {hub.branch('configure')[:12]}: "
+        "it is valid."
+    )
+
+    hub.people.commit({".github/rotation-bot.yml": bad}, "Back again", branch="configure")
+    _pull_request_event(chat, "synchronize", number, "configure")
+    wait_until(lambda: checks("config-invalid") == 3, message="the broken config's check")
+    (_, _, third) = said(number)  # said again: the newest verdict is what counts
+    assert third.split("\n", 1)[1] == first.split("\n", 1)[1]  # the same problems and marker
+
+    hub.people.commit({"README.md": "more\n"}, "Docs", branch="docs")
+    other = hub.api.add_pull(REPO, head="docs", base="main", user="jane", title="Docs")
+    _pull_request_event(chat, "opened", other, "docs")
+    wait_until(lambda: checks("config-unchanged") == 1, message="the check of a docs change")
+    assert said(other) == []

@@ -9,6 +9,7 @@ interface), so these tests see exactly which requests reached the pipeline.
 
 from __future__ import annotations
 
+import copy
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -333,6 +334,30 @@ def test_junk_edits_and_bots_are_ignored_without_any_api_call(
     assert (response.status_code, response.json()["result"]) == (200, "ignored")
     world.service.stop()  # waits for every comment being handled and every queued run
     assert world.api.requests == [] and world.runner.calls == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"action": "closed"},
+        {"action": "edited"},
+        {"head": "not-a-sha"},
+        {"number": True},
+        {"repository": "someone/else"},  # not served
+    ],
+)
+def test_pull_requests_the_config_check_does_not_concern_are_ignored_without_any_api_call(
+    world: World, change: dict[str, Any]
+) -> None:
+    payload = copy.deepcopy(examples("pull_request", "opened")[0])
+    payload["action"] = change.get("action", "synchronize")
+    payload["pull_request"]["head"]["sha"] = change.get("head", "a" * 40)
+    payload["pull_request"]["number"] = change.get("number", 2)
+    payload["repository"]["full_name"] = change.get("repository", REPO)
+    response = deliver(world.client, world.url, payload, event="pull_request")
+    assert (response.status_code, response.json()["result"]) == (200, "ignored")
+    world.service.stop()  # waits for everything being handled
+    assert world.api.requests == []
 
 
 @pytest.mark.parametrize(

@@ -477,6 +477,27 @@ class GitHubApi:
             repo.items[item.number] = item
             return item.number
 
+    def add_pull(self, full_name: str, *, head: str, base: str, user: str, title: str) -> int:
+        """Open a person's pull request from branch `head` into `base`; returns its number."""
+        with self.lock:
+            repo = self.repositories[full_name]
+            head_sha, base_sha = repo.branch_sha(head), repo.branch_sha(base)
+            assert head_sha is not None and base_sha is not None, (head, base)
+            item = ItemState(
+                number=len(repo.items) + 1,
+                id=self.next_id(),
+                title=title,
+                body=None,
+                user=user,
+                is_pull=True,
+                head=head,
+                base=base,
+                head_sha=head_sha,
+                base_sha=base_sha,
+            )
+            repo.items[item.number] = item
+            return item.number
+
     def add_comment(
         self, full_name: str, issue: int, *, user: str, body: str, comment_id: int | None = None
     ) -> int:

@@ -153,6 +153,12 @@ class GitHubForge:
             return False
         return self.comments.ensure_comment(repo, number, key, body)
 
+    def ensure_latest_comment(
+        self, repo: str, number: int, family: str, key: str, body: str
+    ) -> bool:
+        """Comment unless the newest comment of `family` on `number` carries `key`."""
+        return self.comments.ensure_comment(repo, number, key, body, family=family)
+
     def ensure_notice(self, repo: str, notice: Notice) -> str | None:
         """Open or update the notice's issue."""
         return self.issues.ensure_notice(repo, notice)

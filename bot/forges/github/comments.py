@@ -1,11 +1,13 @@
 """Comments and reactions on GitHub: who may command the bot, the 👀/👍/👎 on a command, replies,
-and the one-per-subject comments the bot leaves on its own pull requests.
+and the one-per-subject comments the bot leaves on pull requests.
 
 A permission is read through the API (never the webhook payload's `author_association`).  A
 reaction or a reply is one POST with no GETs before it (PyGithub's lazy objects).  A comment the
 bot must say once (`ensure_comment`) ends with a hidden marker
 (`<!-- rotation-bot-comment KEY -->`) and is looked for among the pull request's comments
-before it is written, so no restart or second process repeats it.
+before it is written, so no restart or second process repeats it.  A verdict the bot repeats
+only when it changes (the config check) is a family of keys: only the newest comment of the
+family counts.
 """
 
 from __future__ import annotations
@@ -24,11 +26,14 @@ _ROLE = re.compile(r"^[a-z_-]{1,40}$")
 _KEY = re.compile(r"^[A-Za-z0-9._@/+-]{1,120}$")
 
 
+_MARKER = "<!-- rotation-bot-comment "
+
+
 def comment_marker(key: str) -> str:
     """The hidden line that identifies a comment the bot says once per `key`."""
     if not _KEY.match(key):
         raise ValueError(f"comment key {key!r} must be 1-120 of A-Z a-z 0-9 . _ @ / + -")
-    return f"<!-- rotation-bot-comment {key} -->"
+    return f"{_MARKER}{key} -->"
 
 
 class Comments:
@@ -90,16 +95,24 @@ class Comments:
             uncertain_is_error=True,
         )
 
-    def ensure_comment(self, repo: str, number: int, key: str, body: str) -> bool:
+    def ensure_comment(
+        self, repo: str, number: int, key: str, body: str, *, family: str | None = None
+    ) -> bool:
         """Comment `body` on `number` unless a comment of the bot's already carries `key`'s
-        marker; True when it wrote one."""
+        marker (with `family`: unless the newest comment of that family, whose keys are
+        `family/…`, carries it); True when it wrote one."""
         marker = comment_marker(key)
         owner, name = split_name(repo)
         client = self.client.client_for(repo)
         existing = self.client.list_all(
             client, f"/repos/{quote(owner)}/{quote(name)}/issues/{number}/comments", {}
         )
-        if any(isinstance(c.get("body"), str) and marker in c["body"] for c in existing):
+        bodies = [c["body"] for c in existing if isinstance(c.get("body"), str)]
+        if family is not None:
+            if not key.startswith(f"{family}/"):
+                raise ValueError(f"comment key {key!r} is not of family {family!r}")
+            bodies = [text for text in bodies if f"{_MARKER}{family}/" in text][-1:]
+        if any(marker in text for text in bodies):
             return False
         self.reply(repo, number, f"{redact(body).rstrip()}\n\n{marker}\n")
         return True
