@@ -4,6 +4,7 @@ and onboarding."""
 
 from __future__ import annotations
 
+from tests.conftest import bot
 from tests.support.hub import MAJOR, PATCH, REPO, Hub
 
 MAJORS = "version: 1\nrunbooks:\n  sharp:\n    minimum-release-age: 0\n    major: next\n"
@@ -38,6 +39,20 @@ def test_a_major_waits_for_approval_then_opens_with_who_approved(hub: Hub) -> No
     assert hub.api.issues(REPO, state="open") == []
     assert "Approved by @alice" in hub.api.comments_on(REPO, notice.number)[-1].body
     assert hub.audit().verify().ok
+
+
+def test_a_held_version_shows_in_plan_and_in_the_pull_request_that_skips_it(hub: Hub) -> None:
+    hub.records().record_hold(REPO, "sharp", "ignore", "0.33.6", by="alice", url="https://x/2")
+
+    planned = bot(hub.env, "plan", "--repo", REPO, "--runbook", "sharp")
+    (run,) = hub.run()
+
+    assert planned.exit_code == 0
+    assert "skipped sharp@0.33.6: held by /rotate ignore 0.33.6 (@alice, " in planned.output
+    assert run["outcome"] == "proposed" and set(hub.pulls()) == {"rotation-bot/sharp-0.33.5"}
+    body = str(hub.pulls()["rotation-bot/sharp-0.33.5"].body)
+    assert "### Not proposed" in body
+    assert "`sharp@0.33.6`: held by /rotate ignore 0.33.6 (@\u200balice, " in body
 
 
 def test_max_open_keeps_a_rotation_waiting_for_a_slot_until_one_frees(hub: Hub) -> None:
