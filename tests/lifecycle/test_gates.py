@@ -10,6 +10,14 @@ from tests.support.hub import MAJOR, PATCH, REPO, Hub
 MAJORS = "version: 1\nrunbooks:\n  sharp:\n    minimum-release-age: 0\n    major: next\n"
 
 
+def _dashboard_section(hub: Hub, title: str) -> str:
+    """One section of the dependency dashboard issue's body."""
+    (issue,) = [
+        i for i in hub.api.issues(REPO, state="open") if "rotation-bot-dashboard" in i.labels
+    ]
+    return str(issue.body).split(f"### {title}\n")[1].split("###")[0]
+
+
 def _lifecycle(hub: Hub, run: dict[str, object]) -> dict[str, object]:
     (record,) = [s for s in hub.audit().run_steps(str(run["run_id"])) if s["kind"] == "lifecycle"]
     evidence: dict[str, object] = record["evidence"]
@@ -17,9 +25,11 @@ def _lifecycle(hub: Hub, run: dict[str, object]) -> dict[str, object]:
 
 
 def test_a_major_waits_for_approval_then_opens_with_who_approved(hub: Hub) -> None:
-    hub.config(MAJORS + "    major-approval: true\n")
+    hub.config(MAJORS + "    major-approval: true\ndashboard: true\n")
 
     patch, major = hub.run()
+    announced = _dashboard_section(hub, "Majors awaiting approval")
+    (dashboard,) = [i for i in hub.api.issues(REPO) if "rotation-bot-dashboard" in i.labels]
     _, again_major = hub.run()
 
     assert (patch["outcome"], major["outcome"]) == ("proposed", "waiting")
@@ -27,8 +37,14 @@ def test_a_major_waits_for_approval_then_opens_with_who_approved(hub: Hub) -> No
         again_major["outcome"] == "waiting" and "/rotate approve 0.34.1" in again_major["message"]
     )
     assert set(hub.pulls()) == {PATCH} and hub.branch(MAJOR) is None
-    (notice,) = hub.api.issues(REPO, state="open")
-    assert "rotation-bot-approval" in notice.labels and "/rotate approve 0.34.1" in str(notice.body)
+    (notice,) = [
+        i for i in hub.api.issues(REPO, state="open") if "rotation-bot-approval" in i.labels
+    ]
+    assert "/rotate approve 0.34.1" in str(notice.body)
+    assert (
+        "sharp `0.34.1`: no pull request yet; a writer approves with `/rotate approve 0.34.1`"
+        in announced
+    )
 
     hub.records().record_approval(REPO, "sharp", "0.34.1", by="alice", url="https://x/1")
     _, approved = hub.run()
@@ -36,7 +52,8 @@ def test_a_major_waits_for_approval_then_opens_with_who_approved(hub: Hub) -> No
     pulls = hub.pulls()
     assert approved["outcome"] == "proposed" and set(pulls) == {PATCH, MAJOR}
     assert "Approved by @\u200balice" in str(pulls[MAJOR].body)
-    assert hub.api.issues(REPO, state="open") == []
+    assert [i.number for i in hub.api.issues(REPO, state="open")] == [dashboard.number]
+    assert "no pull request yet" not in _dashboard_section(hub, "Majors awaiting approval")
     assert "Approved by @alice" in hub.api.comments_on(REPO, notice.number)[-1].body
     assert hub.audit().verify().ok
 
@@ -56,14 +73,16 @@ def test_a_held_version_shows_in_plan_and_in_the_pull_request_that_skips_it(hub:
 
 
 def test_max_open_keeps_a_rotation_waiting_for_a_slot_until_one_frees(hub: Hub) -> None:
-    hub.config(MAJORS + "pull-requests:\n  max-open: 1\n")
+    hub.config(MAJORS + "pull-requests:\n  max-open: 1\ndashboard: true\n")
 
     patch, major = hub.run()
+    slots = _dashboard_section(hub, "Waiting for a slot")
 
     assert (patch["outcome"], major["outcome"]) == ("proposed", "waiting")
     assert "waiting for a slot" in str(major["message"]) and "max-open: 1" in str(major["message"])
     assert _lifecycle(hub, major)["verdict"] == "waiting"
     assert set(hub.pulls()) == {PATCH}
+    assert "sharp `0.34.1`: waiting for a slot: 1 rotation pull requests are open" in slots
 
     hub.people.git("fetch", "-q", "origin")  # the patch pull request is merged: a slot frees
     hub.people.git("checkout", "-q", "-B", "main", "origin/main")
