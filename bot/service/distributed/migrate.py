@@ -9,10 +9,12 @@ processes at once (the schema is applied under a transaction-scoped advisory loc
 
 from __future__ import annotations
 
-from sqlalchemy import create_engine, func, select, text
+import psycopg
+from sqlalchemy import create_engine
 
 from bot.audit import AuditStore
 from bot.config import Settings
+from bot.service.distributed.fleet import conninfo
 from bot.service.distributed.shared import create_tables
 from bot.service.webhook import DeliveryLog
 
@@ -31,18 +33,17 @@ def migrate(database_url: str, audit: AuditStore) -> list[str]:
     try:
         create_tables(engine)
         lines.append("packument cache and GitHub request budgets: ready")
-        from procrastinate import schema  # noqa: PLC0415 - PostgreSQL only
-
-        with engine.begin() as connection:
-            connection.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
-            present = connection.execute(
-                text("SELECT to_regclass('procrastinate_jobs') IS NOT NULL")
-            ).scalar_one()
-            if present:
-                lines.append("job queue (procrastinate): already present")
-            else:
-                connection.exec_driver_sql(schema.SchemaManager.get_schema())
-                lines.append("job queue (procrastinate): schema applied")
     finally:
         engine.dispose()
+    from procrastinate.schema import SchemaManager  # noqa: PLC0415 - PostgreSQL only
+
+    # psycopg sends a statement without parameters as it is (the schema has `%` in it)
+    with psycopg.connect(conninfo(database_url)) as connection:  # one transaction
+        connection.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        row = connection.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL").fetchone()
+        if row is not None and row[0]:
+            lines.append("job queue (procrastinate): already present")
+        else:
+            connection.execute(SchemaManager.get_schema())
+            lines.append("job queue (procrastinate): schema applied")
     return lines
