@@ -133,6 +133,8 @@ def start_roles(
     """Start `role` (or all three) against the database in `settings`."""
     database_url = settings.resolved_database_url
     audit = pipeline.audit
+    # procrastinate logs every job at INFO (with its arguments): only its warnings and errors
+    logging.getLogger("procrastinate").setLevel(logging.WARNING)
     wanted: set[str] = {"web", "worker", "scheduler"} if role == "all" else {role}
     fleet = FleetQueue(database_url)
     running = RunningRoles(fleet)
