@@ -7,6 +7,7 @@ negative assertion, and nothing is asserted about wall-clock time."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -123,7 +124,9 @@ def chat_request(repo: str, target: str | None = "0.33.5") -> RunRequest:
 
 
 def runs_of(fleet: Fleet, repo: str) -> list[dict[str, object]]:
-    return [run for run in AuditStore(fleet.database_url).list_runs(limit=100) if run["repo"] == repo]
+    return [
+        run for run in AuditStore(fleet.database_url).list_runs(limit=100) if run["repo"] == repo
+    ]
 
 
 def test_one_repository_rotates_on_one_worker_at_a_time_and_a_duplicate_is_refused(
@@ -163,7 +166,7 @@ def test_one_repository_rotates_on_one_worker_at_a_time_and_a_duplicate_is_refus
         queue.close()
     # The audit trail shows the two requests' runs one after the other, never overlapping.
     runs = sorted(runs_of(fleet, "octo/app"), key=lambda run: str(run["started_at"]))
-    for earlier, later_run in zip(runs, runs[1:], strict=False):
+    for earlier, later_run in itertools.pairwise(runs):
         assert str(earlier["finished_at"]) <= str(later_run["started_at"]), runs
     assert (runs[0]["target"], runs[0]["outcome"]) == ("0.33.5", "proposed"), runs
     assert [pull.head for pull in fleet.api.pulls("octo/app") if "0.33.5" in pull.head] == [
