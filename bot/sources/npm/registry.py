@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import os
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,7 +110,8 @@ class DiskPackumentCache:
             "last_modified": fetched.last_modified,
             "body": fetched.body,
         }
-        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        # unique per writer: two threads of one process may store the same packument at once
+        temporary = path.with_suffix(f".{os.getpid()}.{uuid.uuid4().hex}.tmp")
         temporary.write_text(json.dumps(record), encoding="utf-8")
         temporary.replace(path)
 
