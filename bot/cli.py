@@ -35,6 +35,7 @@ from bot.errors import (
     BotError,
     ServiceUnavailable,
     UsageError,
+    VerificationFailed,
     redact,
 )
 from bot.forges.base import Forge
@@ -648,11 +649,32 @@ def serve(state: _State, role: str) -> None:
 
 
 @main.command()
+@click.option(
+    "--from",
+    "source",
+    metavar="URL",
+    help="Copy this database's audit trail (e.g. sqlite:///…/audit.sqlite3) into the new one, "
+    "hash chain intact (the new one must hold no record).",
+)
 @click.pass_obj
-def migrate(state: _State) -> None:
+def migrate(state: _State, source: str | None) -> None:
     """Create or complete the database schema: the audit trail, the service's tables and, on
     PostgreSQL, procrastinate's job queue (run once before starting the distributed roles)."""
+    from bot.audit import AuditStore  # noqa: PLC0415 - SQLAlchemy only when recording
+    from bot.service.distributed.migrate import copy_trail  # noqa: PLC0415
     from bot.service.distributed.migrate import migrate as apply  # noqa: PLC0415
 
-    for line in apply(state.settings.resolved_database_url, state.audit()):
+    audit = state.audit()
+    for line in apply(state.settings.resolved_database_url, audit):
         click.echo(line)
+    if source is not None:
+        origin = AuditStore(source)
+        copied = copy_trail(origin, audit)
+        click.echo(f"audit trail: {copied} records copied from {origin.location}")
+        report = audit.verify()
+        click.echo(f"audit trail: verify {'ok' if report.ok else 'FAILED'}")
+        if not report.ok:
+            raise VerificationFailed(
+                f"audit database {audit.location}: the copied chain does not verify "
+                f"({'; '.join(report.problems[:3])}); keep using {origin.location}"
+            )
