@@ -22,7 +22,7 @@ from types import FrameType
 from typing import Literal
 
 from bot.config import RepoConfig, Settings
-from bot.errors import BotError
+from bot.errors import BotError, ServiceUnavailable
 from bot.forges.github import GitHubForge
 from bot.service.app import (
     ConfigProblems,
@@ -264,7 +264,12 @@ def serve_roles(
             on_ready(running.url)
         while not stop.wait(timeout=1.0):
             if running.worker is not None and running.worker.failure is not None:
-                raise running.worker.failure
+                failure = running.worker.failure
+                raise ServiceUnavailable(
+                    f"job queue: the worker stopped ({type(failure).__name__}: "
+                    f"{str(failure)[:200]}); check ROTATION_BOT_DATABASE_URL and that "
+                    "`rotation-bot migrate` has run"
+                ) from failure
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
