@@ -25,6 +25,7 @@ from bot.config import RepoConfig, Settings
 from bot.errors import BotError, ServiceUnavailable
 from bot.forges.github import GitHubForge
 from bot.service.app import (
+    DELIVERY_RETENTION,
     ConfigProblems,
     HttpServer,
     ServedPipeline,
@@ -163,8 +164,10 @@ def start_roles(
                 with locks.hold(repo, timeout=0):
                     return pipeline.open_repo(repo).config
 
+            deliveries = DeliveryLog(audit.engine)
+
             def make_scheduler() -> Scheduler:
-                return Scheduler(
+                scheduler = Scheduler(
                     engine=audit.engine,
                     defer=fleet.defer_slot,
                     runbooks=sorted(pipeline.runbooks),
@@ -174,6 +177,14 @@ def start_roles(
                     refresh_interval=options.refresh_interval,
                     report=ConfigProblems(audit),
                 )
+                # the active scheduler also keeps the delivery log short (the web role has no
+                # timer of its own)
+                scheduler.every(
+                    timedelta(days=1),
+                    lambda: deliveries.prune(DELIVERY_RETENTION),
+                    "prune-deliveries",
+                )
+                return scheduler
 
             running.election = LeaderElection(
                 LeaderLock(conninfo(database_url)), make_scheduler, poll=leader_poll
