@@ -11,13 +11,13 @@ and HTML (or fenced), `@mentions` are neutralised, and nothing outside the bot c
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.config import PullRequestSettings
 from bot.errors import StepFailed, redact
 from bot.managers import get_manager
+from bot.markdown import code, code_block, text
 from bot.models import (
     Plan,
     ProjectRotation,
@@ -32,32 +32,6 @@ from bot.steps.outputs import LockedEntry, Outputs
 from bot.steps.registry import StepContext
 
 MARKER = "<!-- rotation-bot:{runbook}:{version} -->"
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+!|~>])")
-_MENTION = re.compile(r"@(?=[A-Za-z0-9])")
-
-
-def text(value: object) -> str:
-    """External text for a Markdown line: HTML-escaped, Markdown syntax escaped, mentions and
-    comment markers neutralised, on one line."""
-    raw = " ".join(str(value).split())
-    escaped = raw.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    escaped = _MARKDOWN.sub(r"\\\1", escaped)
-    return _MENTION.sub("@\u200b", escaped)
-
-
-def code(value: object) -> str:
-    """External text as an inline code span (never interpreted), one line."""
-    raw = " ".join(str(value).split()).replace("<!--", "<!-\u200b-")
-    fence = "`" * (max((len(run) for run in re.findall(r"`+", raw)), default=0) + 1)
-    pad = " " if raw.startswith("`") or raw.endswith("`") else ""
-    return f"{fence}{pad}{raw}{pad}{fence}" if raw else "—"
-
-
-def code_block(value: str) -> list[str]:
-    """External multi-line text as a fenced block (no HTML, links, images or mentions)."""
-    body = value.replace("<!--", "<!-\u200b-")
-    fence = "`" * max(3, max((len(run) for run in re.findall(r"`+", body)), default=0) + 1)
-    return [f"{fence}text", *body.splitlines(), fence]
 
 
 def title_for(rotation: Rotation) -> str:
