@@ -320,3 +320,55 @@ def test_serve_roles_need_postgresql(env: Env) -> None:
     result = bot(env, "serve", "--role", "worker")
     assert result.exit_code == 2
     assert "--role worker needs the distributed mode" in result.output
+
+
+def test_chat_commands_go_before_scheduled_work(fleet: Fleet) -> None:
+    for name in ("app", "cron", "chat"):
+        fleet.repository(name)
+    # The only worker is busy with `app` while the other two requests arrive.
+    fleet.api.inject(Fault.timeout("GET", "/repos/octo/app/pulls", seconds=5, perform=True))
+    worker = fleet.start("w1", "worker")
+    queue = fleet.queue()
+    try:
+        assert queue.submit(chat_request("octo/app"), if_busy="wait") == "queued"
+        wait_until(
+            lambda: fleet.api.requests_matching("GET", "/repos/octo/app/pulls"),
+            timeout=120,
+            message="the worker to be busy",
+        )
+        scheduled = RunRequest("octo/cron", Trigger(kind="schedule", actor="schedule"))
+        assert queue.submit(scheduled, if_busy="wait") == "queued"
+        assert queue.submit(chat_request("octo/chat"), if_busy="wait") == "queued"
+    finally:
+        queue.close()
+    wait_until(
+        lambda: worker.output().count("job done repo=") == 3,
+        timeout=240,
+        message="the three jobs",
+    )
+    started = [
+        line.split("repo=")[1].split()[0]
+        for line in worker.output().splitlines()
+        if "rotation started repo=" in line
+    ]
+    assert started == ["octo/app", "octo/chat", "octo/cron"]
+
+
+def test_a_transient_failure_is_retried_with_backoff(fleet: Fleet) -> None:
+    fleet.repository("app")
+    # GitHub answers 502 to every attempt the forge makes to read the repository, once.
+    fleet.api.inject(
+        Fault.respond("GET", "/repos/octo/app", 502, {"message": "Bad Gateway"}, times=4)
+    )
+    worker = fleet.start("w1", "worker")
+    queue = fleet.queue()
+    try:
+        assert queue.submit(chat_request("octo/app"), if_busy="wait") == "queued"
+    finally:
+        queue.close()
+    worker.wait_for_output("rotation will be retried repo=octo/app attempt=1", timeout=120)
+    worker.wait_for_output("job done repo=octo/app", timeout=180)
+    runs = sorted(runs_of(fleet, "octo/app"), key=lambda run: str(run["started_at"]))
+    assert [run["outcome"] for run in runs] == ["error", "proposed"], runs
+    (pull,) = fleet.api.pulls("octo/app")
+    assert pull.head == "rotation-bot/sharp-0.33.5"
