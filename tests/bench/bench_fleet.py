@@ -279,11 +279,11 @@ def wave_one_process(bench: Bench, size: int) -> float:
     seconds = time.perf_counter() - started
     queue.stop(10)
     proposed = sum(1 for r in results for s in r.summaries if s.outcome == "proposed")
-    problems = [
-        r.error or s.message
-        for r in results
-        for s in r.summaries or [None]
-        if not s or s.outcome not in ("proposed", "nothing-to-do")
+    problems = [result.error for result in results if result.error] + [
+        summary.message
+        for result in results
+        for summary in result.summaries
+        if summary.outcome not in ("proposed", "nothing-to-do")
     ]
     rate = proposed / seconds * 60
     print(

@@ -23,6 +23,7 @@ from typing import Literal
 
 from bot.config import RepoConfig, Settings
 from bot.errors import BotError, ServiceUnavailable
+from bot.forges.base import Forge
 from bot.forges.github import GitHubForge
 from bot.service.app import (
     DELIVERY_RETENTION,
@@ -33,7 +34,7 @@ from bot.service.app import (
     repository_lister,
     start_http,
 )
-from bot.service.chat import ChatCommands, ChatGitHub
+from bot.service.chat import ChatCommands, ChatGitHub, ClientFor
 from bot.service.dashboard.auth import DashboardAuth
 from bot.service.dashboard.web import DashboardApp
 from bot.service.distributed.fleet import FleetQueue, conninfo
@@ -125,7 +126,7 @@ def start_roles(
     *,
     role: Role,
     repositories: RepositoryLister,
-    clients: Callable[[str], object] | None,
+    clients: ClientFor | None,
     options: ServiceOptions = DEFAULT_OPTIONS,
     worker_options: WorkerOptions | None = None,
     stopping: threading.Event | None = None,
@@ -143,7 +144,7 @@ def start_roles(
         locks = RepositoryLocks(settings.state_dir / "locks")
         if "worker" in wanted:
             worker_options = worker_options or WorkerOptions(heartbeat=settings.worker_heartbeat)
-            chat_github = ChatGitHub(clients) if clients is not None else None  # type: ignore[arg-type]
+            chat_github = ChatGitHub(clients) if clients is not None else None
             running.worker = WorkerProcess(
                 database_url,
                 Rotations(
@@ -206,7 +207,7 @@ def _web_app(
     pipeline: ServedPipeline,
     fleet: FleetQueue,
     repositories: RepositoryLister,
-    clients: Callable[[str], object] | None,
+    clients: ClientFor | None,
     options: ServiceOptions,
 ) -> tuple[WebhookApp, ChatCommands | None]:
     audit = pipeline.audit
@@ -216,7 +217,7 @@ def _web_app(
     chat = None
     if clients is not None:
         chat = ChatCommands(
-            github=ChatGitHub(clients),  # type: ignore[arg-type]
+            github=ChatGitHub(clients),
             queue=fleet,
             runbooks=pipeline.runbooks,
             audit=audit,
@@ -287,11 +288,11 @@ def serve_roles(
         running.stop()
 
 
-def _lister(settings: Settings, forge: object, role: Role) -> RepositoryLister:
+def _lister(settings: Settings, forge: Forge, role: Role) -> RepositoryLister:
     """The served repositories (a worker alone needs none: its jobs name them)."""
     if role == "worker":
         return _nothing
-    return repository_lister(settings, forge)  # type: ignore[arg-type]
+    return repository_lister(settings, forge)
 
 
 def _nothing() -> Iterable[str]:
