@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bot.config import PullRequestSettings
 from bot.errors import StepFailed, redact
-from bot.managers import get_manager
 from bot.markdown import code, code_block, text
 from bot.models import (
+    ManifestEdit,
     Plan,
     ProjectRotation,
     Proposal,
@@ -32,6 +33,7 @@ from bot.steps.outputs import LockedEntry, Outputs
 from bot.steps.registry import StepContext
 
 MARKER = "<!-- rotation-bot:{runbook}:{version} -->"
+WARNING_LINES = 20
 
 
 def title_for(rotation: Rotation) -> str:
@@ -52,9 +54,9 @@ def _project_table(part: ProjectRotation, rotation: Rotation, outputs: Outputs) 
     for entry in outputs.lockfile.entries if outputs.lockfile else ():
         if entry.project == part.project.label:
             entries.setdefault(entry.name, entry)
-    rows = [(rotation.subject, part.previous_version, part.new_version)] + [
-        (pin.name, pin.previous_version, pin.new_version) for pin in part.pins
-    ]
+    rows = [(pin.name, pin.previous_version, pin.new_version) for pin in part.pins]
+    if part.installs_parent:
+        rows.insert(0, (rotation.subject, part.previous_version, part.new_version))
     lines = ["| Package | Version | Integrity (sha512) |", "| --- | --- | --- |"]
     for name, previous, new in rows:
         found = entries.get(name)
@@ -63,6 +65,29 @@ def _project_table(part: ProjectRotation, rotation: Rotation, outputs: Outputs) 
         )
         lines.append(f"| {code(name)} | {_versions(previous, new)} | {integrity} |")
     return lines
+
+
+def _edit_line(edit: ManifestEdit) -> str:
+    if len(edit.location) == 1:  # a member of the manifest itself (a whole pin block)
+        return f"- {code(edit.manifest)}: added {code(edit.location[0])} {code(edit.new)}"
+    where = f"{code(edit.manifest)} {code('.'.join(edit.location[:-1]))}"
+    if edit.kind == "key":
+        return f"- {where}: key {code(edit.previous)} → {code(edit.new)}"
+    if edit.kind == "insert":
+        return f"- {where}: added {code(edit.location[-1])} {code(edit.new)}"
+    return f"- {where}: {code(edit.location[-1])} {code(edit.previous)} → {code(edit.new)}"
+
+
+def _pin_block(edits: Sequence[ManifestEdit]) -> str:
+    """The JSON members the `suggested` inserts would add, nested as in the file."""
+    block: dict[str, Any] = {}
+    for edit in edits:
+        node = block
+        value: Any = json.loads(edit.new) if edit.new.startswith("{") else edit.new
+        for key in edit.location[:-1]:
+            node = node.setdefault(key, {})
+        node[edit.location[-1]] = value
+    return json.dumps(block, indent=2)
 
 
 def _project_section(
@@ -75,21 +100,35 @@ def _project_section(
             f"#### {code(project.label)} ({project.manager}, {code(project.lockfile)})",
             "",
         ]
+    lines += [f"- {text(note)}" for note in part.notes]
+    if part.notes:
+        lines.append("")
     lines += _project_table(part, rotation, outputs)
-    if not part.pinned:
-        manager = get_manager(project.manager)
-        block = json.dumps(
-            {".".join(manager.pin_field): {pin.name: pin.new_version for pin in part.pins}},
-            indent=2,
-        )
+    if part.edits:
+        lines += ["", "Changed in the manifests:", "", *map(_edit_line, part.edits)]
+    if part.unpinned:
+        names = ", ".join(code(name) for name in part.unpinned)
         lines += [
             "",
-            f"The platform binaries are **not pinned** in {code(project.path('package.json'))}; "
-            "their lockfile entries were verified above. To pin them (so a later install cannot "
-            f"pick other binaries), add this, or set `runbooks.{runbook.name}.pin: true`:",
-            "",
-            *code_block(block),
+            f"Not pinned: {names}; their lockfile entries were verified above, but a later "
+            "install may pick other binaries.",
         ]
+        if part.suggested:
+            files = ", ".join(sorted({code(edit.manifest) for edit in part.suggested}))
+            lines += [
+                f"To pin them, add this to {files}, or set "
+                f"`runbooks.{runbook.name}.pin: true` and rotation-bot adds it:",
+                "",
+                *code_block(_pin_block(part.suggested)),
+            ]
+    for regenerated in outputs.lockfiles.lockfiles if outputs.lockfiles else ():
+        if regenerated.project == project.label and regenerated.warnings:
+            lines += [
+                "",
+                f"{text(regenerated.tool)} warned while regenerating {code(regenerated.lockfile)}:",
+                "",
+                *code_block("\n".join(regenerated.warnings[:WARNING_LINES])),
+            ]
     if part.kept:
         lines += ["", f"Copies of {code(rotation.subject)} this rotation leaves alone:", ""]
         lines += [
