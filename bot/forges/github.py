@@ -80,7 +80,7 @@ T = TypeVar("T")
 
 
 # Spend one request of the named budget (`token`, `app`, `installation/ID`), waiting for it if
-# need be; the fleet shares one budget per installation (bot/service/distributed/budget.py).
+# need be; the fleet shares one budget per installation (bot/service/distributed/shared.py).
 RequestBudget = Callable[[str], None]
 
 

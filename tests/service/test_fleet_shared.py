@@ -7,15 +7,18 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine
 
 from bot.cancellation import ShutdownRequested
+from bot.forges.github import GitHubForge, GitHubOptions
 from bot.service.distributed.shared import FleetPackumentCache, RequestBudget, create_tables
 from bot.sources.http import HttpSource
 from bot.sources.npm.registry import CachedPackument, NpmRegistry
 from bot.sources.npm.settings import NpmSettings
+from tests.support.github_api import make_git_repository, start_github_api
 from tests.support.postgres import Postgres
 from tests.support.verdaccio import Verdaccio
 
@@ -100,3 +103,34 @@ def test_the_request_budget_is_one_bucket_for_every_worker(engines: list[Engine]
     stop.set()
     with pytest.raises(ShutdownRequested):
         budgets[1]("installation/7")  # empty for every worker: it would wait, and is stopped
+
+
+def test_the_github_forge_spends_each_request_from_the_fleet_budget(
+    engines: list[Engine], tmp_path: Path
+) -> None:
+    running = start_github_api(tmp_path / "api")
+    try:
+        api = running.api
+        remote = make_git_repository(tmp_path / "git", {"package.json": "{}\n"})
+        api.add_repository("octo/app", remote.bare)
+        api.add_token("ghp_budget", login="rotation-bot")
+        stop = threading.Event()
+        options = GitHubOptions(seconds_between_requests=0, seconds_between_writes=0)
+        # Two workers' forges, one bucket of one request (12 an hour) for the token.
+        forges = [
+            GitHubForge(
+                api.api_url,
+                token="ghp_budget",
+                options=options,
+                budget=RequestBudget(engine, per_hour=12, stop=stop),
+            )
+            for engine in engines[:2]
+        ]
+        assert forges[0].find_proposal("octo/app", "rotation-bot/sharp-0.33.5") is None
+        spent = len(api.requests)
+        stop.set()
+        with pytest.raises(ShutdownRequested):  # the other worker finds the bucket empty
+            forges[1].find_proposal("octo/app", "rotation-bot/sharp-0.33.5")
+        assert len(api.requests) == spent  # it waited instead of asking GitHub
+    finally:
+        running.stop()
