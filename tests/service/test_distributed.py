@@ -314,6 +314,48 @@ def test_a_replayed_delivery_across_two_web_replicas_is_handled_once(fleet: Flee
     assert arguments["request"]["target"] == "0.33.5"
     assert arguments["answer"]["comment_id"] == comment
     assert json.dumps(arguments).count(TOKEN) == 0
+    # No worker runs here: either replica's /metrics reads the fleet's queue from PostgreSQL.
+    with httpx.Client(timeout=10) as client:
+        assert client.get(urls[0] + "/healthz").json() == {"status": "ok"}
+        metrics = client.get(urls[1] + "/metrics").text
+    assert "rotation_bot_queue_depth 1.0" in metrics.splitlines()
+    assert "rotation_bot_runs_in_progress 0.0" in metrics.splitlines()
+
+
+def test_serve_without_a_role_runs_web_scheduler_and_worker_in_one_process(fleet: Fleet) -> None:
+    fleet.repository("app")
+    api = fleet.api
+    api.set_permission("octo/app", "alice", "write")
+    issue = api.add_issue("octo/app", title="Rotate please", user="alice")
+    comment = api.add_comment("octo/app", issue, user="alice", body="/rotate sharp 0.33.5")
+    environ = fleet.environ("all", ROTATION_BOT_REPOSITORIES="octo/app")
+    process = start_bot(fleet.tmp / "all", environ, "-v", "serve")  # --role all by default
+    fleet.processes.append(process)
+    process.wait_for_output("rotation-bot: serving", timeout=60)
+    process.wait_for_output("scheduler leader", timeout=60)
+    url = _SERVING.search(process.output()).group(1)  # type: ignore[union-attr]
+    payload = comment_payload("/rotate sharp 0.33.5", login="alice")
+    payload["repository"]["full_name"] = "octo/app"
+    payload["issue"]["number"] = issue
+    payload["comment"]["id"] = comment
+    with httpx.Client(timeout=10) as client:
+        assert deliver(client, url, payload).json()["result"] == "accepted"
+    process.wait_for_output("job done repo=octo/app", timeout=180)
+
+    (pull,) = api.pulls("octo/app")
+    assert pull.head == "rotation-bot/sharp-0.33.5"
+    # The worker that ran the job answered the comment the web side accepted.
+    wait_until(
+        lambda: [c for c in api.comments_on("octo/app", issue) if c.user == "rotation-bot"],
+        timeout=30,
+        message="the answer to the command",
+    )
+    (answer,) = [c for c in api.comments_on("octo/app", issue) if c.user == "rotation-bot"]
+    assert answer.body.startswith("@alice rotation finished:"), answer.body
+    assert [c for _, _, c in api.repository("octo/app").reactions] == ["eyes", "+1"]
+    assert fleet.rows("SELECT count(*) FROM procrastinate_jobs WHERE queue_name = 'rotations'") == [
+        (0,)
+    ]
 
 
 def test_serve_roles_need_postgresql(env: Env) -> None:
