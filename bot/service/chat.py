@@ -40,7 +40,7 @@ from bot.models import RunRequest, RunSummary, Trigger, strict_version
 from bot.runbook import Runbook
 from bot.service.locks import repository_key
 from bot.service.metrics import Metrics
-from bot.service.workqueue import Admission, WorkQueue, WorkResult
+from bot.service.workqueue import Admission, RotationQueue, WorkResult
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ def _when(moment: datetime | str | None) -> str:
 
 def status_reply(
     repo: str,
-    queue: WorkQueue,
+    queue: RotationQueue,
     recent: list[dict[str, Any]],
     next_runs: Mapping[str, datetime | None],
 ) -> str:
@@ -335,6 +335,25 @@ def _unavailable(repo: str, action: str, error: Exception) -> ServiceUnavailable
 # --- handling a command ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class AnswerComment:
+    """Answers a command's comment once its request is done: the reaction and the reply.
+
+    The queue calls it; the fleet's queue carries `event` with the job instead, and the worker
+    that ran the request builds the same answer."""
+
+    github: ChatGitHub
+    event: CommentEvent
+
+    def __call__(self, result: WorkResult) -> None:
+        reaction, body = result_reply(self.event.author, result)
+        try:
+            self.github.react(self.event, reaction)
+            self.github.reply(self.event, body)
+        except BotError as error:
+            log.warning("chat answer failed repo=%s error=%s", self.event.repo, error.message)
+
+
 class ChatCommands:
     """Handles `/rotate` comments in a small bounded pool, off the webhook's request thread."""
 
@@ -342,7 +361,7 @@ class ChatCommands:
         self,
         *,
         github: ChatGitHub,
-        queue: WorkQueue,
+        queue: RotationQueue,
         runbooks: Mapping[str, Runbook],
         audit: AuditStore,
         metrics: Metrics,
@@ -421,17 +440,9 @@ class ChatCommands:
             target=command.target,
         )
         admission = self.queue.submit(
-            request, if_busy="reject", on_done=lambda result: self._finished(event, result)
+            request, if_busy="reject", on_done=AnswerComment(self.github, event)
         )
         if admission != "queued":
             self.github.reply(event, f"@{event.author} " + not_queued_reply(admission))
             return admission
         return "queued"
-
-    def _finished(self, event: CommentEvent, result: WorkResult) -> None:
-        reaction, body = result_reply(event.author, result)
-        try:
-            self.github.react(event, reaction)
-            self.github.reply(event, body)
-        except BotError as error:
-            log.warning("chat answer failed repo=%s error=%s", event.repo, error.message)
