@@ -26,9 +26,9 @@ from bot.verify.sigstore import (
     TrustedRoot,
     load_trusted_root,
     parse_trusted_root,
-    root_from_inclusion_proof,
     trusted_root_for,
 )
+from bot.verify.sigstore.tlog import root_from_inclusion_proof
 from tests.support.signing_registry import (
     PUBLISH_V01,
     SLSA_V1,
@@ -252,8 +252,8 @@ def _drop_promise(bundle: dict[str, Any]) -> None:
         (_swap_payload, "envelope's signature does not verify"),
         (_later_time, "signed entry timestamp does not verify"),
         (_bad_proof, "inclusion proof does not lead"),
-        (_bad_checkpoint, "checkpoint is not signed"),
-        (_drop_promise, "no inclusion promise"),
+        (_bad_checkpoint, "checkpoint"),
+        (_drop_promise, "no trusted signing time"),
     ],
     ids=["payload", "log-time", "inclusion-proof", "checkpoint", "no-promise"],
 )
