@@ -152,6 +152,7 @@ class Settings:
     registry_mirrors: tuple[tuple[str, str], ...] = ()
     schedule: str = "0 6 * * 1-5"
     log_format: Literal["text", "json"] = "text"
+    malicious_advisories: str | None = None
 
     @property
     def has_github_credentials(self) -> bool:

@@ -15,28 +15,28 @@ WORK=$ROOT/.mutation
 if [[ "${1:-}" != "--results" ]]; then
   rm -rf "$WORK"
   mkdir -p "$WORK"
-  git ls-files -z bot tests pyproject.toml runbooks | xargs -0 cp --parents -t "$WORK"
-  cp -r bot/data "$WORK/bot/"
+  git ls-files -z bot tests pyproject.toml runbooks | xargs -0 cp -a --parents -t "$WORK"
   rm "$WORK/pyproject.toml"  # mutmut reads [tool.mutmut] from pyproject first, else setup.cfg
   cat > "$WORK/setup.cfg" <<'CFG'
 [mutmut]
-paths_to_mutate =
-    bot/verify/
+source_paths = bot
+only_mutate =
+    bot/verify/*
     bot/steps/verify_tarballs.py
     bot/steps/verify_signatures.py
     bot/steps/verify_provenance.py
+    bot/steps/verify_closure.py
     bot/steps/confirm_lockfile.py
-source_paths = bot
-tests_dir =
+pytest_add_cli_args_test_selection =
     tests/test_sigstore.py
     tests/test_provenance.py
     tests/test_signatures.py
     tests/test_risk.py
     tests/test_verify_steps.py
+    tests/test_verify_closure.py
 also_copy =
     tests
     runbooks
-    bot/data
 pytest_add_cli_args = -p no:cacheprovider -p no:randomly -x -q
 CFG
 fi
