@@ -37,8 +37,12 @@ pytest_add_cli_args_test_selection =
 also_copy =
     tests
     runbooks
+    bot/data
 pytest_add_cli_args = -p no:cacheprovider -p no:randomly -x -q
 CFG
+  # the Verdaccio harness the tests start (node_modules is not in git)
+  mkdir -p "$WORK/mutants/tests/harness"
+  ln -s "$ROOT/tests/harness/node_modules" "$WORK/mutants/tests/harness/node_modules"
 fi
 cd "$WORK"
 if [[ "${1:-}" != "--results" ]]; then
