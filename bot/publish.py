@@ -82,6 +82,80 @@ def _digest_table(results: Sequence[StepResult]) -> list[str]:
     return [*lines, ""]
 
 
+def _by_name(results: Sequence[StepResult], kind: str, key: str) -> dict[str, Mapping[str, Any]]:
+    return {
+        str(item.get("name")): item
+        for item in _evidence(results, kind).get(key, [])
+        if isinstance(item, Mapping)
+    }
+
+
+def _integrity_cell(entry: Mapping[str, Any] | None) -> str:
+    if entry is None:
+        return "not checked: `verify-tarballs` did not run"
+    if entry.get("matches_registry") and entry.get("matches_lockfile"):
+        return "✓ sha512 of the downloaded tarball"
+    return "✗ the tarball's sha512 differs"
+
+
+def _signature_cell(entry: Mapping[str, Any] | None) -> str:
+    if entry is None:
+        return "not checked: `verify-signatures` did not run"
+    status, policy = entry.get("status"), entry.get("policy")
+    if status == "verified":
+        keys = ", ".join(f"`{keyid}`" for keyid in entry.get("keyids") or [])
+        return f"✓ key {keys}"
+    if status == "off":
+        return f"absent: signature checks are off (policy `{policy}`)"
+    return (
+        f"absent: {entry.get('registry')} publishes no signing keys, so nothing to verify "
+        f"(policy `{policy}`)"
+    )
+
+
+def _provenance_cell(entry: Mapping[str, Any] | None) -> str:
+    if entry is None:
+        return "not checked: `verify-provenance` did not run"
+    status, policy = entry.get("provenance"), entry.get("policy")
+    if status == "verified":
+        repository = str(entry.get("source_repository") or "").removeprefix("https://github.com/")
+        signer = str(entry.get("signer") or "")
+        workflow = signer.removeprefix(f"{entry.get('source_repository')}/").partition("@")[0]
+        tag = str(entry.get("source_ref") or "").removeprefix("refs/tags/")
+        return (
+            f"✓ `{repository}`, workflow `{workflow}`, tag `{tag}`, "
+            f"Rekor log index {entry.get('log_index')}"
+        )
+    if status == "off":
+        return f"absent: provenance checks are off (policy `{policy}`)"
+    return f"absent: this version publishes no provenance attestation (policy `{policy}`)"
+
+
+def _verification_table(rotation: Rotation, results: Sequence[StepResult]) -> list[str]:
+    """Per package: integrity, registry signature, provenance, or why each is absent."""
+    if rotation.kind == "digest":
+        return []
+    tarballs = _by_name(results, "verify-tarballs", "tarballs")
+    signatures = _by_name(results, "verify-signatures", "signatures")
+    provenance = _by_name(results, "verify-provenance", "provenance")
+    lines = [
+        "### Verification",
+        "",
+        "| Package | Integrity | Registry signature | Provenance |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name in [rotation.subject, *(pin.name for pin in rotation.pins)]:
+        cells = (
+            _integrity_cell(tarballs.get(name)),
+            _signature_cell(signatures.get(name)),
+            _provenance_cell(provenance.get(name)),
+        )
+        lines.append(
+            f"| `{name}` | " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+        )
+    return [*lines, ""]
+
+
 def _release_notes(
     runbook: Runbook, rotation: Rotation, results: Sequence[StepResult]
 ) -> list[str]:
@@ -163,6 +237,7 @@ def render_body(
         *table,
         "",
         *_digest_table(results),
+        *_verification_table(rotation, results),
         *_release_notes(runbook, rotation, results),
         *_risk_signals(results),
         *_checklist(runbook, rotation, results),

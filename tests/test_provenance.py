@@ -9,6 +9,7 @@ import copy
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 
 from bot.config import Policy
 from bot.errors import VerificationFailed
+from bot.publish import render_body
 from bot.sources.npm import Dist, PackageVersion
 from bot.steps.registry import get_step
 from bot.verify.provenance import Attestation, ProvenanceCheck, check_provenance, package_purl
@@ -428,4 +430,33 @@ def test_step_off_records_the_policy(tmp_path: Path, signing: SigningRegistry) -
     assert result.status == "skipped" and result.summary == "provenance: off (policy off)"
     assert result.evidence["provenance"] == [
         {"name": "sharp", "version": "0.33.7", "policy": "off", "provenance": "off"}
+    ]
+
+
+def test_proposal_shows_what_each_package_proved(tmp_path: Path, signing: SigningRegistry) -> None:
+    _trusting(tmp_path, signing)
+    rotation = rotation_for(
+        "0.33.5", {NAME: ("0.33.4", "0.33.5"), "@img/sharp-libvips-linux-x64": (None, "1.0.4")}
+    )
+    ctx = make_context(tmp_path, signing.url, rotation)
+    results = []
+    for kind in ("verify-signatures", "verify-provenance"):
+        results.append(replace(get_step(kind)(ctx), kind=kind))
+
+    body = render_body(ctx.runbook, rotation, results, "0123456789abcdef")
+
+    keyid = signing.signer.keyid
+    section = body[body.index("### Verification") : body.index("### Runbook steps")]
+    assert section.splitlines()[2:7] == [
+        "| Package | Integrity | Registry signature | Provenance |",
+        "| --- | --- | --- | --- |",
+        "| `sharp` | not checked: `verify-tarballs` did not run | ✓ key "
+        f"`{keyid}` | ✓ `lovell/sharp`, workflow `.github/workflows/release.yml`, tag "
+        "`v0.33.5`, Rekor log index 1005 |",
+        f"| `{NAME}` | not checked: `verify-tarballs` did not run | ✓ key `{keyid}` | ✓ "
+        "`lovell/sharp`, workflow `.github/workflows/release.yml`, tag `v0.33.5`, Rekor log "
+        "index 1005 |",
+        "| `@img/sharp-libvips-linux-x64` | not checked: `verify-tarballs` did not run | ✓ key "
+        f"`{keyid}` | ✓ `lovell/sharp-libvips`, workflow `.github/workflows/release.yml`, tag "
+        "`v1.0.4`, Rekor log index 1005 |",
     ]

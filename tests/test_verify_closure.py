@@ -25,6 +25,7 @@ from bot.sources.npm import Dist, PackageVersion
 from bot.steps.registry import StepContext, get_step
 from bot.verify.closure import (
     NodeChange,
+    affected_by_range,
     changed_nodes,
     load_malicious_advisories,
     parse_osv,
@@ -125,23 +126,35 @@ def test_real_osv_mirror_directory_finds_the_chalk_compromise() -> None:
 def test_osv_semver_ranges(events: Any, version: str, affected: bool) -> None:
     (found,) = parse_osv(advisory("pkg", events=events), source="test")
 
+    assert affected_by_range(version, events) is affected
     assert found.affects("pkg", version) is affected
 
 
 def test_only_npm_mal_advisories_count() -> None:
     other_ecosystem = advisory("pkg", versions=("1.0.0",))
     other_ecosystem["affected"][0]["package"]["ecosystem"] = "PyPI"
+    git_range = advisory("pkg", events=[{"introduced": "0"}], id="MAL-2099-3")
+    git_range["affected"][0]["ranges"][0]["type"] = "GIT"
+    mixed = advisory("pkg", versions=("2.0.0",), id="MAL-2099-2")
+    mixed["affected"].insert(0, "not an object")
+    mixed["affected"].insert(1, other_ecosystem["affected"][0])
     found = parse_osv(
         {
             "vulns": [
                 advisory("pkg", versions=("1.0.0",), id="GHSA-xxxx-yyyy-zzzz"),
                 other_ecosystem,
+                git_range,
+                mixed,
             ]
         },
         source="test",
     )
 
-    assert found == ()
+    assert [(item.id, sorted(item.versions)) for item in found] == [
+        ("MAL-2099-3", []),
+        ("MAL-2099-2", ["2.0.0"]),
+    ]
+    assert not found[0].affects("pkg", "1.0.0")
 
 
 def test_a_document_without_id_is_a_config_error() -> None:
@@ -152,6 +165,21 @@ def test_a_document_without_id_is_a_config_error() -> None:
 def test_missing_advisories_location_names_the_setting(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="ROTATION_BOT_MALICIOUS_ADVISORIES"):
         load_malicious_advisories(str(tmp_path / "nowhere"), HttpSource(attempts=1))
+
+
+@pytest.mark.parametrize(
+    ("write", "message"),
+    [
+        (lambda path: path.mkdir(), "cannot read the OSV advisories"),
+        (lambda path: path.write_text("{not json"), "the OSV advisories are not valid JSON"),
+    ],
+    ids=["unreadable", "not-json"],
+)
+def test_a_bad_file_in_the_mirror_is_named(tmp_path: Path, write: Any, message: str) -> None:
+    write(tmp_path / "MAL-2099-9.json")
+
+    with pytest.raises(ConfigError, match=f"MAL-2099-9.json: {message}"):
+        load_malicious_advisories(str(tmp_path), HttpSource(attempts=1))
 
 
 def test_no_location_means_no_advisories() -> None:

@@ -61,7 +61,7 @@ def changed_nodes(previous: Lockfile, new: Lockfile) -> tuple[NodeChange, ...]:
 # --- known-malicious versions ------------------------------------------------------------------
 
 
-def _affected_by_range(version: str, events: Sequence[Mapping[str, Any]]) -> bool:
+def affected_by_range(version: str, events: Sequence[Mapping[str, Any]]) -> bool:
     """OSV SEMVER range evaluation: introduced … fixed (exclusive) / last_affected (inclusive)."""
     parsed = semver.Version.parse(version)
     affected = False
@@ -93,7 +93,7 @@ class MaliciousAdvisory:
         if name != self.name:
             return False
         return version in self.versions or any(
-            _affected_by_range(version, events) for events in self.ranges
+            affected_by_range(version, events) for events in self.ranges
         )
 
 
@@ -141,7 +141,7 @@ def parse_osv(data: object, *, source: str) -> tuple[MaliciousAdvisory, ...]:
 
 def _read_json(path: Path) -> object:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_bytes())
     except OSError as error:
         raise ConfigError(f"{path}: cannot read the OSV advisories ({error.strerror})") from error
     except ValueError as error:
