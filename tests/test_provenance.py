@@ -10,23 +10,46 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from bot.config import Policy
 from bot.errors import VerificationFailed
 from bot.publish import render_body
 from bot.sources.npm import Dist, PackageVersion
 from bot.steps.registry import get_step
-from bot.verify.provenance import Attestation, ProvenanceCheck, check_provenance, package_purl
+from bot.verify.provenance import (
+    IN_TOTO_PAYLOAD_TYPE as IN_TOTO,
+)
+from bot.verify.provenance import (
+    SLSA_PREDICATES,
+    Attestation,
+    ProvenanceCheck,
+    check_provenance,
+    check_statement,
+    package_purl,
+    verify_slsa_provenance,
+)
 from bot.verify.signatures import TrustedKeys, parse_keys, trusted_keys
 from bot.verify.sigstore import (
+    GITHUB_ACTIONS_ISSUER as GITHUB_ISSUER,
+)
+from bot.verify.sigstore import (
     TRUSTED_ROOT_FILE,
+    Envelope,
+    Identity,
     IdentityPolicy,
     TrustedRoot,
+    certificate_identity,
     load_trusted_root,
+    parse_bundle,
     parse_trusted_root,
     trusted_root_for,
 )
@@ -39,6 +62,7 @@ from tests.support.signing_registry import (
     TestSigstore,
     _merkle_path,
     _merkle_root,
+    der_utf8,
     keys_document,
     start_signing_registry,
 )
@@ -460,3 +484,184 @@ def test_proposal_shows_what_each_package_proved(tmp_path: Path, signing: Signin
         f"`{keyid}` | ✓ `lovell/sharp-libvips`, workflow `.github/workflows/release.yml`, tag "
         "`v1.0.4`, Rekor log index 1005 |",
     ]
+
+
+def _statement(**changes: Any) -> bytes:
+    statement: dict[str, Any] = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": package_purl(NAME, "0.33.5"), "digest": {"sha512": _hex()}}],
+        "predicateType": SLSA_V1,
+        "predicate": {"buildDefinition": {}},
+    }
+    statement.update(changes)
+    return json.dumps(statement).encode()
+
+
+def _hex() -> str:
+    return base64.b64decode(INTEGRITY.removeprefix("sha512-")).hex()
+
+
+@pytest.mark.parametrize(
+    ("payload_type", "payload", "reason"),
+    [
+        ("text/plain", _statement(), "the envelope holds 'text/plain', not in-toto"),
+        (IN_TOTO, b"{not json", "the attestation payload is not JSON"),
+        (IN_TOTO, b"[]", "the attestation payload is not an in-toto statement"),
+        (
+            IN_TOTO,
+            _statement(_type="https://example/v9"),
+            "the attestation payload is not an in-toto statement",
+        ),
+        (
+            IN_TOTO,
+            _statement(predicateType="https://slsa.dev/provenance/v9"),
+            "the statement's predicate is 'https://slsa.dev/provenance/v9'",
+        ),
+        (IN_TOTO, _statement(subject=[]), "the statement must have exactly one subject"),
+        (IN_TOTO, _statement(subject=["pkg"]), "the statement must have exactly one subject"),
+        (IN_TOTO, _statement(subject={"name": "x"}), "the statement must have exactly one subject"),
+        (
+            IN_TOTO,
+            _statement(subject=[{"name": "pkg:npm/sharp@0.33.5", "digest": {}}]),
+            "the statement's subject is 'pkg:npm/sharp@0.33.5', not pkg:npm/%40img/sharp-linux-x64@0.33.5",
+        ),
+        (
+            IN_TOTO,
+            _statement(subject=[{"name": package_purl(NAME, "0.33.5"), "digest": "x"}]),
+            "the statement's subject sha512 differs from the tarball's integrity",
+        ),
+    ],
+    ids=[
+        "type",
+        "json",
+        "not-object",
+        "statement-type",
+        "predicate",
+        "no-subject",
+        "subject-not-object",
+        "subject-not-list",
+        "other-purl",
+        "digest",
+    ],
+)
+def test_statement_checks_fail_with_their_reason(
+    payload_type: str, payload: bytes, reason: str
+) -> None:
+    envelope = Envelope(payload=payload, payload_type=payload_type, signatures=())
+
+    with pytest.raises(VerificationFailed) as caught:
+        check_statement(envelope, version(), SLSA_PREDICATES, f"{NAME}@0.33.5")
+
+    assert caught.value.message == (
+        f"provenance check failed for {NAME}@0.33.5: {reason}; do not bypass — keep the "
+        "known-good pins"
+    )
+    assert caught.value.fields == {"package": f"{NAME}@0.33.5"}
+
+
+def test_a_statement_without_predicate_object_gives_an_empty_predicate() -> None:
+    envelope = Envelope(payload=_statement(predicate="x"), payload_type=IN_TOTO, signatures=())
+
+    assert check_statement(envelope, version(), SLSA_PREDICATES, "label") == {}
+
+
+@pytest.mark.parametrize(
+    ("claimed", "allowed"),
+    [
+        ("https://github.com/mallory/sharp", False),
+        ("https://github.com/Lovell/Sharp", True),
+    ],
+)
+def test_predicate_must_name_the_signers_repository(
+    sigstore: TestSigstore, root: TrustedRoot, keys: TrustedKeys, claimed: str, allowed: bool
+) -> None:
+    bundle = sigstore.provenance_bundle(NAME, "0.33.5", INTEGRITY, predicate_repository=claimed)
+    found = attestations(sigstore, None, bundle=bundle)
+
+    if allowed:
+        assert check(found, root, keys).status == "verified"
+        return
+    with pytest.raises(VerificationFailed) as caught:
+        check(found, root, keys)
+    assert caught.value.message == (
+        f"provenance check failed for {NAME}@0.33.5: the provenance predicate names another "
+        "repository than its signer; do not bypass — keep the known-good pins"
+    )
+
+
+def test_a_message_signature_bundle_is_not_provenance(root: TrustedRoot) -> None:
+    real = Path(__file__).parent / "fixtures" / "sigstore" / "conformance" / "happy-path-v0.3"
+    bundle = parse_bundle(json.loads((real / "bundle.sigstore.json").read_text()), source="x")
+
+    with pytest.raises(VerificationFailed) as caught:
+        verify_slsa_provenance(bundle, version(), root, SHARP)
+    assert caught.value.message == (
+        f"provenance check failed for {NAME}@0.33.5: the provenance bundle holds no DSSE "
+        "envelope; do not bypass — keep the known-good pins"
+    )
+
+
+def _certificate(*extensions: tuple[str, bytes], san: str | None = None) -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test")]))
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(datetime(2024, 1, 1, tzinfo=UTC))
+        .not_valid_after(datetime(2024, 1, 2, tzinfo=UTC))
+    )
+    for oid, value in extensions:
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), value), critical=False
+        )
+    if san is not None:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(san)]), critical=True
+        )
+    return builder.sign(key, hashes.SHA256())
+
+
+FULCIO = "1.3.6.1.4.1.57264.1."
+
+
+def test_identity_from_fulcio_v1_extensions() -> None:
+    # Fulcio's first OIDs carry raw strings and an owner/name repository
+    certificate = _certificate(
+        (FULCIO + "1", b"https://token.actions.githubusercontent.com"),
+        (FULCIO + "5", b"lovell/sharp"),
+        (FULCIO + "6", b"refs/tags/v0.33.5"),
+    )
+
+    assert certificate_identity(certificate) == Identity(
+        issuer="https://token.actions.githubusercontent.com",
+        source_repository="https://github.com/lovell/sharp",
+        source_ref="refs/tags/v0.33.5",
+        subject=None,
+    )
+
+
+def test_identity_from_long_der_values_and_the_san() -> None:
+    long_repository = "https://github.com/lovell/" + "s" * 200
+    certificate = _certificate(
+        (FULCIO + "8", der_utf8(GITHUB_ISSUER)),
+        (FULCIO + "12", der_utf8(long_repository)),
+        (FULCIO + "14", der_utf8("refs/tags/v1")),
+        (FULCIO + "1", b"https://ignored.example"),
+        san="https://github.com/lovell/sharp/.github/workflows/release.yml@refs/tags/v1",
+    )
+
+    assert certificate_identity(certificate) == Identity(
+        issuer=GITHUB_ISSUER,
+        source_repository=long_repository,
+        source_ref="refs/tags/v1",
+        subject="https://github.com/lovell/sharp/.github/workflows/release.yml@refs/tags/v1",
+    )
+
+
+@pytest.mark.parametrize("raw", [b"", b"\x0c", b"\x04\x03abc", b"\x0c\x02\xff\xfe"])
+def test_malformed_der_extension_values_give_no_identity(raw: bytes) -> None:
+    certificate = _certificate((FULCIO + "8", raw))
+
+    assert certificate_identity(certificate).issuer is None

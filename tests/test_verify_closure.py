@@ -39,8 +39,10 @@ LINUX = "@img/sharp-linux-x64"
 COLOUR = "@img/colour"
 
 
-def lock(versions: Mapping[str, str], nested: Mapping[str, str] | None = None) -> Lockfile:
-    packages: dict[str, Any] = {"": {"name": "app"}}
+def lock(
+    versions: Mapping[str, str], nested: Mapping[str, str] | None = None, *, app: str = "1.0.0"
+) -> Lockfile:
+    packages: dict[str, Any] = {"": {"name": "app", "version": app}}
     for name, version in versions.items():
         packages[f"node_modules/{name}"] = {"version": version}
     for path, version in (nested or {}).items():
@@ -53,9 +55,10 @@ def lock(versions: Mapping[str, str], nested: Mapping[str, str] | None = None) -
 
 def test_changed_nodes_are_every_new_name_and_version() -> None:
     previous = lock({"sharp": "0.33.4", LINUX: "0.33.4", "detect-libc": "2.0.3"})
-    new = lock(
+    new = lock(  # the project's own version bump is not a node
         {"sharp": "0.34.0", LINUX: "0.34.0", "detect-libc": "2.0.3", COLOUR: "1.0.0"},
         nested={f"node_modules/sharp/node_modules/{LINUX}": "0.34.0", "node_modules/x": "1.0.0"},
+        app="1.1.0",
     )
 
     assert changed_nodes(previous, new) == (

@@ -42,7 +42,7 @@ def changed_nodes(previous: Lockfile, new: Lockfile) -> tuple[NodeChange, ...]:
     """Every `(name, version)` in `new` that `previous` does not lock, sorted by name."""
     before: dict[str, list[str]] = {}
     for entry in previous.entries:
-        if entry.version is not None and entry.path:
+        if entry.version is not None:
             before.setdefault(entry.name, []).append(entry.version)
     at_path = {entry.path: entry.version for entry in previous.entries}
     changes: dict[tuple[str, str], NodeChange] = {}
@@ -204,7 +204,7 @@ def script_problems(
         if any(
             package == new.name
             and script == allowed_script
-            and nodesemver.satisfies(new.version, versions, loose=False)
+            and nodesemver.satisfies(new.version, versions)
             for package, versions, allowed_script in allowed
         ):
             continue

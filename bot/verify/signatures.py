@@ -57,7 +57,7 @@ def _timestamp(value: object, *, source: str) -> datetime | None:
         return None
     if isinstance(value, str):
         try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            parsed = datetime.fromisoformat(value)
         except ValueError:
             pass
         else:

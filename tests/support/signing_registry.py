@@ -446,8 +446,10 @@ class TestSigstore:
         subject_sha512: str | None = None,
         signed_at: datetime | None = None,
         with_sct: bool = True,
+        predicate_repository: str | None = None,
     ) -> dict[str, Any]:
-        """A certificate-signed SLSA v1 provenance bundle, as npm publishes with --provenance."""
+        """A certificate-signed SLSA v1 provenance bundle, as npm publishes with --provenance
+        (`predicate_repository`: what the predicate claims, default the signer's repository)."""
         ref = ref or f"refs/tags/v{version}"
         when = signed_at or datetime.now(UTC) - timedelta(hours=1)
         key = ec.generate_private_key(ec.SECP256R1())
@@ -464,7 +466,8 @@ class TestSigstore:
                     "externalParameters": {
                         "workflow": {
                             "ref": ref,
-                            "repository": f"https://github.com/{repository}",
+                            "repository": predicate_repository
+                            or f"https://github.com/{repository}",
                             "path": ".github/workflows/release.yml",
                         }
                     },

@@ -75,7 +75,7 @@ def _root_time(value: object, source: str) -> datetime:
     if not isinstance(value, str):
         raise ConfigError(f"{source}: validFor timestamps must be strings")
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value)
     except ValueError as error:
         raise ConfigError(f"{source}: {value!r} is not an ISO timestamp") from error
     if parsed.tzinfo is None:
