@@ -35,6 +35,7 @@ from bot.verify.provenance import (
     check_provenance,
     check_statement,
     package_purl,
+    verify_publish_attestation,
     verify_slsa_provenance,
 )
 from bot.verify.signatures import TrustedKeys, parse_keys, trusted_keys
@@ -48,6 +49,7 @@ from bot.verify.sigstore import (
     IdentityPolicy,
     TrustedRoot,
     certificate_identity,
+    check_entry_body,
     load_trusted_root,
     parse_bundle,
     parse_trusted_root,
@@ -665,3 +667,62 @@ def test_malformed_der_extension_values_give_no_identity(raw: bytes) -> None:
     certificate = _certificate((FULCIO + "8", raw))
 
     assert certificate_identity(certificate).issuer is None
+
+
+@pytest.mark.parametrize(
+    "predicate",
+    [{"version": "0.33.6"}, {"name": "@img/sharp-linuxmusl-x64"}],
+    ids=["version", "name"],
+)
+def test_publish_attestation_must_name_this_package_and_version(
+    sigstore: TestSigstore, root: TrustedRoot, registry_key: RegistryKeyPair, predicate: Any
+) -> None:
+    data = sigstore.publish_bundle(NAME, "0.33.5", INTEGRITY, registry_key, predicate=predicate)
+    bundle = parse_bundle(data, source="x")
+    (key,) = parse_keys(keys_document(registry_key.entry()), source="test")
+
+    with pytest.raises(VerificationFailed) as caught:
+        verify_publish_attestation(bundle, version(), root, key)
+    assert caught.value.message == (
+        f"provenance check failed for {NAME}@0.33.5: the publish attestation names another "
+        "package or version; do not bypass — keep the known-good pins"
+    )
+
+
+def test_publish_attestation_logged_after_the_key_expired_fails(
+    sigstore: TestSigstore, root: TrustedRoot, registry_key: RegistryKeyPair
+) -> None:
+    logged = datetime(2025, 6, 1, tzinfo=UTC)
+    data = sigstore.publish_bundle(NAME, "0.33.5", INTEGRITY, registry_key, signed_at=logged)
+    bundle = parse_bundle(data, source="x")
+    (before,) = parse_keys(keys_document(registry_key.entry("2025-05-31T00:00:00Z")), source="t")
+    (after,) = parse_keys(keys_document(registry_key.entry("2025-06-02T00:00:00Z")), source="t")
+
+    assert verify_publish_attestation(bundle, version(), root, after) == logged
+    with pytest.raises(VerificationFailed) as caught:
+        verify_publish_attestation(bundle, version(), root, before)
+    assert caught.value.message == (
+        f"provenance check failed for {NAME}@0.33.5: registry key {registry_key.keyid} had "
+        "expired when the attestation was logged; do not bypass — keep the known-good pins"
+    )
+
+
+def test_a_log_entry_recording_an_unreadable_signer_fails(
+    sigstore: TestSigstore, root: TrustedRoot
+) -> None:
+    data = sigstore.provenance_bundle(NAME, "0.33.5", INTEGRITY)
+    bundle = parse_bundle(data, source="x")
+    (entry,) = bundle.tlog_entries
+    body = json.loads(entry.body)
+    body["spec"]["content"]["envelope"]["signatures"][0]["publicKey"] = base64.b64encode(
+        b"-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n"
+    ).decode()
+    assert bundle.envelope is not None and bundle.certificate is not None
+
+    with pytest.raises(VerificationFailed, match="records other signatures or another signer"):
+        check_entry_body(
+            replace(entry, body=json.dumps(body).encode()),
+            bundle.envelope,
+            bundle.certificate,
+            "label",
+        )

@@ -458,3 +458,11 @@ def test_an_unpublished_version_blocks_the_rotation(tmp_path: Path, npm: Verdacc
 
     with pytest.raises(VerificationFailed, match="@img/unpublished@1.0.1 was unpublished"):
         get_step("verify-closure")(context(tmp_path, npm, {**ROTATED, "@img/unpublished": "1.0.1"}))
+
+
+def test_advisories_from_a_single_file() -> None:
+    path = OSV / "malicious" / "npm" / "chalk" / "MAL-2025-46969.json"
+
+    advisories = load_malicious_advisories(str(path), HttpSource(attempts=1))
+
+    assert [item.id for item in advisories.advisories] == ["MAL-2025-46969"]

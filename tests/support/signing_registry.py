@@ -502,14 +502,16 @@ class TestSigstore:
         *,
         registry: str = "https://registry.npmjs.org",
         signed_at: datetime | None = None,
+        predicate: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """The npm publish attestation, signed with the registry's key and logged."""
+        """The npm publish attestation, signed with the registry's key and logged
+        (`predicate` replaces fields of its `{name, version, registry}` predicate)."""
         when = signed_at or datetime.now(UTC) - timedelta(hours=1)
         statement = _statement(
             purl(name, version),
             _hex(integrity),
             PUBLISH_V01,
-            {"name": name, "version": version, "registry": registry},
+            {"name": name, "version": version, "registry": registry, **(predicate or {})},
         )
         signature = registry_key.private_key.sign(_pae(statement), ec.ECDSA(hashes.SHA256()))
         return {
