@@ -302,3 +302,26 @@ def test_real_npm_provenance_one_character_changed_fails() -> None:
             continue
         survivors.append("/".join(map(str, path)))
     assert survivors == []
+
+
+@pytest.mark.parametrize(
+    "name", ["v0.3-rekor2-dsse-0.0.2.sigstore.json", "v0.3-rekor2-hashedrekord-0.0.2.sigstore.json"]
+)
+def test_shipped_root_verifies_production_rekor_v2_with_its_timestamp_authority(name: str) -> None:
+    bundle_path, _, artifact = _case(name)
+    bundle = parse_bundle(json.loads(bundle_path.read_text(encoding="utf-8")), source=name)
+
+    verified = verify_bundle(bundle, load_trusted_root(), label=name, artifact=artifact)
+
+    assert verified.signed_at == datetime.fromisoformat(HAPPY[name][1])
+
+
+def test_a_timestamp_from_a_tsa_the_root_does_not_trust_fails_even_beside_a_log_time() -> None:
+    # sigstore-js's v0.1 bundles carry a timestamp from its local test TSA: the shipped
+    # production root does not trust it, and an unverifiable timestamp is never ignored
+    name = "v0.1-dsse-intoto-0.0.2.sigstore.json"
+    bundle_path, _, artifact = _case(name)
+    bundle = parse_bundle(json.loads(bundle_path.read_text(encoding="utf-8")), source=name)
+
+    with pytest.raises(VerificationFailed, match="RFC 3161 timestamp does not verify"):
+        verify_bundle(bundle, load_trusted_root(), label=name, artifact=artifact)
