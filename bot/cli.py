@@ -2,25 +2,33 @@
 
 This is the one place where `BotError` becomes a one-line message and an exit code: 0 done
 (including nothing to do), 1 a step or verification failed (nothing published), 2 usage or
-configuration error, 3 an external service is unavailable.
+configuration error, 3 an external service is unavailable (an unusable audit database or a full
+disk too).  `run` and `demo` stop cleanly on SIGTERM or SIGINT (exit 128 + the signal number):
+downloads end at their next chunk, the worktree and the scratch directory with the npm
+userconfig are removed, and the run is recorded interrupted.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import signal
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from bot.cancellation import Cancelled, SignalReceived, run_deadline
 from bot.config import Settings, load_settings, secret_variables
-from bot.errors import EXIT_OK, EXIT_USAGE, BotError, redact
+from bot.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, BotError, ServiceUnavailable, redact
 from bot.forges.base import Forge
 from bot.forges.local import LocalForge
 from bot.models import Plan, RunRequest, RunSummary, Trigger
@@ -29,6 +37,8 @@ from bot.runbook import load_runbooks, runbooks_dir
 from bot.service.locks import RepositoryLocks
 from bot.services import build_services
 from bot.shell import process_environment
+from bot.sources.http import HttpSource
+from bot.workspace import private_temp_root
 
 if TYPE_CHECKING:
     from bot.audit import AuditStore
@@ -80,14 +90,56 @@ def _fail(error: BotError) -> NoReturn:
     sys.exit(error.exit_code)
 
 
+_FULL_OR_READ_ONLY = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def _environment_problem(ctx: click.Context, error: Exception) -> BotError | None:
+    """A full disk or an unusable audit database as a one-line error; None for anything else."""
+    if isinstance(error, OSError) and error.errno in _FULL_OR_READ_ONLY:
+        where = error.filename or "the state or temporary directory"
+        return ServiceUnavailable(
+            f"{where}: {error.strerror}; free space there (or make it writable) and retry"
+        )
+    if "sqlalchemy" not in sys.modules:
+        return None
+    from sqlalchemy.engine import make_url  # noqa: PLC0415 - loaded only if it was used
+    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
+
+    if not isinstance(error, SQLAlchemyError):
+        return None
+    cause = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+    if "locked" in cause:
+        advice = "another process is writing to it; retry when it has finished"
+    elif "readonly" in cause or "read-only" in cause:
+        advice = (
+            "it is read-only; make it writable, or point ROTATION_BOT_DATABASE_URL at a writable "
+            "database"
+        )
+    elif "full" in cause:
+        advice = "the disk it lives on is full; free space there and retry"
+    else:
+        advice = "check ROTATION_BOT_DATABASE_URL"
+    where = ""
+    if isinstance(ctx.obj, _State):  # the URL is a secret; its file or host is not
+        url = make_url(ctx.obj.settings.resolved_database_url)
+        where = f" {url.database}" if url.drivername.startswith("sqlite") else f" on {url.host}"
+    return ServiceUnavailable(f"audit database{where}: {redact(cause)}; {advice}")
+
+
 class _Group(click.Group):
-    """Catches `BotError` from every command in one place."""
+    """Catches `BotError` (and a full disk or an unusable database) from every command in one
+    place."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except BotError as error:
             _fail(error)
+        except Exception as error:
+            problem = _environment_problem(ctx, error)
+            if problem is None:
+                raise
+            _fail(problem)
 
 
 class _State:
@@ -98,9 +150,10 @@ class _State:
         self.settings = settings
 
     def audit(self) -> AuditStore:
-        from bot.audit import AuditStore  # noqa: PLC0415 - SQLAlchemy only when recording
+        from bot.audit import Anchor, AuditStore  # noqa: PLC0415 - SQLAlchemy only when recording
 
-        return AuditStore(self.settings.resolved_database_url)
+        anchor = Anchor(self.settings.resolved_audit_anchor, syslog=self.settings.audit_syslog)
+        return AuditStore(self.settings.resolved_database_url, anchor=anchor)
 
     def forge(self, name: str | None, audit: AuditStore | None) -> Forge:
         chosen = name or ("github" if self.settings.has_github_credentials else "local")
@@ -119,7 +172,12 @@ class _State:
         stop: threading.Event | None = None,
     ) -> Pipeline:
         audit = self.audit() if record else None
-        services = build_services(self.settings, self.environ, forge=self.forge(forge_name, audit))
+        if audit is not None:
+            audit.close_interrupted_runs()  # runs a killed process left open on this host
+        http = HttpSource(deadline=self.settings.request_timeout, stop=stop)
+        services = build_services(
+            self.settings, self.environ, forge=self.forge(forge_name, audit), http=http
+        )
         return Pipeline(
             services=services,
             audit=audit,
@@ -152,6 +210,8 @@ def main(
     if database_url:
         settings = replace(settings, database_url=database_url)
     ctx.obj = _State(environ, settings)
+    # every worktree and scratch directory of this process goes in here (removed at exit)
+    ctx.with_resource(private_temp_root())
 
 
 def _request(
@@ -173,14 +233,25 @@ def _request(
 
 def _print_plan(plan: Plan) -> None:
     click.echo(f"{plan.runbook}: {plan.repo} (base {plan.base_commit[:12]})")
-    if plan.current_version:
-        click.echo(f"  current: {plan.runbook} {plan.current_version}")
-    for pin in plan.current_pins:
-        click.echo(f"    {pin.name} {pin.version}")
+    for status in plan.projects:
+        project = status.project
+        pinned = "pinned" if status.pinned else "binaries not pinned"
+        click.echo(
+            f"  project {project.label} ({project.manager}, {project.lockfile}): "
+            f"{plan.runbook} {status.current_version}, {pinned}"
+        )
+        for pin in status.pins:
+            click.echo(f"    {pin.name} {pin.version}")
+        for copy in status.kept:
+            click.echo(f"    stays: {copy.key} {copy.version} (held by {copy.holder}, {copy.spec})")
+        for note in status.notes:
+            click.echo(f"    note: {note}")
     for rotation in plan.rotations:
+        projects = ", ".join(part.project.label for part in rotation.projects)
         click.echo(
             f"  {rotation.kind}: {rotation.subject} {rotation.previous_version or '-'} → "
-            f"{rotation.new_version}  (branch {rotation.branch})"
+            f"{rotation.new_version}  (branch {rotation.branch}"
+            + (f"; projects {projects})" if projects else ")")
         )
         for change in rotation.pins:
             click.echo(
@@ -210,11 +281,27 @@ def plan(
 ) -> None:
     """Show what would rotate; changes nothing."""
     plans = state.pipeline(record=False).plan(_request(repo, runbook, target, None, state.environ))
+    errors = [error for _, error in plans if isinstance(error, BotError)]
     if as_json:
-        click.echo(json.dumps([plan_evidence(item) for item in plans], indent=2))
-        return
-    for item in plans:
-        _print_plan(item)
+        click.echo(
+            json.dumps(
+                [
+                    plan_evidence(item)
+                    if isinstance(item, Plan)
+                    else {"runbook": name, "error": item.slug, "message": item.message}
+                    for name, item in plans
+                ],
+                indent=2,
+            )
+        )
+    else:
+        for name, item in plans:
+            if isinstance(item, Plan):
+                _print_plan(item)
+            else:
+                click.echo(f"{name}: {item.slug}: {item.message}")
+    if errors:
+        sys.exit(max(error.exit_code for error in errors))
 
 
 def _summary_json(summary: RunSummary) -> dict[str, Any]:
@@ -255,6 +342,39 @@ def _print_summaries(summaries: Sequence[RunSummary], as_json: bool) -> int:
     return max((summary.exit_code for summary in summaries), default=EXIT_OK)
 
 
+@contextmanager
+def _stopped_by_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set `stop` (downloads in every thread end at their next chunk) and
+    raise `SignalReceived` in the main thread, once, so the run unwinds through its context managers
+    (worktree, scratch directory) and is recorded interrupted; further signals during that
+    cleanup are ignored."""
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            return
+        stop.set()
+        raise SignalReceived(signum)
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _execute(state: _State, forge: str | None, request: RunRequest) -> list[RunSummary]:
+    """Run `request` within the run deadline, stopping cleanly on SIGTERM or SIGINT."""
+    stop = threading.Event()
+    try:
+        with _stopped_by_signals(stop), run_deadline(state.settings.run_timeout):
+            return state.pipeline(forge, stop=stop).run(request)
+    except Cancelled as cancelled:
+        click.echo(f"rotation-bot: interrupted: {cancelled.reason}", err=True)
+        code = 128 + cancelled.signum if isinstance(cancelled, SignalReceived) else EXIT_FAILED
+        sys.exit(code)
+
+
 @main.command()
 @click.option("--repo", required=True, help="Local path, git URL, or owner/name on the forge.")
 @click.option(
@@ -276,10 +396,10 @@ def run(
     forge: str | None,
     as_json: bool,
 ) -> None:
-    """Execute the runbooks and propose the rotations."""
+    """Execute the runbooks and propose the rotations (SIGTERM or SIGINT stop cleanly)."""
     locks = RepositoryLocks(state.settings.state_dir / "locks")
     with locks.hold(repo, timeout=0):  # the service and other CLI runs wait their turn
-        summaries = state.pipeline(forge).run(_request(repo, runbook, target, forge, state.environ))
+        summaries = _execute(state, forge, _request(repo, runbook, target, forge, state.environ))
     sys.exit(_print_summaries(summaries, as_json))
 
 
@@ -333,15 +453,37 @@ def audit_show(state: _State, run_id: str, as_json: bool) -> None:
 
 
 @audit.command("verify")
+@click.option(
+    "--anchor",
+    "anchors",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="An anchor file, log or syslog file holding chain heads (repeatable; default: "
+    "ROTATION_BOT_AUDIT_ANCHOR when it exists).",
+)
 @click.pass_obj
-def audit_verify(state: _State) -> None:
-    """Recompute the hash chain from the first record; exit 1 when it is broken."""
-    report = state.audit().verify()
-    if report.ok:
-        click.echo(f"ok: {report.records} records in {report.runs} runs, chain intact")
-        return
-    click.echo(f"rotation-bot: audit chain broken: {report.problem}", err=True)
-    sys.exit(1)
+def audit_verify(state: _State, anchors: tuple[Path, ...]) -> None:
+    """Recompute the hash chain from the first record, compare every run and proposal with it,
+    and check it still holds every anchored head; exit 1 with one line per problem."""
+    configured = state.settings.resolved_audit_anchor
+    in_use = configured.exists() and configured.stat().st_size > 0
+    paths = list(anchors) or ([configured] if in_use else [])
+    report = state.audit().verify(paths)
+    if not report.ok:
+        for problem in report.problems:
+            click.echo(f"rotation-bot: audit chain broken: {problem}", err=True)
+        sys.exit(1)
+    if report.newest_anchored is not None:
+        heads = (
+            "1 anchored head matches"
+            if report.anchored == 1
+            else (f"{report.anchored} anchored heads match")
+        )
+        where = ", ".join(str(path) for path in paths)
+        anchored = f"{heads} (newest: record {report.newest_anchored}, {where})"
+    else:
+        anchored = f"not anchored (nothing anchored in {configured} yet; see docs/AUDIT.md)"
+    click.echo(f"ok: {report.records} records in {report.runs} runs, chain intact; {anchored}")
 
 
 @audit.command("export")
@@ -371,8 +513,8 @@ def demo(state: _State, directory: Path | None, as_json: bool) -> None:
 
     path = build_sample_repository(directory, state.environ)
     click.echo(f"sample repository: {path}", err=True)
-    summaries = state.pipeline("local").run(
-        RunRequest(repo=str(path), trigger=Trigger(kind="cli", actor="demo"))
+    summaries = _execute(
+        state, "local", RunRequest(repo=str(path), trigger=Trigger(kind="cli", actor="demo"))
     )
     code = _print_summaries(summaries, as_json)
     click.echo(

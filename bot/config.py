@@ -18,9 +18,17 @@ from typing import Annotated, Any, Literal
 
 import platformdirs
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 
 from bot.errors import ConfigError, register_secret
+from bot.limits import REPO_CONFIG, check_size, too_deep, yaml_nesting_exceeds
 
 REPO_CONFIG_PATH = ".github/rotation-bot.yml"
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
@@ -41,6 +49,37 @@ def parse_duration(value: object) -> timedelta:
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Policy = Literal["required", "if-published", "off"]
+
+
+_REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+
+
+def check_branch_name(name: str) -> str:
+    """`name` if git accepts it as a branch name (`git check-ref-format --branch` rules, minus
+    the `@{-N}` shorthands), else `ValueError` saying why."""
+    problem = None
+    if not name or len(name.encode("utf-8")) > 255:
+        problem = "it must be 1 to 255 bytes long"
+    elif name.startswith("-"):
+        problem = "it starts with '-'"
+    elif name == "@" or "@{" in name:
+        problem = "it is a revision expression ('@' or '@{'), not a branch"
+    elif ".." in name or "//" in name:
+        problem = "it contains '..' or '//'"
+    elif name.startswith("/") or name.endswith(("/", ".")):
+        problem = "it starts with '/' or ends with '/' or '.'"
+    elif _REF_FORBIDDEN.search(name):
+        problem = "it contains a space, a control character or one of ~ ^ : ? * [ \\"
+    elif any(part.startswith(".") or part.endswith(".lock") for part in name.split("/")):
+        problem = "a part of it starts with '.' or ends with '.lock'"
+    elif name == "HEAD":
+        problem = "HEAD is not a branch"
+    if problem is not None:
+        raise ValueError(f"{name!r} is not a branch name ({problem}); name an existing branch")
+    return name
+
+
+BranchName = Annotated[str, AfterValidator(check_branch_name)]
 
 
 def _kebab(name: str) -> str:
@@ -66,7 +105,19 @@ class RunbookSettings(StrictModel):
     dockerfiles: tuple[str, ...] | None = None
     pin_unpinned: bool = False
     image_platforms: tuple[str, ...] | None = None
-    major: bool = True
+    # true / "next": propose the next line as a major rotation; "latest": the newest line
+    major: bool | Literal["next", "latest"] = True
+    # gitignore-style patterns selecting project directories (`!` excludes): [apps/*, !apps/old]
+    directories: tuple[str, ...] | None = None
+    # add exact pins of the binaries (under overrides) to projects that have none
+    pin: bool = False
+
+    @property
+    def major_policy(self) -> Literal["off", "next", "latest"]:
+        """`major` as one of off / next / latest."""
+        if self.major is False:
+            return "off"
+        return "latest" if self.major == "latest" else "next"
 
 
 class VerifySettings(StrictModel):
@@ -84,7 +135,7 @@ class PullRequestSettings(StrictModel):
     labels: tuple[str, ...] = ("dependencies", "security")
     reviewers: tuple[str, ...] = ()
     assignees: tuple[str, ...] = ()
-    base: str | None = None
+    base: BranchName | None = None
     draft_major: bool = True
 
 
@@ -109,14 +160,22 @@ def describe_validation_error(error: ValidationError) -> str:
         return f"unknown key {where}"
     if first["type"] == "literal_error":
         return f"{where}: {first['msg'].lower()}"
+    if first["type"] == "value_error":
+        return f"{where}: {first['ctx']['error']}"
     return f"{where}: {first['msg']}"
 
 
 def parse_repo_config(text: str | None, *, source: str = REPO_CONFIG_PATH) -> RepoConfig:
-    """Parse and validate the repo config text; `None` (no file) gives the defaults."""
+    """Parse and validate the repo config text; `None` (no file) gives the defaults.
+
+    Size and nesting are checked before anything is built from the text, so a hostile file is a
+    one-line `ConfigError` like any other mistake."""
     if text is None:
         return RepoConfig()
+    check_size(source, len(text.encode("utf-8")), REPO_CONFIG)
     try:
+        if yaml_nesting_exceeds(text):
+            raise ConfigError(too_deep(source))
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
@@ -153,6 +212,21 @@ class Settings:
     schedule: str = "0 6 * * 1-5"
     log_format: Literal["text", "json"] = "text"
     malicious_advisories: str | None = None
+    # variables a repository's .npmrc may reference as ${VAR} (none by default)
+    npmrc_variables: tuple[str, ...] = ()
+    # where package-manager tools (npm, pnpm, yarn) are unpacked; default <state_dir>/tools
+    tools_dir: Path | None = None
+
+    @property
+    def resolved_tools_dir(self) -> Path:
+        """The tool cache: the configured one, or `tools` in the state directory."""
+        return self.tools_dir or self.state_dir / "tools"
+
+    audit_anchor: Path | None = None
+    audit_syslog: str | None = None
+    # seconds one HTTP request may take in all (retries and body included), and one run
+    request_timeout: float = 300.0
+    run_timeout: float = 1800.0
 
     @property
     def has_github_credentials(self) -> bool:
@@ -164,9 +238,16 @@ class Settings:
         """The audit store URL: the configured one, or SQLite in the state directory."""
         return self.database_url or f"sqlite:///{self.state_dir / 'audit.sqlite3'}"
 
+    @property
+    def resolved_audit_anchor(self) -> Path:
+        """Where each finished run's chain head is appended: the configured file, or
+        `audit-anchor.log` in the state directory."""
+        return self.audit_anchor or self.state_dir / "audit-anchor.log"
+
 
 _SECRET_SETTINGS = ("github_token", "github_app_key", "webhook_secret", "database_url")
-_LIST_SETTINGS = ("repositories", "insecure_registries")
+_LIST_SETTINGS = ("repositories", "insecure_registries", "npmrc_variables")
+_DURATION_SETTINGS = ("request_timeout", "run_timeout")
 
 
 def secret_variables(environ: Mapping[str, str]) -> list[str]:
@@ -193,6 +274,18 @@ def _mirrors(value: object) -> tuple[tuple[str, str], ...]:
             raise ConfigError(f"registry mirror {part!r} must look like registry=mirror")
         pairs.append((registry.strip(), mirror.strip()))
     return tuple(pairs)
+
+
+def _positive_seconds(name: str, value: object) -> float:
+    try:
+        seconds = parse_duration(value).total_seconds()
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0:
+        raise ConfigError(
+            f"ROTATION_BOT_{name.upper()}={value!r} must be a positive duration like 30m or 300s"
+        )
+    return seconds
 
 
 def load_settings(environ: Mapping[str, str], config_file: Path | None = None) -> Settings:
@@ -230,8 +323,12 @@ def load_settings(environ: Mapping[str, str], config_file: Path | None = None) -
         raise ConfigError(
             f"ROTATION_BOT_LOG_FORMAT must be text or json, not {values['log_format']!r}"
         )
-    if "state_dir" in values:
-        values["state_dir"] = Path(values["state_dir"])
+    for name in _DURATION_SETTINGS:
+        if name in values:
+            values[name] = _positive_seconds(name, values[name])
+    for name in ("state_dir", "tools_dir", "audit_anchor"):
+        if name in values:
+            values[name] = Path(values[name])
     for name in _SECRET_SETTINGS:
         register_secret(values.get(name))
     try:

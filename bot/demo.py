@@ -15,8 +15,10 @@ from pathlib import Path
 import git
 
 from bot.errors import UsageError
+from bot.managers.base import Tool
+from bot.managers.npm import Npm
 from bot.shell import run
-from bot.sources.npm import LOCKFILE_ONLY_INSTALL, isolated_npm_environment, load_npm_settings
+from bot.sources.npm.settings import isolated_npm_environment, load_npm_settings
 
 SHARP = "0.33.4"
 PINS = {
@@ -101,7 +103,8 @@ def build_sample_repository(directory: Path | None, environ: Mapping[str, str]) 
             cache=Path(scratch) / "cache",
             omit_resolved=False,
         )
-        run(LOCKFILE_ONLY_INSTALL, cwd=path, env=env, timeout=600)
+        host_npm = Tool("npm", "host", ("npm",))  # the sample's own history: any npm 7+
+        run(Npm().regenerate_argv(host_npm), cwd=path, env=env, timeout=600)
     repo = git.Repo.init(path, initial_branch="main")
     with repo.config_writer() as config:
         config.set_value("user", "name", "Demo Developer")

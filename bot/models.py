@@ -111,6 +111,80 @@ class DigestChange:
 
 
 @dataclass(frozen=True)
+class Project:
+    """One Node.js project: a directory with a package.json and a lockfile, and the workspace
+    members that share that lockfile."""
+
+    directory: str
+    manager: str
+    lockfile: str
+    members: tuple[str, ...] = ()
+    package_manager: str | None = None
+    other_lockfiles: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """How plans and proposals name the project: its directory, `.` for the root."""
+        return self.directory or "."
+
+    def path(self, name: str) -> str:
+        """The repository-relative path of `name` in the project's directory."""
+        return f"{self.directory}/{name}" if self.directory else name
+
+
+EditKind = Literal["value", "key", "insert"]
+
+
+@dataclass(frozen=True)
+class ManifestEdit:
+    """One change to a package.json: a value replaced, a key renamed, or a member inserted.
+
+    `location` is the JSON path of the value (for `key`, of the member being renamed; for
+    `insert`, of the new member).  `previous` is the old value or key ("" for an insert)."""
+
+    manifest: str
+    location: tuple[str, ...]
+    kind: EditKind
+    previous: str
+    new: str
+
+
+@dataclass(frozen=True)
+class KeptCopy:
+    """A copy of the parent package the repository does not control: who holds it, at what."""
+
+    key: str
+    version: str
+    holder: str
+    spec: str
+
+
+@dataclass(frozen=True)
+class ProjectStatus:
+    """What one project has of a package family today."""
+
+    project: Project
+    current_version: str
+    pins: tuple[Pin, ...]
+    pinned: bool
+    kept: tuple[KeptCopy, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProjectRotation:
+    """One project's part of a rotation: its version move, pins and the edits that make it."""
+
+    project: Project
+    previous_version: str
+    new_version: str
+    pins: tuple[PinChange, ...]
+    pinned: bool
+    edits: tuple[ManifestEdit, ...]
+    kept: tuple[KeptCopy, ...] = ()
+
+
+@dataclass(frozen=True)
 class Rotation:
     """One proposal's worth of change: a package moving to a target, or digests moving."""
 
@@ -123,6 +197,7 @@ class Rotation:
     pins: tuple[PinChange, ...] = ()
     digests: tuple[DigestChange, ...] = ()
     release: Release | None = None
+    projects: tuple[ProjectRotation, ...] = ()
 
     @property
     def is_major(self) -> bool:
@@ -141,6 +216,7 @@ class Plan:
     current_pins: tuple[Pin, ...]
     rotations: tuple[Rotation, ...]
     skipped: tuple[Skipped, ...] = ()
+    projects: tuple[ProjectStatus, ...] = ()
 
 
 @dataclass(frozen=True)

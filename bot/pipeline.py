@@ -1,6 +1,12 @@
 """The flow, in one direction: trigger → watch → plan → steps in a worktree → verify → publish
-→ audit.  `Pipeline.run` is the single entry point for the CLI, the scheduler and the chat
-command; it catches `BotError` in one place per run and turns it into an audited outcome.
+→ audit.
+
+`Pipeline.run` is the single entry point for the CLI, the scheduler and the chat command.  Every
+run is opened, recorded and closed by one `RunRecorder`, which builds every `RunSummary`; a
+`BotError` from opening the repository, planning, a step or publishing ends the run there with
+its outcome (`failed` for a step or verification that did not pass — a verification failure
+also files an incident —, `error` for bad input or an unreachable service).  Publishing is the
+last stage, after every step passed.
 """
 
 from __future__ import annotations
@@ -17,16 +23,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot.cancellation import Cancelled, check
 from bot.config import REPO_CONFIG_PATH, RepoConfig, parse_repo_config
-from bot.errors import (
-    EXIT_FAILED,
-    EXIT_OK,
-    BotError,
-    ConfigError,
-    UsageError,
-    VerificationFailed,
-)
-from bot.forges.base import ApiUsage, Forge, Incident
+from bot.errors import EXIT_FAILED, EXIT_OK, BotError, ConfigError, UsageError, VerificationFailed
+from bot.forges.base import Forge, Incident
 from bot.models import (
     Outcome,
     Plan,
@@ -36,9 +36,11 @@ from bot.models import (
     StepResult,
     utc_now,
 )
+from bot.publish import Publication, publish
 from bot.runbook import Runbook
 from bot.services import Services
-from bot.sources.npm import NpmRegistry, NpmSettings, load_npm_settings
+from bot.sources.npm.registry import NpmRegistry
+from bot.sources.npm.settings import NpmSettings, load_npm_settings
 from bot.steps.registry import StepContext, get_step
 from bot.watchers import WatchRequest, get_watcher, watch_kind
 from bot.workspace import Workspace, is_owner_name
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git@)")
+PUBLISH = "propose"
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ def plan_evidence(plan: Plan) -> dict[str, Any]:
         "base_commit": plan.base_commit,
         "current_version": plan.current_version,
         "current_pins": [asdict(pin) for pin in plan.current_pins],
+        "projects": [asdict(status) for status in plan.projects],
         "rotations": [rotation_evidence(rotation) for rotation in plan.rotations],
         "skipped": [asdict(item) for item in plan.skipped],
     }
@@ -83,7 +87,114 @@ def rotation_evidence(rotation: Rotation) -> dict[str, Any]:
         "branch": rotation.branch,
         "pins": [asdict(pin) for pin in rotation.pins],
         "digests": [asdict(change) for change in rotation.digests],
+        "projects": [asdict(part) for part in rotation.projects],
     }
+
+
+class RunRecorder:
+    """One audited run: opened once, its records appended, closed exactly once.
+
+    Every `RunSummary` the pipeline returns is built by `finish`, so the audit trail and what
+    the CLI or the service report can never disagree.
+    """
+
+    def __init__(
+        self,
+        audit: AuditStore,
+        forge: Forge,
+        request: RunRequest,
+        *,
+        repo: str,
+        runbook: str,
+        target: str | None,
+    ) -> None:
+        self.audit = audit
+        self.forge = forge
+        self.repo = repo
+        self.runbook = runbook
+        self.target = target
+        self.results: list[StepResult] = []
+        self.run_id = audit.start_run(
+            repo=repo,
+            runbook=runbook,
+            trigger=request.trigger.kind,
+            actor=request.trigger.actor
+            + (f" ({request.trigger.url})" if request.trigger.url else ""),
+            target=target,
+        )
+        self._usage = forge.api_usage()
+        self.closed = False
+
+    def retarget(self, target: str) -> None:
+        """The plan picked the target this run rotates to."""
+        self.target = target
+        self.audit.set_target(self.run_id, target)
+
+    def record(
+        self,
+        kind: str,
+        status: str,
+        evidence: Mapping[str, Any],
+        *,
+        started_at: datetime | None = None,
+        finished_at: datetime | None = None,
+    ) -> None:
+        """Append one record to the run's chain."""
+        self.audit.append(
+            self.run_id, kind, status, evidence, started_at=started_at, finished_at=finished_at
+        )
+
+    def step(self, result: StepResult) -> None:
+        """Record a finished step and keep it for the summary."""
+        self.record(
+            result.kind,
+            result.status,
+            result.evidence,
+            started_at=result.started_at,
+            finished_at=result.finished_at,
+        )
+        self.results.append(result)
+
+    def fail(self, kind: str, error: BotError) -> RunSummary:
+        """Record `error` (bad input, an unreachable service) as the failure of `kind` and close
+        the run with outcome `error`."""
+        self.record(kind, "failed", error.as_evidence())
+        return self.finish("error", error.message, error.exit_code)
+
+    def finish(
+        self,
+        outcome: Outcome,
+        message: str,
+        exit_code: int,
+        *,
+        publication: Publication | None = None,
+    ) -> RunSummary:
+        """Close the run (recording its forge API cost) and build its summary."""
+        used = self.forge.api_usage() - self._usage
+        proposal = publication.proposal if publication is not None else None
+        published = publication.published if publication is not None else None
+        self.audit.finish_run(
+            self.run_id,
+            outcome=outcome,
+            message=message,
+            proposal_title=proposal.title if proposal else None,
+            proposal_body=proposal.body if proposal else None,
+            proposal_url=published.url if published else None,
+            extra={"api_requests": used.requests, "api_not_modified": used.not_modified},
+        )
+        self.closed = True
+        return RunSummary(
+            self.run_id,
+            self.repo,
+            self.runbook,
+            self.target,
+            outcome,
+            message,
+            exit_code,
+            tuple(self.results),
+            proposal,
+            published,
+        )
 
 
 class Pipeline:
@@ -103,7 +214,6 @@ class Pipeline:
         self.runbooks = dict(runbooks)
         self.clock = clock
         self.stop = stop
-        self._usage: dict[str, ApiUsage] = {}
 
     @property
     def audit(self) -> AuditStore:
@@ -128,12 +238,11 @@ class Pipeline:
         elif _URL.match(repo):
             workspace = Workspace.open_remote(repo, cache_dir=cache)
         elif is_owner_name(repo):
-            auth = getattr(self.forge, "push_auth", None)
             workspace = Workspace.open_remote(
                 self.forge.clone_url(repo),
                 cache_dir=cache,
                 name=repo,
-                auth=auth(repo) if callable(auth) else None,
+                auth=self.forge.push_auth(repo),
             )
         else:
             raise UsageError(f"--repo {repo!r} is not an existing path, a git URL or owner/name")
@@ -147,7 +256,9 @@ class Pipeline:
                     f"(known: {', '.join(sorted(self.runbooks))})"
                 )
         npm_settings = load_npm_settings(
-            self.services.environ, project_npmrc=workspace.read_text(".npmrc")
+            self.services.environ,
+            project_npmrc=workspace.read_text(".npmrc"),
+            project_variables=settings.npmrc_variables,
         )
         npm = NpmRegistry(
             npm_settings, self.services.http, cache_dir=settings.state_dir / "packuments"
@@ -190,15 +301,26 @@ class Pipeline:
 
     # --- plan ------------------------------------------------------------------------------
 
-    def plan(self, request: RunRequest) -> list[Plan]:
-        """What would rotate; changes nothing and records nothing."""
+    def plan(self, request: RunRequest) -> list[tuple[str, Plan | BotError]]:
+        """(runbook, what would rotate) per runbook; changes nothing and records nothing.  A
+        problem in one runbook is that runbook's answer and never hides the others."""
         context = self.open_repo(request.repo)
-        return [
-            self.watch(context, runbook, request, explicit)
-            for runbook, explicit in self.selected_runbooks(request, context.config)
-        ]
+        plans: list[tuple[str, Plan | BotError]] = []
+        for runbook, explicit in self.selected_runbooks(request, context.config):
+            try:
+                plans.append((runbook.name, self.watch(context, runbook, request, explicit)))
+            except BotError as error:
+                plans.append((runbook.name, error))
+        return plans
 
     # --- run -------------------------------------------------------------------------------
+
+    def _recorder(
+        self, request: RunRequest, repo: str, runbook: str, target: str | None
+    ) -> RunRecorder:
+        return RunRecorder(
+            self.audit, self.forge, request, repo=repo, runbook=runbook, target=target
+        )
 
     def run(self, request: RunRequest) -> list[RunSummary]:
         """Execute every selected runbook; each rotation is one audited run."""
@@ -206,84 +328,43 @@ class Pipeline:
             context = self.open_repo(request.repo)
             selected = self.selected_runbooks(request, context.config)
         except BotError as error:
-            run_id = self._start(request, "-", None)
-            return [self._fail(run_id, request, "-", None, "open-repository", error, ())]
+            recorder = self._recorder(request, request.repo, "-", request.target)
+            return [recorder.fail("open-repository", error)]
         summaries: list[RunSummary] = []
         for runbook, explicit in selected:
             summaries.extend(self._run_runbook(context, runbook, request, explicit))
         return summaries
 
-    def _start(self, request: RunRequest, runbook: str, target: str | None) -> str:
-        run_id = self.audit.start_run(
-            repo=request.repo,
-            runbook=runbook,
-            trigger=request.trigger.kind,
-            actor=request.trigger.actor
-            + (f" ({request.trigger.url})" if request.trigger.url else ""),
-            target=target,
-        )
-        self._usage[run_id] = self.forge.api_usage()
-        return run_id
-
-    def _finish(self, run_id: str, **fields: Any) -> None:
-        """Close a run, recording how many forge API calls it cost."""
-        used = self.forge.api_usage() - self._usage.pop(run_id, ApiUsage())
-        self.audit.finish_run(
-            run_id,
-            extra={"api_requests": used.requests, "api_not_modified": used.not_modified},
-            **fields,
-        )
-
     def _run_runbook(
         self, context: RepoContext, runbook: Runbook, request: RunRequest, explicit: bool
     ) -> list[RunSummary]:
-        run_id = self._start(request, runbook.name, request.target)
+        repo = context.workspace.name
+        recorder = self._recorder(request, repo, runbook.name, request.target)
         started = self.clock()
         try:
             plan = self.watch(context, runbook, request, explicit)
         except BotError as error:
-            return [self._fail(run_id, request, runbook.name, None, "plan", error, ())]
+            return [recorder.fail("plan", error)]
+        except Cancelled as stop:
+            recorder.finish("interrupted", stop.reason, EXIT_FAILED)
+            raise
         evidence = plan_evidence(plan)
-        self.audit.append(
-            run_id, "plan", "passed", evidence, started_at=started, finished_at=self.clock()
-        )
+        recorder.record("plan", "passed", evidence, started_at=started, finished_at=self.clock())
         if not plan.rotations:
             reason = "; ".join(f"{item.subject}: {item.reason}" for item in plan.skipped)
             message = f"nothing to rotate ({reason})" if reason else "nothing to rotate"
-            self._finish(run_id, outcome="nothing-to-do", message=message)
-            return [
-                RunSummary(
-                    run_id,
-                    context.workspace.name,
-                    runbook.name,
-                    None,
-                    "nothing-to-do",
-                    message,
-                    EXIT_OK,
-                )
-            ]
+            return [recorder.finish("nothing-to-do", message, EXIT_OK)]
         summaries = []
         for index, rotation in enumerate(plan.rotations):
             if index > 0:
-                run_id = self._start(request, runbook.name, rotation.new_version)
-                self.audit.append(
-                    run_id, "plan", "passed", evidence, started_at=started, finished_at=started
-                )
+                recorder = self._recorder(request, repo, runbook.name, rotation.new_version)
+                recorder.record("plan", "passed", evidence, started_at=started, finished_at=started)
             else:
-                self.audit.set_target(run_id, rotation.new_version)
-            summaries.append(self._execute(run_id, context, runbook, plan, rotation, request))
+                recorder.retarget(rotation.new_version)
+            summaries.append(self._execute(recorder, context, runbook, plan, rotation))
         return summaries
 
-    def _execute(
-        self,
-        run_id: str,
-        context: RepoContext,
-        runbook: Runbook,
-        plan: Plan,
-        rotation: Rotation,
-        request: RunRequest,
-    ) -> RunSummary:
-        workspace = context.workspace
+    def _up_to_date(self, workspace: Workspace, rotation: Rotation) -> str | None:
         existing = self.forge.find_proposal(workspace.name, rotation.branch)
         if (
             existing is not None
@@ -291,29 +372,34 @@ class Pipeline:
             and existing.new_version == rotation.new_version
             and workspace.branch_commit(rotation.branch) == existing.head_commit
         ):
-            message = f"already proposed and up to date: {existing.url}"
-            self.audit.append(
-                run_id,
-                "propose",
-                "skipped",
-                {"url": existing.url, "branch": rotation.branch, "reason": "up-to-date"},
-                started_at=None,
-            )
-            self._finish(run_id, outcome="up-to-date", message=message, proposal_url=existing.url)
-            return RunSummary(
-                run_id,
-                workspace.name,
-                runbook.name,
-                rotation.new_version,
-                "up-to-date",
-                message,
-                EXIT_OK,
-            )
-        results: list[StepResult] = []
+            return existing.url
+        return None
+
+    def _execute(
+        self,
+        recorder: RunRecorder,
+        context: RepoContext,
+        runbook: Runbook,
+        plan: Plan,
+        rotation: Rotation,
+    ) -> RunSummary:
+        workspace = context.workspace
         try:
-            with workspace.worktree(run_id) as worktree, _scratch(run_id) as scratch:
+            url = self._up_to_date(workspace, rotation)
+        except BotError as error:
+            return recorder.fail(PUBLISH, error)
+        if url is not None:
+            recorder.record(
+                PUBLISH, "skipped", {"url": url, "branch": rotation.branch, "reason": "up-to-date"}
+            )
+            return recorder.finish("up-to-date", f"already proposed and up to date: {url}", EXIT_OK)
+        try:
+            with (
+                workspace.worktree(recorder.run_id) as worktree,
+                _scratch(recorder.run_id) as scratch,
+            ):
                 ctx = StepContext(
-                    run_id=run_id,
+                    run_id=recorder.run_id,
                     runbook=runbook,
                     repo_config=context.config,
                     runbook_settings=context.config.runbook(runbook.name),
@@ -325,124 +411,85 @@ class Pipeline:
                     services=self.services,
                     npm=context.npm,
                     npm_settings=context.npm_settings,
-                    results=results,
+                    results=recorder.results,
+                    audit=self.audit,
                 )
                 for kind in runbook.steps:
-                    if self.stop is not None and self.stop.is_set():
-                        return self._interrupted(
-                            run_id, workspace.name, runbook.name, rotation, kind, tuple(results)
+                    try:
+                        check(self.stop)  # shutdown, or the run's deadline
+                    except Cancelled as stop:
+                        recorder.record(kind, "skipped", {"reason": stop.reason})
+                        return recorder.finish(
+                            "interrupted",
+                            f"interrupted before step {kind}: {stop.reason}",
+                            EXIT_FAILED,
                         )
                     started = self.clock()
                     try:
                         result = get_step(kind)(ctx)
                     except BotError as error:
-                        self.audit.append(
-                            run_id,
-                            kind,
-                            "failed",
-                            error.as_evidence(),
-                            started_at=started,
-                            finished_at=self.clock(),
-                        )
-                        if isinstance(error, VerificationFailed):
-                            self._incident(context, runbook, rotation, run_id, kind, error)
-                        return self._finish_failed(
-                            run_id, request, runbook.name, rotation, kind, error, tuple(results)
-                        )
-                    result = replace(
-                        result, kind=kind, started_at=started, finished_at=self.clock()
+                        return self._step_failed(recorder, context, runbook, rotation, kind, error)
+                    recorder.step(
+                        replace(result, kind=kind, started_at=started, finished_at=self.clock())
                     )
-                    self.audit.append(
-                        run_id,
-                        kind,
-                        result.status,
-                        result.evidence,
-                        started_at=started,
-                        finished_at=result.finished_at,
-                    )
-                    results.append(result)
+                started = self.clock()
+                try:
+                    publication = publish(ctx)
+                except BotError as error:
+                    return self._step_failed(recorder, context, runbook, rotation, PUBLISH, error)
+                verb = "opened" if publication.published.created else "updated"
+                recorder.record(
+                    PUBLISH,
+                    "passed",
+                    {
+                        "summary": f"{verb} {publication.published.url}",
+                        "branch": rotation.branch,
+                        "commit": publication.commit,
+                        "files": list(publication.files),
+                        "url": publication.published.url,
+                        "created": publication.published.created,
+                        "superseded": list(publication.published.superseded),
+                    },
+                    started_at=started,
+                    finished_at=self.clock(),
+                )
         except BotError as error:
-            return self._fail(
-                run_id,
-                request,
-                runbook.name,
-                rotation.new_version,
-                "worktree",
-                error,
-                tuple(results),
-            )
+            return recorder.fail("worktree", error)
         except Exception as error:
-            log.exception("internal error in run %s", run_id)
-            self.audit.append(
-                run_id,
-                "internal-error",
-                "failed",
-                {"error": type(error).__name__, "message": str(error)},
-                started_at=None,
+            log.exception("internal error", extra={"run": recorder.run_id})
+            recorder.record(
+                "internal-error", "failed", {"error": type(error).__name__, "message": str(error)}
             )
-            message = f"internal error: {type(error).__name__}: {error}"
-            self._finish(run_id, outcome="error", message=message)
-            return RunSummary(
-                run_id,
-                workspace.name,
-                runbook.name,
-                rotation.new_version,
-                "error",
-                message,
-                1,
-                tuple(results),
+            return recorder.finish(
+                "error", f"internal error: {type(error).__name__}: {error}", EXIT_FAILED
             )
         except BaseException as error:
-            self._finish(
-                run_id, outcome="interrupted", message=f"interrupted ({type(error).__name__})"
-            )
+            if not recorder.closed:
+                recorder.finish("interrupted", f"interrupted ({type(error).__name__})", EXIT_FAILED)
             raise
-        proposal, published = ctx.proposal, ctx.published
-        message = f"proposed {rotation.branch}" + (f" at {published.url}" if published else "")
-        self._finish(
-            run_id,
-            outcome="proposed",
-            message=message,
-            proposal_title=proposal.title if proposal else None,
-            proposal_body=proposal.body if proposal else None,
-            proposal_url=published.url if published else None,
-        )
-        return RunSummary(
-            run_id,
-            workspace.name,
-            runbook.name,
-            rotation.new_version,
+        return recorder.finish(
             "proposed",
-            message,
+            f"proposed {rotation.branch} at {publication.published.url}",
             EXIT_OK,
-            tuple(results),
-            proposal,
-            published,
+            publication=publication,
         )
 
-    def _interrupted(
+    def _step_failed(
         self,
-        run_id: str,
-        repo: str,
-        runbook: str,
+        recorder: RunRecorder,
+        context: RepoContext,
+        runbook: Runbook,
         rotation: Rotation,
         kind: str,
-        results: tuple[StepResult, ...],
+        error: BotError,
     ) -> RunSummary:
-        message = (
-            f"interrupted before step {kind}: the service is shutting down; nothing was published"
-        )
-        self.audit.append(run_id, kind, "skipped", {"reason": "shutdown"}, started_at=None)
-        self._finish(run_id, outcome="interrupted", message=message)
-        return RunSummary(
-            run_id,
-            repo,
-            runbook,
-            rotation.new_version,
-            "interrupted",
-            message,
-            EXIT_FAILED,
-            results,
+        recorder.record(kind, "failed", error.as_evidence())
+        if isinstance(error, VerificationFailed):
+            self._incident(context, runbook, rotation, recorder, kind, error)
+        return recorder.finish(
+            "failed",
+            f"step {kind} failed: {error.message}; nothing was published",
+            error.exit_code,
         )
 
     def _incident(
@@ -450,7 +497,7 @@ class Pipeline:
         context: RepoContext,
         runbook: Runbook,
         rotation: Rotation,
-        run_id: str,
+        recorder: RunRecorder,
         kind: str,
         error: VerificationFailed,
     ) -> None:
@@ -467,7 +514,7 @@ class Pipeline:
                 "- Keep (or pin back to) the known-good parent version and its pins.",
                 "- Report a tampered or republished package to the registry and upstream.",
                 "",
-                f"Audit record: `rotation-bot audit show {run_id}`",
+                f"Audit record: `rotation-bot audit show {recorder.run_id}`",
             ]
         )
         incident = Incident(
@@ -475,59 +522,15 @@ class Pipeline:
             target=rotation.new_version,
             title=f"rotation-bot: {rotation.subject} {rotation.new_version} failed {kind}",
             body=body,
-            run_id=run_id,
+            run_id=recorder.run_id,
         )
         try:
             url = self.forge.ensure_incident(context.workspace.name, incident)
         except BotError as failure:
             url = None
-            log.warning("incident could not be filed: %s", failure.message)
-        self.audit.append(
-            run_id,
-            "incident",
-            "passed" if url else "skipped",
-            {"url": url, "title": incident.title},
-            started_at=None,
-        )
-
-    def _finish_failed(
-        self,
-        run_id: str,
-        request: RunRequest,
-        runbook: str,
-        rotation: Rotation,
-        kind: str,
-        error: BotError,
-        results: tuple[StepResult, ...],
-    ) -> RunSummary:
-        message = f"step {kind} failed: {error.message}; nothing was published"
-        self._finish(run_id, outcome="failed", message=message)
-        return RunSummary(
-            run_id,
-            request.repo,
-            runbook,
-            rotation.new_version,
-            "failed",
-            message,
-            error.exit_code,
-            results,
-        )
-
-    def _fail(
-        self,
-        run_id: str,
-        request: RunRequest,
-        runbook: str,
-        target: str | None,
-        kind: str,
-        error: BotError,
-        results: tuple[StepResult, ...],
-    ) -> RunSummary:
-        self.audit.append(run_id, kind, "failed", error.as_evidence(), started_at=None)
-        outcome: Outcome = "error"
-        self._finish(run_id, outcome=outcome, message=error.message)
-        return RunSummary(
-            run_id, request.repo, runbook, target, outcome, error.message, error.exit_code, results
+            log.warning("incident could not be filed", extra={"error": failure.message})
+        recorder.record(
+            "incident", "passed" if url else "skipped", {"url": url, "title": incident.title}
         )
 
 

@@ -1,22 +1,66 @@
-"""Pull-request title, body and checklist, rendered from the rotation and its step evidence.
+"""Publishing, the pipeline's last stage: the pull-request title, body and checklist rendered
+from the rotation and the steps' typed outputs, then commit, branch and proposal.
 
-Pure and deterministic: the same rotation and evidence give the same text byte for byte (no
-timings, no timestamps), so updating an open proposal does not churn.  Everything rendered is
-passed through `redact`.
+Rendering is pure and deterministic: the same rotation and outputs give the same text byte for
+byte (no timings, no timestamps), so updating an open proposal does not churn.  Every string
+that comes from a registry, release notes or the repository is data: it is escaped for Markdown
+and HTML (or fenced), `@mentions` are neutralised, and nothing outside the bot can write a
+`<!-- … -->` marker.  Everything rendered is passed through `redact`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from bot.config import PullRequestSettings
-from bot.errors import redact
-from bot.models import Proposal, Rotation, StepResult
+from bot.errors import StepFailed, redact
+from bot.managers import get_manager
+from bot.models import (
+    Plan,
+    ProjectRotation,
+    Proposal,
+    PublishedProposal,
+    Rotation,
+    StepResult,
+)
 from bot.runbook import Runbook
+from bot.sources.http import host_of
 from bot.sources.releases import release_page
+from bot.steps.outputs import LockedEntry, Outputs, TarballChecked
+from bot.steps.registry import StepContext
+from bot.verify.provenance import ProvenanceCheck
+from bot.verify.signatures import SignatureCheck
 
 MARKER = "<!-- rotation-bot:{runbook}:{version} -->"
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+!|~>])")
+_MENTION = re.compile(r"@(?=[A-Za-z0-9])")
+
+
+def text(value: object) -> str:
+    """External text for a Markdown line: HTML-escaped, Markdown syntax escaped, mentions and
+    comment markers neutralised, on one line."""
+    raw = " ".join(str(value).split())
+    escaped = raw.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    escaped = _MARKDOWN.sub(r"\\\1", escaped)
+    return _MENTION.sub("@\u200b", escaped)
+
+
+def code(value: object) -> str:
+    """External text as an inline code span (never interpreted), one line."""
+    raw = " ".join(str(value).split()).replace("<!--", "<!-\u200b-")
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", raw)), default=0) + 1)
+    pad = " " if raw.startswith("`") or raw.endswith("`") else ""
+    return f"{fence}{pad}{raw}{pad}{fence}" if raw else "—"
+
+
+def code_block(value: str) -> list[str]:
+    """External multi-line text as a fenced block (no HTML, links, images or mentions)."""
+    body = value.replace("<!--", "<!-\u200b-")
+    fence = "`" * max(3, max((len(run) for run in re.findall(r"`+", body)), default=0) + 1)
+    return [f"{fence}text", *body.splitlines(), fence]
 
 
 def title_for(rotation: Rotation) -> str:
@@ -28,179 +72,198 @@ def title_for(rotation: Rotation) -> str:
     return f"Rotate {rotation.subject} {rotation.previous_version} → {rotation.new_version}{major}"
 
 
-def _evidence(results: Sequence[StepResult], kind: str) -> Mapping[str, Any]:
-    return next((result.evidence for result in results if result.kind == kind), {})
+def _versions(previous: str | None, new: str | None) -> str:
+    return f"{code(previous) if previous else '—'} → {code(new) if new else '—'}"
 
 
-def _cell(value: object) -> str:
-    return f"`{value}`" if value else "—"
-
-
-def _pin_table(rotation: Rotation, results: Sequence[StepResult]) -> list[str]:
-    entries = {
-        entry["name"]: entry
-        for entry in _evidence(results, "confirm-lockfile").get("entries", [])
-        if isinstance(entry, dict)
-    }
-    rows = [(rotation.subject, rotation.previous_version, rotation.new_version)] + [
-        (pin.name, pin.previous_version, pin.new_version) for pin in rotation.pins
+def _project_table(part: ProjectRotation, rotation: Rotation, outputs: Outputs) -> list[str]:
+    entries: dict[str, LockedEntry] = {}
+    for entry in outputs.lockfile.entries if outputs.lockfile else ():
+        if entry.project == part.project.label:
+            entries.setdefault(entry.name, entry)
+    rows = [(rotation.subject, part.previous_version, part.new_version)] + [
+        (pin.name, pin.previous_version, pin.new_version) for pin in part.pins
     ]
-    lines = [
-        "| Package | Version | Integrity (sha512) |",
-        "| --- | --- | --- |",
-    ]
+    lines = ["| Package | Version | Integrity (sha512) |", "| --- | --- | --- |"]
     for name, previous, new in rows:
-        entry = entries.get(name, {})
+        found = entries.get(name)
         integrity = (
-            f"{_cell(entry.get('previous_integrity'))} → {_cell(entry.get('new_integrity'))}"
-            if entry
-            else "—"
+            _versions(found.previous_integrity, found.new_integrity) if found is not None else "—"
         )
-        lines.append(f"| `{name}` | {_cell(previous)} → {_cell(new)} | {integrity} |")
+        lines.append(f"| {code(name)} | {_versions(previous, new)} | {integrity} |")
     return lines
 
 
-def _digest_table(results: Sequence[StepResult]) -> list[str]:
-    evidence = _evidence(results, "repin-base-images")
-    changes = [change for change in evidence.get("changes", []) if isinstance(change, Mapping)]
-    skipped = [item for item in evidence.get("skipped", []) if isinstance(item, Mapping)]
-    if not changes and not skipped:
-        return []
-    lines = ["### Base images", ""]
-    if changes:
-        lines += ["| File | Image | Digest | Created |", "| --- | --- | --- | --- |"]
-    for change in changes:
-        created = f"{change.get('previous_created') or '—'} → {change.get('new_created') or '—'}"
-        lines.append(
-            f"| `{change.get('file')}:{change.get('line')}` | `{change.get('image')}:"
-            f"{change.get('tag')}` | {_cell(change.get('previous_digest'))} → "
-            f"{_cell(change.get('new_digest'))} | {created} |"
+def _project_section(
+    part: ProjectRotation, rotation: Rotation, runbook: Runbook, outputs: Outputs, several: bool
+) -> list[str]:
+    project = part.project
+    lines: list[str] = []
+    if several:
+        lines += [
+            f"#### {code(project.label)} ({project.manager}, {code(project.lockfile)})",
+            "",
+        ]
+    lines += _project_table(part, rotation, outputs)
+    if not part.pinned:
+        manager = get_manager(project.manager)
+        block = json.dumps(
+            {".".join(manager.pin_field): {pin.name: pin.new_version for pin in part.pins}},
+            indent=2,
         )
-    if skipped:
-        lines += ["", "Not re-pinned:", ""]
-        lines += [f"- `{item.get('subject')}`: {item.get('reason')}" for item in skipped]
+        lines += [
+            "",
+            f"The platform binaries are **not pinned** in {code(project.path('package.json'))}; "
+            "their lockfile entries were verified above. To pin them (so a later install cannot "
+            f"pick other binaries), add this, or set `runbooks.{runbook.name}.pin: true`:",
+            "",
+            *code_block(block),
+        ]
+    if part.kept:
+        lines += ["", f"Copies of {code(rotation.subject)} this rotation leaves alone:", ""]
+        lines += [
+            f"- {code(copy.key)} stays at {code(copy.version)}: held by {code(copy.holder)} "
+            f"({code(copy.spec)})"
+            for copy in part.kept
+        ]
     return [*lines, ""]
 
 
-def _by_name(results: Sequence[StepResult], kind: str, key: str) -> dict[str, Mapping[str, Any]]:
-    return {
-        str(item.get("name")): item
-        for item in _evidence(results, kind).get(key, [])
-        if isinstance(item, Mapping)
-    }
-
-
-def _integrity_cell(entry: Mapping[str, Any] | None) -> str:
-    if entry is None:
+def _integrity_cell(checked: TarballChecked | None) -> str:
+    if checked is None:
         return "not checked: `verify-tarballs` did not run"
-    if entry.get("matches_registry") and entry.get("matches_lockfile"):
+    if checked.matches_registry and checked.matches_lockfile:
         return "✓ sha512 of the downloaded tarball"
     return "✗ the tarball's sha512 differs"
 
 
-def _signature_cell(entry: Mapping[str, Any] | None) -> str:
-    if entry is None:
+def _signature_cell(check: SignatureCheck | None) -> str:
+    if check is None:
         return "not checked: `verify-signatures` did not run"
-    status, policy = entry.get("status"), entry.get("policy")
-    if status == "verified":
-        keys = ", ".join(f"`{keyid}`" for keyid in entry.get("keyids") or [])
-        return f"✓ key {keys}"
-    if status == "off":
-        return f"absent: signature checks are off (policy `{policy}`)"
+    if check.status == "verified":
+        return "✓ key " + ", ".join(code(keyid) for keyid in check.keyids)
+    if check.status == "off":
+        return f"absent: signature checks are off (policy {code(check.policy)})"
     return (
-        f"absent: {entry.get('registry')} publishes no signing keys, so nothing to verify "
-        f"(policy `{policy}`)"
+        f"absent: {text(host_of(check.registry))} publishes no signing keys, so nothing to "
+        f"verify (policy {code(check.policy)})"
     )
 
 
-def _provenance_cell(entry: Mapping[str, Any] | None) -> str:
-    if entry is None:
+def _provenance_cell(check: ProvenanceCheck | None) -> str:
+    if check is None:
         return "not checked: `verify-provenance` did not run"
-    status, policy = entry.get("provenance"), entry.get("policy")
-    if status == "verified":
-        repository = str(entry.get("source_repository") or "").removeprefix("https://github.com/")
-        signer = str(entry.get("signer") or "")
-        workflow = signer.removeprefix(f"{entry.get('source_repository')}/").partition("@")[0]
-        tag = str(entry.get("source_ref") or "").removeprefix("refs/tags/")
+    if check.status == "verified" and check.facts is not None:
+        identity = check.facts.identity
+        source = identity.source_repository or ""
+        workflow = (identity.subject or "").removeprefix(f"{source}/").partition("@")[0]
         return (
-            f"✓ `{repository}`, workflow `{workflow}`, tag `{tag}`, "
-            f"Rekor log index {entry.get('log_index')}"
+            f"✓ {code(source.removeprefix('https://github.com/'))}, workflow {code(workflow)}, "
+            f"tag {code((identity.source_ref or '').removeprefix('refs/tags/'))}, "
+            f"Rekor log index {check.facts.log_index}"
         )
-    if status == "off":
-        return f"absent: provenance checks are off (policy `{policy}`)"
-    return f"absent: this version publishes no provenance attestation (policy `{policy}`)"
+    if check.status == "off":
+        return f"absent: provenance checks are off (policy {code(check.policy)})"
+    return f"absent: this version publishes no provenance attestation (policy {code(check.policy)})"
 
 
-def _verification_table(rotation: Rotation, results: Sequence[StepResult]) -> list[str]:
+def _verification_table(rotation: Rotation, outputs: Outputs) -> list[str]:
     """Per package: integrity, registry signature, provenance, or why each is absent."""
     if rotation.kind == "digest":
         return []
-    tarballs = _by_name(results, "verify-tarballs", "tarballs")
-    signatures = _by_name(results, "verify-signatures", "signatures")
-    provenance = _by_name(results, "verify-provenance", "provenance")
+    tarballs = {item.name: item for item in outputs.tarballs.tarballs} if outputs.tarballs else {}
+    signatures = (
+        {item.name: item for item in outputs.signatures.signatures} if outputs.signatures else {}
+    )
+    provenance = (
+        {item.name: item for item in outputs.provenance.provenance} if outputs.provenance else {}
+    )
     lines = [
         "### Verification",
         "",
         "| Package | Integrity | Registry signature | Provenance |",
         "| --- | --- | --- | --- |",
     ]
-    for name in [rotation.subject, *(pin.name for pin in rotation.pins)]:
+    for name in dict.fromkeys([rotation.subject, *(pin.name for pin in rotation.pins)]):
         cells = (
             _integrity_cell(tarballs.get(name)),
             _signature_cell(signatures.get(name)),
             _provenance_cell(provenance.get(name)),
         )
-        lines.append(
-            f"| `{name}` | " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
-        )
+        lines.append(f"| {code(name)} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 
-def _release_notes(
-    runbook: Runbook, rotation: Rotation, results: Sequence[StepResult]
-) -> list[str]:
+def _digest_table(outputs: Outputs) -> list[str]:
+    repinned = outputs.base_images
+    if repinned is None or (not repinned.changes and not repinned.skipped):
+        return []
+    lines = ["### Base images", ""]
+    if repinned.changes:
+        lines += ["| File | Image | Digest | Created |", "| --- | --- | --- | --- |"]
+    for change in repinned.changes:
+        lines.append(
+            f"| {code(f'{change.file}:{change.line}')} | {code(f'{change.image}:{change.tag}')} "
+            f"| {_versions(change.previous_digest, change.new_digest)} "
+            f"| {text(change.previous_created or '—')} → {text(change.new_created or '—')} |"
+        )
+    if repinned.skipped:
+        lines += ["", "Not re-pinned:", ""]
+        lines += [f"- {code(item.subject)}: {text(item.reason)}" for item in repinned.skipped]
+    return [*lines, ""]
+
+
+def _release_notes(runbook: Runbook, rotation: Rotation, outputs: Outputs) -> list[str]:
     spec = runbook.watch.release_notes
     if not spec or rotation.kind == "digest":
         return []
-    notes = _evidence(results, "read-release-notes")
-    url = notes.get("url") or release_page(spec, rotation.new_version)
+    notes = outputs.release_notes
+    url = (notes.url if notes else None) or release_page(spec, rotation.new_version)
     lines = ["### Release notes", "", f"- [{rotation.subject} v{rotation.new_version}]({url})"]
-    for line in notes.get("breaking_lines", []):
-        lines.append(f"- ⚠️ looks breaking: {line}")
-    if notes.get("body"):
-        lines += ["", "<details><summary>Notes</summary>", "", str(notes["body"]), "", "</details>"]
+    for line in notes.breaking_lines if notes else ():
+        lines.append(f"- ⚠️ looks breaking: {text(line)}")
+    if notes and notes.body:
+        lines += ["", "<details><summary>Notes</summary>", "", *code_block(notes.body)]
+        lines += ["", "</details>"]
     return [*lines, ""]
 
 
-def _risk_signals(results: Sequence[StepResult]) -> list[str]:
-    signals = _evidence(results, "assess-risk").get("signals")
-    if signals is None:
+def _risk_signals(outputs: Outputs) -> list[str]:
+    if outputs.risk is None:
         return []
-    if not signals:
+    if not outputs.risk.signals:
         return ["### Risk signals", "", "None found in the registry metadata.", ""]
     lines = ["### Risk signals", ""]
-    for signal in signals:
-        lines.append(
-            f"- `{signal.get('package')}`: {signal.get('signal')} — {signal.get('detail')}"
-        )
+    for signal in outputs.risk.signals:
+        lines.append(f"- {code(signal.package)}: {text(signal.signal)} — {code(signal.detail)}")
     return [*lines, ""]
 
 
-def _checklist(runbook: Runbook, rotation: Rotation, results: Sequence[StepResult]) -> list[str]:
+def _not_proposed(plan: Plan | None, rotation: Rotation) -> list[str]:
+    if plan is None or rotation.kind == "digest":
+        return []
+    releases = [item for item in plan.skipped if item.subject.startswith(f"{rotation.subject}@")]
+    if not releases:
+        return []
+    lines = ["### Not proposed", ""]
+    lines += [f"- {code(item.subject)}: {text(item.reason)}" for item in releases]
+    return [*lines, ""]
+
+
+def _checklist(runbook: Runbook, rotation: Rotation, outputs: Outputs) -> list[str]:
     if not rotation.is_major:
         return []
     lines = ["### Major rotation checklist", ""]
     lines += [f"- [ ] {item}" for item in runbook.major.checklist]
-    sites = _evidence(results, "find-call-sites")
-    lines += ["", f"Call sites of `{rotation.subject}` to audit:", ""]
-    found = sites.get("call_sites", [])
-    lines += [f"- [ ] `{site['file']}:{site['line']}` — `{site['text']}`" for site in found]
+    lines += ["", f"Call sites of {code(rotation.subject)} to audit:", ""]
+    found = outputs.call_sites.call_sites if outputs.call_sites else ()
+    lines += [f"- [ ] {code(f'{site.file}:{site.line}')} — {code(site.text)}" for site in found]
     if not found:
         lines.append("- none found in tracked source files")
-    breaking = _evidence(results, "read-release-notes").get("breaking_lines", [])
+    breaking = outputs.release_notes.breaking_lines if outputs.release_notes else ()
     if breaking:
         lines += ["", "Breaking-change lines from the release notes:", ""]
-        lines += [f"- [ ] {line}" for line in breaking]
+        lines += [f"- [ ] {text(line)}" for line in breaking]
     return [*lines, ""]
 
 
@@ -208,66 +271,70 @@ def _steps_table(results: Sequence[StepResult], run_id: str) -> list[str]:
     lines = ["### Runbook steps", "", "| # | Step | Status | Result |", "| --- | --- | --- | --- |"]
     icons = {"passed": "✅ passed", "skipped": "⏭️ skipped", "failed": "❌ failed"}
     for number, result in enumerate(results, start=1):
-        summary = result.summary.replace("|", "\\|")
-        lines.append(f"| {number} | `{result.kind}` | {icons[result.status]} | {summary} |")
+        lines.append(
+            f"| {number} | `{result.kind}` | {icons[result.status]} | {text(result.summary)} |"
+        )
     lines += ["", f"Audit record: `rotation-bot audit show {run_id}`"]
     return lines
 
 
 def render_body(
-    runbook: Runbook, rotation: Rotation, results: Sequence[StepResult], run_id: str
+    runbook: Runbook,
+    rotation: Rotation,
+    outputs: Outputs,
+    results: Sequence[StepResult],
+    run_id: str,
+    plan: Plan | None = None,
 ) -> str:
     """The markdown body of the proposal."""
+    sections: list[str] = []
     if rotation.kind == "digest":
         intro = "rotation-bot re-pinned base images to their tags' current digests."
-        table: list[str] = []
     else:
+        projects = len(rotation.projects)
+        where = f" in {projects} projects" if projects > 1 else ""
         intro = (
-            f"rotation-bot rotated `{rotation.subject}` and the pins its "
-            f"`optionalDependencies` declare at {rotation.new_version}, following the "
-            f"**{runbook.title}** runbook (`{runbook.document or runbook.source}`)."
+            f"rotation-bot rotated {code(rotation.subject)} and the pins its "
+            f"`optionalDependencies` declare at {rotation.new_version}{where}, following the "
+            f"**{runbook.title}** runbook ({code(runbook.document or runbook.source)})."
         )
-        table = _pin_table(rotation, results)
+        for part in rotation.projects:
+            sections += _project_section(part, rotation, runbook, outputs, projects > 1)
     lines = [
         MARKER.format(runbook=runbook.name, version=rotation.new_version),
         f"## {title_for(rotation)}",
         "",
         intro,
         "",
-        *table,
-        "",
-        *_digest_table(results),
-        *_verification_table(rotation, results),
-        *_release_notes(runbook, rotation, results),
-        *_risk_signals(results),
-        *_checklist(runbook, rotation, results),
+        *sections,
+        *_digest_table(outputs),
+        *_verification_table(rotation, outputs),
+        *_release_notes(runbook, rotation, outputs),
+        *_risk_signals(outputs),
+        *_not_proposed(plan, rotation),
+        *_checklist(runbook, rotation, outputs),
         *_steps_table(results, run_id),
     ]
     return redact("\n".join(lines).replace("\n\n\n", "\n\n") + "\n")
 
 
 def build_proposal(
-    *,
-    runbook: Runbook,
-    rotation: Rotation,
-    results: Sequence[StepResult],
-    run_id: str,
-    settings: PullRequestSettings,
-    base_branch: str,
-    base_commit: str,
-    head_commit: str,
+    ctx: StepContext, *, settings: PullRequestSettings, head_commit: str
 ) -> Proposal:
-    """The whole proposal for one rotation."""
+    """The whole proposal for one executed rotation."""
+    rotation = ctx.rotation
     return Proposal(
         branch=rotation.branch,
         title=title_for(rotation),
-        body=render_body(runbook, rotation, results, run_id),
-        base_branch=base_branch,
-        base_commit=base_commit,
+        body=render_body(
+            ctx.runbook, rotation, ctx.outputs, ctx.results, ctx.run_id, plan=ctx.plan
+        ),
+        base_branch=ctx.workspace.base_branch,
+        base_commit=ctx.workspace.base_commit,
         head_commit=head_commit,
-        runbook=runbook.name,
+        runbook=ctx.runbook.name,
         new_version=rotation.new_version,
-        run_id=run_id,
+        run_id=ctx.run_id,
         draft=rotation.is_major and settings.draft_major,
         labels=settings.labels,
         reviewers=settings.reviewers,
@@ -282,3 +349,42 @@ def supersedes_prefix(rotation: Rotation) -> str | None:
     parts = rotation.new_version.split(".")
     line = ".".join(parts[:2]) if parts[0] == "0" else parts[0]
     return f"rotation-bot/{rotation.runbook}-{line}."
+
+
+@dataclass(frozen=True)
+class Publication:
+    """What publishing did: the commit, the proposal and where it went."""
+
+    commit: str
+    files: tuple[str, ...]
+    proposal: Proposal
+    published: PublishedProposal
+
+
+def publish(ctx: StepContext) -> Publication:
+    """Commit exactly the files the steps declared, publish the branch, ensure the proposal
+    and supersede older ones.  Runs only after every step passed (or skipped with a reason)."""
+    changed = ctx.workspace.changed_files(ctx.worktree)
+    unexpected = sorted(set(changed) - ctx.changed_files)
+    if unexpected:
+        raise StepFailed(
+            f"the worktree has changes no step declared: {', '.join(unexpected)}; refusing to "
+            "commit them"
+        )
+    if not changed:
+        raise StepFailed("Expected the worktree to change, but no step changed any file")
+    rotation = ctx.rotation
+    commit = ctx.workspace.commit(
+        ctx.worktree,
+        f"{title_for(rotation)}\n\nrotation-bot run {ctx.run_id} ({ctx.runbook.name} runbook)",
+        changed,
+    )
+    proposal = build_proposal(ctx, settings=ctx.repo_config.pull_requests, head_commit=commit)
+    ctx.ensure_durable_audit()  # no publish without a durable audit record
+    ctx.workspace.publish_branch(rotation.branch, commit)
+    published = ctx.services.forge.ensure_proposal(
+        ctx.workspace.name, proposal, supersedes_prefix=supersedes_prefix(rotation)
+    )
+    for branch in published.superseded:
+        ctx.workspace.delete_branch(branch)
+    return Publication(commit, tuple(changed), proposal, published)

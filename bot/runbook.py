@@ -95,6 +95,11 @@ def load_runbook(path: Path) -> Runbook:
         raise ConfigError(f"{path}: {describe_validation_error(error)}") from error
     known = known_steps()
     for kind in runbook.steps:
+        if kind == "propose":
+            raise ConfigError(
+                f"{path}: 'propose' is not a step: publishing is the pipeline's last stage, "
+                "after every step passed; remove it from steps"
+            )
         if kind not in known:
             raise ConfigError(
                 f"{path}: unknown step kind {kind!r}; known kinds: {', '.join(sorted(known))}"

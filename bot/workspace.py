@@ -2,17 +2,30 @@
 
 The user's checkout is never modified: files are read from the base commit's objects, work
 happens in a detached worktree in a temporary directory, and the only visible change is the
-rotation branch (created in place for a local path, pushed for a remote).  Hooks never run and
-no credential is written into any git config: pushes get an auth header through the
-environment of that one command.
+rotation branch (created in place for a local path, pushed for a remote).  No credential is
+written into any git config: pushes get an auth header through the environment of that one
+command.
+
+Nothing the repository's own config names is executed: every git command the bot runs on a
+checkout or worktree gets `-c` overrides that switch off hooks (`core.hooksPath`), fsmonitor,
+filter drivers (clean, smudge, process) and diff drivers (textconv, command) whatever their
+names, credential helpers, `core.sshCommand` and `core.askPass` set by the repository, file and
+ext transports for anything but a direct request, submodule recursion and automatic gc (which
+would rewrite the user's packs); no command takes optional locks (`GIT_OPTIONAL_LOCKS=0`).
+
+Temporary directories (worktrees, and the scratch directory holding the npm userconfig) live in
+one directory per process, `<tmp>/rotation-bot-<host>-pid<PID>-…` (`private_temp_root`); the
+next process removes those whose PID is gone and prunes their stale `git worktree` entries.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -21,7 +34,9 @@ from pathlib import Path
 
 import git
 
-from bot.errors import RepositoryError, ServiceUnavailable, redact
+from bot.config import check_branch_name
+from bot.errors import ManifestError, RepositoryError, ServiceUnavailable, redact
+from bot.limits import check_size, decode_file, describe_size
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +46,41 @@ _OWNER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$")
 _GIT_ENV = {
     "GIT_TERMINAL_PROMPT": "0",
     "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_OPTIONAL_LOCKS": "0",
     "GIT_AUTHOR_NAME": BOT_NAME,
     "GIT_AUTHOR_EMAIL": BOT_EMAIL,
     "GIT_COMMITTER_NAME": BOT_NAME,
     "GIT_COMMITTER_EMAIL": BOT_EMAIL,
 }
+# Always: nothing the checkout's config names may run, and nothing may rewrite its objects.
+_SAFE_CONFIG = (
+    "core.hooksPath=/dev/null",
+    "core.fsmonitor=false",
+    "commit.gpgSign=false",
+    "tag.gpgSign=false",
+    "protocol.file.allow=user",
+    "protocol.ext.allow=never",
+    "submodule.recurse=false",
+    "gc.auto=0",
+    "maintenance.auto=false",
+)
+# Driver programs, whichever scope names them: (key pattern, the value that switches it off).
+_DRIVERS = (
+    (re.compile(r"^filter\..+\.(clean|smudge|process)$"), ""),
+    (re.compile(r"^filter\..+\.required$"), "false"),
+    (re.compile(r"^diff\..+\.(textconv|command)$"), ""),
+    (re.compile(r"^merge\..+\.driver$"), ""),
+)
+# Programs only the operator may choose: switched off when the repository's config sets them.
+_REPOSITORY_SCOPES = frozenset({"local", "worktree"})
+_OPERATOR_ONLY = (
+    (re.compile(r"^core\.sshcommand$"), "ssh"),
+    (re.compile(r"^core\.askpass$"), ""),
+    (re.compile(r"^credential\.(.+\.)?helper$"), ""),
+)
+
+
+_SYMLINK_MODE = 0o120000
 
 
 def is_owner_name(value: str) -> bool:
@@ -43,10 +88,102 @@ def is_owner_name(value: str) -> bool:
     return bool(_OWNER_NAME.match(value)) and not Path(value).exists()
 
 
-def _prepare(repo: git.Repo) -> git.Repo:
+def safe_config(repo: git.Repo) -> list[str]:
+    """The `-c key=value` overrides that keep git from running anything `repo`'s config names."""
+    try:  # `git config` only reads files; nothing it lists is run
+        listing: str = repo.git.config("--list", "--show-scope", "--name-only", "-z")
+    except git.GitCommandError as error:
+        raise RepositoryError(
+            f"{repo.git_dir}: cannot read the repository's git config ({_last_line(error)}); "
+            "fix it with `git config --edit`"
+        ) from error
+    fields = listing.split("\0")
+    overrides = dict(item.split("=", 1) for item in _SAFE_CONFIG)
+    for scope, key in zip(fields[::2], fields[1::2], strict=False):
+        for pattern, value in _DRIVERS + (_OPERATOR_ONLY if scope in _REPOSITORY_SCOPES else ()):
+            if pattern.match(key):
+                if "=" in key or "\n" in key:
+                    raise RepositoryError(
+                        f"{repo.git_dir}: config key {key!r} cannot be overridden (it contains "
+                        "'='); rename that driver in the repository's .git/config"
+                    )
+                overrides[key] = value
+    return [f"{key}={value}" for key, value in overrides.items()]
+
+
+def _prepare(repo: git.Repo, options: list[str] | None = None) -> list[str]:
+    """Give `repo`'s git commands the bot's environment and the safe overrides; returns them."""
     repo.git.update_environment(**_GIT_ENV)
-    repo.git.set_persistent_git_options(c=["core.hooksPath=/dev/null", "commit.gpgSign=false"])
-    return repo
+    chosen = options if options is not None else safe_config(repo)
+    repo.git.set_persistent_git_options(c=chosen)
+    return chosen
+
+
+# --- temporary directories -------------------------------------------------------------------
+
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_TEMP_ROOT = re.compile(rf"^rotation-bot-{_HOST}-pid(\d+)-")
+
+
+def temp_root_prefix(pid: int) -> str:
+    """The name prefix of process `pid`'s temporary directory on this host."""
+    return f"rotation-bot-{_HOST}-pid{pid}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def sweep_temp_roots(parent: Path) -> list[Path]:
+    """Remove this host's and this user's `rotation-bot-…-pid<PID>-…` directories in `parent`
+    whose process is gone (killed before it could clean up); returns what was removed."""
+    removed: list[Path] = []
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP_ROOT.match(entry.name)
+        try:
+            if match is None or entry.is_symlink() or not entry.is_dir():
+                continue
+            if entry.stat().st_uid != os.getuid() or _alive(int(match.group(1))):
+                continue
+        except OSError:  # removed meanwhile by another process sweeping
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        log.warning("removed the temporary directory of a killed run path=%s", entry)
+        removed.append(entry)
+    return removed
+
+
+@contextmanager
+def private_temp_root(parent: Path | None = None) -> Iterator[Path]:
+    """This process's temporary directory, made the default for every temporary directory the
+    bot creates (`tempfile.tempdir`), and removed when the block ends (on a signal too, as the
+    stack unwinds).  Directories left behind by killed processes are removed first."""
+    base = parent or Path(tempfile.gettempdir())
+    sweep_temp_roots(base)
+    try:
+        root = Path(tempfile.mkdtemp(prefix=temp_root_prefix(os.getpid()), dir=base))
+    except OSError as error:
+        raise ServiceUnavailable(
+            f"cannot create a temporary directory in {base} ({error.strerror}); free space "
+            "there or point TMPDIR at a writable directory"
+        ) from error
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(root)
+    try:
+        yield root
+    finally:
+        tempfile.tempdir = previous
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -68,15 +205,27 @@ class Workspace:
     """One target repository: read at the base commit, change in worktrees, publish branches."""
 
     def __init__(
-        self, repo: git.Repo, *, name: str, local: bool, base_branch: str, auth: PushAuth | None
+        self,
+        repo: git.Repo,
+        *,
+        name: str,
+        local: bool,
+        base_branch: str,
+        auth: PushAuth | None,
+        git_options: list[str] | None = None,
     ) -> None:
-        self.repo = _prepare(repo)
+        self.git_options = _prepare(repo, git_options)
+        self.repo = repo
         self.name = name
         self.local = local
         self.base_branch = base_branch
         self.auth = auth
         try:
-            self.base_commit = repo.commit(base_branch).hexsha
+            check_branch_name(base_branch)
+        except ValueError as error:
+            raise RepositoryError(f"{name}: base {error}") from None
+        try:  # refs/heads/… exactly: never a tag, a commit or a revision expression
+            self.base_commit = repo.commit(f"refs/heads/{base_branch}").hexsha
         except (git.BadName, ValueError) as error:
             raise RepositoryError(
                 f"{name}: base branch {base_branch!r} does not exist or has no commits; "
@@ -134,21 +283,36 @@ class Workspace:
         if branch == self.base_branch:
             return self
         return Workspace(
-            self.repo, name=self.name, local=self.local, base_branch=branch, auth=self.auth
+            self.repo,
+            name=self.name,
+            local=self.local,
+            base_branch=branch,
+            auth=self.auth,
+            git_options=self.git_options,
         )
 
     # --- reading at the base commit ----------------------------------------------------
 
     def read_text(self, path: str) -> str | None:
-        """A file's text at the base commit, or None when it does not exist there."""
+        """A file's text at the base commit, or None when it does not exist there.
+
+        A symlink (never followed: it could name a file outside the repository), a file over its
+        kind's size cap (checked before it is read), not UTF-8, or JSON nested too deep is a
+        one-line `ManifestError` (`ConfigError` for configs) naming it."""
         try:
             blob = self.repo.commit(self.base_commit).tree / path
         except KeyError:
             return None
         if not isinstance(blob, git.Blob):
             return None
+        if blob.mode == _SYMLINK_MODE:
+            raise ManifestError(
+                f"{path} is a symlink in the repository; rotation-bot does not follow links: "
+                "commit the file itself"
+            )
+        kind = check_size(path, blob.size)
         data: bytes = blob.data_stream.read()
-        return data.decode("utf-8")
+        return decode_file(path, data, kind)
 
     def tracked_files(self) -> list[str]:
         """Every file path at the base commit."""
@@ -166,10 +330,30 @@ class Workspace:
 
     @contextmanager
     def worktree(self, run_id: str) -> Iterator[Path]:
-        """A detached worktree at the base commit in a temp dir; always removed afterwards."""
-        parent = Path(tempfile.mkdtemp(prefix=f"rotation-bot-{run_id[:8]}-"))
+        """A detached worktree at the base commit in a temp dir; always removed afterwards.
+
+        Stale worktree entries (their directory removed with a killed run's temp root) are
+        pruned first."""
+        self._prune()
+        try:
+            parent = Path(tempfile.mkdtemp(prefix=f"rotation-bot-{run_id[:8]}-"))
+        except OSError as error:
+            raise ServiceUnavailable(
+                f"cannot create a worktree directory in {tempfile.gettempdir()} "
+                f"({error.strerror}); free space there or point TMPDIR elsewhere"
+            ) from error
         path = parent / "worktree"
-        self.repo.git.worktree("add", "--detach", str(path), self.base_commit)
+        try:
+            self.repo.git.worktree("add", "--detach", str(path), self.base_commit)
+        except git.GitCommandError as error:
+            free = shutil.disk_usage(parent).free
+            shutil.rmtree(parent, ignore_errors=True)
+            self._prune()
+            raise ServiceUnavailable(
+                f"cannot check out {self.name} into {parent} ({_first_error(error)}; "
+                f"{describe_size(free)} free on that disk); free space there or point TMPDIR "
+                "elsewhere"
+            ) from error
         try:
             yield path
         finally:
@@ -178,20 +362,33 @@ class Workspace:
             except git.GitCommandError as error:
                 log.warning("worktree removal failed: %s", _last_line(error))
             shutil.rmtree(parent, ignore_errors=True)
+            self._prune()
+
+    def _prune(self) -> None:
+        try:
             self.repo.git.worktree("prune")
+        except git.GitCommandError as error:
+            log.warning("git worktree prune failed: %s", _last_line(error))
+
+    def _tree(self, worktree: Path) -> git.Repo:
+        """A worktree's repository, with the same environment and safe overrides."""
+        tree = git.Repo(worktree)
+        _prepare(tree, self.git_options)
+        return tree
 
     def commit(self, worktree: Path, message: str, files: list[str]) -> str:
         """Commit `files` in the worktree (on the detached HEAD); returns the commit id."""
-        tree = git.Repo(worktree)
-        tree.git.update_environment(**_GIT_ENV)
-        tree.git.set_persistent_git_options(c=["core.hooksPath=/dev/null", "commit.gpgSign=false"])
+        tree = self._tree(worktree)
         tree.git.add("--", *files)
         tree.git.commit("--no-verify", "-m", message)
         return tree.head.commit.hexsha
 
     def changed_files(self, worktree: Path) -> list[str]:
         """Paths that differ from the base commit in the worktree."""
-        status: str = git.Repo(worktree).git.status("--porcelain", "-z")
+        # GIT_OPTIONAL_LOCKS=0 is `git --no-optional-locks`: status writes nothing back
+        status: str = self._tree(worktree).git.status(
+            "--porcelain", "-z", "--ignore-submodules=all"
+        )
         return sorted(entry[3:] for entry in status.split("\0") if len(entry) > 3)
 
     def publish_branch(self, branch: str, commit: str) -> None:
@@ -218,6 +415,15 @@ class Workspace:
             raise ServiceUnavailable(
                 f"push to {redact(url)} failed ({_last_line(error)}); check write access"
             ) from error
+
+
+def _first_error(error: git.GitCommandError) -> str:
+    """git's first `error:` or `fatal:` line (the cause; later ones are consequences)."""
+    lines = redact(str(error.stderr or "")).splitlines()
+    causes = [
+        line.strip(" '") for line in lines if line.strip(" '").startswith(("error:", "fatal:"))
+    ]
+    return causes[0] if causes else _last_line(error)
 
 
 def _last_line(error: git.GitCommandError) -> str:

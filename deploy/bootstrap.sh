@@ -4,7 +4,8 @@
 #
 #   bash deploy/bootstrap.sh          # the bot itself (git, npm/node, Python packages)
 #   bash deploy/bootstrap.sh --test   # plus what the test suite runs: docker-registry,
-#                                     # apache2-utils (htpasswd), the Node test harness
+#                                     # apache2-utils (htpasswd), PostgreSQL and psycopg,
+#                                     # the Node test harness
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,8 @@ command -v git >/dev/null || apt_packages+=(git)
 if $want_tests; then
   command -v docker-registry >/dev/null || [ -x /usr/bin/docker-registry ] || apt_packages+=(docker-registry)
   command -v htpasswd >/dev/null || apt_packages+=(apache2-utils)
+  # PostgreSQL for the distributed-mode tests (tests/support/postgres.py starts its own server)
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_packages+=(postgresql)
 fi
 if [ ${#apt_packages[@]} -gt 0 ]; then
   echo "+ apt-get install ${apt_packages[*]}"
@@ -32,7 +35,7 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 extras=""
-$want_tests && extras="[test]"
+$want_tests && extras="[test,postgres]"
 echo "+ pip install -e .$extras"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".$extras"
 
@@ -46,5 +49,17 @@ export PATH="$PWD/.venv/bin:$PATH"
 if $want_tests && [ ! -x tests/harness/node_modules/verdaccio/bin/verdaccio ]; then
   echo "+ npm ci (tests/harness: verdaccio, @octokit/webhooks-examples)"
   (cd tests/harness && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+fi
+if $want_tests; then
+  # Real package-manager tarballs for the local test registry (see tests/harness/tools.txt).
+  mkdir -p tests/harness/tools
+  grep -v '^#' tests/harness/tools.txt | while read -r spec; do
+    [ -n "$spec" ] || continue
+    name=${spec%@*}; version=${spec##*@}; file="${name#@}"; file="${file//\//-}-$version.tgz"
+    if [ ! -s "tests/harness/tools/$file" ]; then
+      echo "+ npm pack $spec"
+      (cd tests/harness/tools && npm pack "$spec" --silent --ignore-scripts >/dev/null)
+    fi
+  done
 fi
 echo "rotation-bot is set up in $PWD/.venv"

@@ -17,7 +17,8 @@ from click.testing import CliRunner, Result
 
 from bot.cli import main
 from tests.support.git_fixture import commit_directory
-from tests.support.verdaccio import Verdaccio, start_verdaccio
+from tests.support.postgres import Postgres, start_postgres
+from tests.support.verdaccio import Verdaccio, publish_tools, start_verdaccio
 
 PLATFORMS = {
     "linux-x64": {"os": ["linux"], "cpu": ["x64"], "libc": ["glibc"]},
@@ -72,9 +73,16 @@ def publish_sharp(
 
 
 def publish_family(registry: Verdaccio) -> None:
-    """Every release in FAMILY."""
+    """Every release in FAMILY, and the package-manager tools the bot installs."""
     for version, libvips in FAMILY.items():
         publish_sharp(registry, version, libvips)
+    publish_tools(registry)
+
+
+@pytest.fixture(scope="session")
+def tools_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tool cache per test process: each manager is unpacked once, not once per test."""
+    return tmp_path_factory.mktemp("tools")
 
 
 @pytest.fixture(scope="session")
@@ -107,6 +115,7 @@ class Env:
     registry_url: str
     token: str
     extra: dict[str, str] = field(default_factory=dict)
+    tools: Path | None = None
 
     @property
     def home(self) -> Path:
@@ -129,14 +138,15 @@ class Env:
             "ROTATION_BOT_STATE_DIR": str(self.state),
             "ROTATION_BOT_RELEASE_NOTES_URL": "http://127.0.0.1:9",
             "USER": "tester",
+            **({"ROTATION_BOT_TOOLS_DIR": str(self.tools)} if self.tools else {}),
             **self.extra,
         }
 
 
 @pytest.fixture
-def env(tmp_path: Path, registry: Verdaccio) -> Env:
+def env(tmp_path: Path, registry: Verdaccio, tools_dir: Path) -> Env:
     """A clean environment pointing at the shared registry."""
-    return Env(tmp_path, registry.url, registry.token)
+    return Env(tmp_path, registry.url, registry.token, tools=tools_dir)
 
 
 def npm_lock(project: Path, env: Env, *, omit_resolved: bool = False) -> None:
@@ -225,3 +235,13 @@ def lock_entries(text: str) -> dict[str, Any]:
     """The `packages` map of a lockfile text."""
     packages: dict[str, Any] = json.loads(text)["packages"]
     return packages
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A real PostgreSQL server for the session; each test makes its own database."""
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()

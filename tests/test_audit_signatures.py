@@ -20,6 +20,7 @@ from tests.support.git_fixture import commit_directory
 from tests.support.processes import free_port
 from tests.support.signing_registry import SigningRegistry, start_signing_registry
 from tests.support.step_context import make_context, rotation_for
+from tests.support.verdaccio import publish_tools
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +28,7 @@ def signing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SigningRegistr
     registry = start_signing_registry(tmp_path_factory.mktemp("signing"))
     try:
         registry.publish("sharp", "0.33.5")
+        publish_tools(registry.verdaccio)
         yield registry
     finally:
         registry.stop()
@@ -38,8 +40,7 @@ def test_skipped_with_reason_unless_enabled(tmp_path: Path, signing: SigningRegi
     )
 
     assert result.status == "skipped"
-    assert result.evidence == {"reason": "disabled"}
-    assert "verify.npm-audit-signatures" in result.summary
+    assert "not enabled (set verify.npm-audit-signatures: true)" in result.summary
 
 
 def test_enabled_runs_npm_in_a_scratch_copy_and_reports_the_unreachable_tuf_service(
@@ -89,4 +90,4 @@ def test_enabled_runs_npm_in_a_scratch_copy_and_reports_the_unreachable_tuf_serv
     assert caught.value.exit_code == EXIT_UNAVAILABLE
     assert "tuf-repo-cdn" in caught.value.fields["output"]  # npm got as far as the audit
     assert not (project / "node_modules").exists()  # the worktree was never installed into
-    assert not (ctx.scratch / "npm-audit-signatures").exists()
+    assert not (ctx.scratch / "projects" / "_root").exists()  # the scratch copy is gone

@@ -35,11 +35,18 @@ def mutate(repo: git.Repo, change: Callable[[Path], None]) -> str:
     return repo.head.commit.hexsha
 
 
+LEFT_PAD_LOCK = {
+    "lockfileVersion": 3,
+    "packages": {
+        "": {"name": "x", "dependencies": {"left-pad": "1.3.0"}},
+        "node_modules/left-pad": {"version": "1.3.0"},
+    },
+}
 CASES: dict[str, tuple[Callable[[Path], None], int, str]] = {
     "missing package.json": (
         lambda root: (root / "package.json").unlink(),
         2,
-        "package.json not found",
+        "cannot rotate sharp: the repository has no Node.js project with a lockfile",
     ),
     "malformed package.json": (
         lambda root: (root / "package.json").write_text('{"dependencies": {"sharp": "0.33.4",}}'),
@@ -49,7 +56,7 @@ CASES: dict[str, tuple[Callable[[Path], None], int, str]] = {
     "missing lockfile": (
         lambda root: (root / "package-lock.json").unlink(),
         2,
-        "package-lock.json not found",
+        "cannot rotate sharp: .: has a package.json but no lockfile: commit the lockfile",
     ),
     "malformed lockfile": (
         lambda root: (root / "package-lock.json").write_text('{"lockfileVersion": 1}'),
@@ -57,18 +64,65 @@ CASES: dict[str, tuple[Callable[[Path], None], int, str]] = {
         "package-lock.json has lockfileVersion 1",
     ),
     "no sharp dependency": (
-        lambda root: (root / "package.json").write_text(
-            json.dumps({"name": "x", "dependencies": {"left-pad": "1.3.0"}})
+        lambda root: (
+            (root / "package.json").write_text(
+                json.dumps({"name": "x", "dependencies": {"left-pad": "1.3.0"}})
+            ),
+            (root / "package-lock.json").write_text(json.dumps(LEFT_PAD_LOCK)),
         ),
         2,
-        "package.json does not depend on sharp",
+        "cannot rotate sharp: no project depends on sharp",
     ),
-    "no overrides": (
-        lambda root: (root / "package.json").write_text(
-            json.dumps({"name": "x", "dependencies": {"sharp": "0.33.4"}})
+    "a yarn project": (
+        lambda root: (
+            (root / "package-lock.json").unlink(),
+            (root / "yarn.lock").write_text("# yarn lockfile v1\n"),
         ),
         2,
-        "package.json has no overrides",
+        "cannot rotate sharp: .: uses yarn (yarn.lock)",
+    ),
+    "package.json not UTF-8": (
+        lambda root: (root / "package.json").write_bytes(b'{"name": "caf\xe9"}'),
+        2,
+        "package.json is not UTF-8 text (invalid byte at offset 13); save it as UTF-8",
+    ),
+    "package.json 20,000 levels deep": (
+        lambda root: (root / "package.json").write_text(
+            '{"dependencies": {"sharp": "0.33.4"}, "x": ' + "[" * 20_000 + "]" * 20_000 + "}"
+        ),
+        2,
+        "package.json nests deeper than 64 levels",
+    ),
+    "package.json of 10 MB": (
+        lambda root: (root / "package.json").write_text(
+            json.dumps({"dependencies": {"sharp": "0.33.4"}, "x": [0] * 3_500_000})
+        ),
+        2,
+        "package.json is 10,500,044 bytes, over rotation-bot's 512 KiB cap for package.json",
+    ),
+    "lockfile 20,000 levels deep": (
+        lambda root: (root / "package-lock.json").write_text(
+            '{"lockfileVersion": 3, "packages": ' + "{" * 20_000 + "}" * 20_000 + "}"
+        ),
+        2,
+        "package-lock.json nests deeper than 64 levels",
+    ),
+    ".npmrc not UTF-8": (
+        lambda root: (root / ".npmrc").write_bytes(b"registry=http://127.0.0.1:9/\n# \xff\n"),
+        2,
+        ".npmrc is not UTF-8 text",
+    ),
+    "config not UTF-8": (
+        lambda root: (root / ".github" / "rotation-bot.yml").write_bytes(b"version: 1 # \xfe\n"),
+        2,
+        ".github/rotation-bot.yml is not UTF-8 text",
+    ),
+    "config 20,000 levels deep": (
+        lambda root: (root / ".github" / "rotation-bot.yml").write_text(
+            "runbooks: " + "[" * 20_000 + "]" * 20_000 + "\n"
+        ),
+        2,
+        ".github/rotation-bot.yml nests deeper than 64 levels",
     ),
     "unknown config key": (
         lambda root: (root / ".github" / "rotation-bot.yml").write_text(
@@ -90,33 +144,28 @@ def test_bad_repository_input(tmp_path: Path, env: Env, case: str) -> None:
 
     assert result.exit_code == exit_code, result.output
     assert message in result.output
+    assert "Traceback" not in result.output
     assert_nothing_changed(repo, env, head)
 
 
-def test_overrides_that_disagree_with_the_locked_sharp(tmp_path: Path, env: Env) -> None:
-    pins = {"@img/sharp-linux-x64": "0.33.5", "@img/sharp-libvips-linux-x64": "1.0.2"}
-    repo = make_project(tmp_path / "app", env, overrides=pins, config=NO_MAJOR, lock=False)
-    root = tmp_path / "app"
-    # lock with consistent pins, then commit inconsistent ones
-    (root / "package-lock.json").write_text(
-        json.dumps(
-            {
-                "lockfileVersion": 3,
-                "packages": {"": {}, "node_modules/sharp": {"version": "0.33.4"}},
-            }
-        )
+def test_pins_that_disagree_with_the_locked_sharp_are_shown_and_realigned(
+    tmp_path: Path, env: Env
+) -> None:
+    repo = make_project(tmp_path / "app", env, config=NO_MAJOR)
+    mutate(
+        repo,
+        lambda root: (root / "package.json").write_text(
+            (root / "package.json").read_text().replace('"1.0.2"', '"1.0.1"')
+        ),
     )
-    repo.git.add("--all")
-    repo.git.commit("-m", "lock", "--no-verify")
 
-    result = bot(env, "run", "--repo", str(root), "--runbook", "sharp")
+    result = bot(env, "plan", "--repo", str(tmp_path / "app"), "--runbook", "sharp")
 
-    assert result.exit_code == 2
+    assert result.exit_code == 0, result.output
     assert (
-        "overrides pin @img/sharp-linux-x64 0.33.5 but the locked sharp 0.33.4 needs 0.33.4"
-        in result.output
-    )
-    assert_nothing_changed(repo, env, repo.head.commit.hexsha)
+        "note: package.json overrides.@img/sharp-libvips-linux-x64 is '1.0.1' but sharp 0.33.4 "
+        "needs 1.0.2; the rotation realigns it"
+    ) in result.output
 
 
 def test_repository_without_sharp_skips_the_runbook_when_not_asked_by_name(
@@ -130,7 +179,7 @@ def test_repository_without_sharp_skips_the_runbook_when_not_asked_by_name(
     assert result.exit_code == 0, result.output
     sharp = next(s for s in json.loads(result.stdout) if s["runbook"] == "sharp")
     assert sharp["outcome"] == "nothing-to-do"
-    assert "does not depend on sharp" in sharp["message"]
+    assert "no project depends on sharp" in sharp["message"]
 
 
 def test_unreachable_registry_exits_3(tmp_path: Path, env: Env) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from bot.config import load_settings, parse_duration, parse_repo_config
+from bot.config import check_branch_name, load_settings, parse_duration, parse_repo_config
 from bot.errors import ConfigError, redact
 
 
@@ -43,6 +45,51 @@ def test_bad_config_names_file_and_key(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=".github/rotation-bot.yml") as error:
         parse_repo_config(text)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+BRANCH_NAMES = [
+    "main", "release/1.x", "feature/a.b", "héllo", "a@b", "x@", "a/-b", "a{b}",
+    "main@{yesterday}", "main@{0}", "@{-1}", "@{u}", "-x", "a..b", "a//b", "/a", "a/", "a.",
+    "a b", "a\tb", "a~1", "a^", "a:b", "a?", "a*", "a[b", "a\\b", ".a", "a/.b", "a.lock",
+    "a/b.lock/c", "HEAD", "",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", BRANCH_NAMES)
+def test_base_branch_follows_git_check_ref_format(name: str) -> None:
+    git_accepts = (
+        subprocess.run(
+            ["git", "check-ref-format", "--branch", name], capture_output=True, check=False
+        ).returncode
+        == 0
+    )
+    text = f"pull-requests:\n  base: {json.dumps(name)}\n"  # JSON strings are YAML too
+    if git_accepts:
+        assert parse_repo_config(text).pull_requests.base == name
+        return
+    with pytest.raises(ConfigError) as error:
+        parse_repo_config(text)
+    assert f"pull-requests.base: {name!r} is not a branch name" in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_a_lone_at_sign_is_refused_though_git_expands_it_to_the_current_branch() -> None:
+    with pytest.raises(ValueError, match="revision expression"):
+        check_branch_name("@")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: " + "[" * 20_000 + "]" * 20_000 + "\n", "nests deeper than 64 levels"),
+        ("a:\n" + "".join("  " * i + "- \n" for i in range(1, 100)), "nests deeper than 64"),
+        ("x: '" + "y" * 300_000 + "'\n", "over rotation-bot's 256 KiB cap"),
+    ],
+)
+def test_hostile_config_text_is_a_one_line_config_error(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as error:
+        parse_repo_config(text)
+    assert str(error.value).startswith(".github/rotation-bot.yml") and "\n" not in str(error.value)
 
 
 def test_durations() -> None:

@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 from bot.config import Policy
 from bot.errors import VerificationFailed
 from bot.publish import render_body
-from bot.sources.npm import Dist, PackageVersion
+from bot.sources.npm.models import Dist, PackageVersion
 from bot.steps.registry import get_step
 from bot.verify.provenance import (
     IN_TOTO_PAYLOAD_TYPE as IN_TOTO,
@@ -401,9 +401,10 @@ def test_step_verifies_every_pinned_package(tmp_path: Path, signing: SigningRegi
     assert result.summary == (
         "provenance: verified for 3 of 3 packages, 0 without (policy if-published)"
     )
+    assert ctx.outputs.provenance is not None
     assert [
-        (e["name"], e["source_repository"], e["publish_attestation"])
-        for e in result.evidence["provenance"]
+        (check.name, check.as_evidence()["source_repository"], check.publish_attestation)
+        for check in ctx.outputs.provenance.provenance
     ] == [
         ("sharp", "https://github.com/lovell/sharp", "verified"),
         (NAME, "https://github.com/lovell/sharp", "verified"),
@@ -454,9 +455,7 @@ def test_step_off_records_the_policy(tmp_path: Path, signing: SigningRegistry) -
     result = get_step("verify-provenance")(ctx)
 
     assert result.status == "skipped" and result.summary == "provenance: off (policy off)"
-    assert result.evidence["provenance"] == [
-        {"name": "sharp", "version": "0.33.7", "policy": "off", "provenance": "off"}
-    ]
+    assert result.evidence == {"policy": "off"} and ctx.outputs.provenance is None
 
 
 def test_proposal_shows_what_each_package_proved(tmp_path: Path, signing: SigningRegistry) -> None:
@@ -465,11 +464,12 @@ def test_proposal_shows_what_each_package_proved(tmp_path: Path, signing: Signin
         "0.33.5", {NAME: ("0.33.4", "0.33.5"), "@img/sharp-libvips-linux-x64": (None, "1.0.4")}
     )
     ctx = make_context(tmp_path, signing.url, rotation)
-    results = []
-    for kind in ("verify-signatures", "verify-provenance"):
-        results.append(replace(get_step(kind)(ctx), kind=kind))
+    results = [
+        replace(get_step(kind)(ctx), kind=kind)
+        for kind in ("verify-signatures", "verify-provenance")
+    ]
 
-    body = render_body(ctx.runbook, rotation, results, "0123456789abcdef")
+    body = render_body(ctx.runbook, rotation, ctx.outputs, results, "0123456789abcdef")
 
     keyid = signing.signer.keyid
     section = body[body.index("### Verification") : body.index("### Runbook steps")]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot.sources.npm import Dist, PackageVersion
+from bot.sources.npm.models import Dist, PackageVersion
 from bot.steps.registry import get_step
 from bot.verify.risk import RiskSignal, compare_versions
 from tests.support.step_context import make_context, rotation_for
@@ -208,7 +208,7 @@ def test_assess_risk_step_skips_digest_rotations(tmp_path: Path) -> None:
 
     result = get_step("assess-risk")(ctx)
 
-    assert result.status == "skipped" and result.evidence["signals"] == []
+    assert result.status == "skipped" and ctx.outputs.risk is None
 
 
 def test_an_unchanged_install_script_gives_no_signal_and_a_changed_one_names_the_package() -> None:

@@ -39,10 +39,11 @@ def test_shipped_runbooks_load_and_every_step_kind_resolves() -> None:
             "unknown step kind 'bump-overides'; known kinds: ",
         ),
         (
-            "name: x\ntitle: t\nsteps: [propose]\nwatch: {npm: sharp, releases: x}\n",
+            "name: x\ntitle: t\nsteps: [bump-pins]\nwatch: {npm: sharp, releases: x}\n",
             "unknown key watch.releases",
         ),
-        ("name: y\ntitle: t\nsteps: [propose]\n", "must match the file name"),
+        ("name: y\ntitle: t\nsteps: [bump-pins]\n", "must match the file name"),
+        ("name: x\ntitle: t\nsteps: [bump-pins, propose]\n", "'propose' is not a step"),
         ("name: x\ntitle: t\nsteps: []\n", "steps"),
     ],
 )
@@ -62,7 +63,7 @@ pins:
   derive-from: optionalDependencies
   packages: ["@esbuild/{platform}"]
   platforms: [linux-x64, linux-arm64]
-steps: [bump-overrides, regenerate-lockfile, confirm-lockfile, verify-tarballs, propose]
+steps: [bump-pins, regenerate-lockfile, confirm-lockfile, verify-tarballs]
 """
 
 

@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives import serialization
 
 from bot.errors import InvalidRemoteData, VerificationFailed
 from bot.sources.http import HttpSource
-from bot.sources.npm import PUBLIC_REGISTRY, Dist, NpmSettings, PackageVersion, Signature
+from bot.sources.npm.models import Dist, PackageVersion, Signature
+from bot.sources.npm.settings import PUBLIC_REGISTRY, NpmSettings
 from bot.steps.registry import get_step
 from bot.verify.signatures import (
     PINNED_KEYS_FILE,
@@ -310,12 +311,15 @@ def test_step_verifies_every_pinned_package_and_records_policy(
     assert result.summary == (
         f"signatures: verified for 2 of 2 packages (policy if-published for {signing.url[:-1]})"
     )
+    assert ctx.outputs.signatures is not None
     assert [
-        (e["name"], e["verified"], e["policy"], e["keyids"]) for e in result.evidence["signatures"]
+        (check.name, check.verified, check.policy, check.keyids)
+        for check in ctx.outputs.signatures.signatures
     ] == [
-        ("sharp", True, "if-published", [signing.signer.keyid]),
-        ("@img/sharp-linux-x64", True, "if-published", [signing.signer.keyid]),
+        ("sharp", True, "if-published", (signing.signer.keyid,)),
+        ("@img/sharp-linux-x64", True, "if-published", (signing.signer.keyid,)),
     ]
+    assert [e["name"] for e in result.evidence["signatures"]] == ["sharp", "@img/sharp-linux-x64"]
 
 
 def test_step_fails_closed_on_an_unsigned_parent(tmp_path: Path, signing: SigningRegistry) -> None:
@@ -342,6 +346,7 @@ def test_step_says_not_verifiable_where_no_keys_are_published(
     assert result.status == "skipped"
     assert result.summary.startswith("signatures: not verifiable for 1 of 1 packages")
     assert result.evidence["signatures"][0]["status"] == "not verifiable"
+    assert ctx.outputs.signatures is not None
 
 
 def test_step_required_policy_fails_where_no_keys_are_published(

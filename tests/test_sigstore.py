@@ -20,7 +20,7 @@ import pytest
 
 from bot.config import Policy
 from bot.errors import BotError, InvalidRemoteData, VerificationFailed
-from bot.sources.npm import Dist, PackageVersion
+from bot.sources.npm.models import Dist, PackageVersion
 from bot.verify.provenance import Attestation, check_provenance
 from bot.verify.signatures import trusted_keys
 from bot.verify.sigstore import (

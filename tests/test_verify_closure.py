@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 
 from bot.errors import ConfigError, RotationHeld, ServiceUnavailable, VerificationFailed
-from bot.manifests.lockfile import Lockfile
+from bot.manifests.locked import LockedTree
+from bot.manifests.lockfile import parse_package_lock
 from bot.sources.http import HttpSource
-from bot.sources.npm import Dist, PackageVersion
+from bot.sources.npm.models import Dist, PackageVersion
 from bot.steps.registry import StepContext, get_step
 from bot.verify.closure import (
     NodeChange,
@@ -41,13 +42,13 @@ COLOUR = "@img/colour"
 
 def lock(
     versions: Mapping[str, str], nested: Mapping[str, str] | None = None, *, app: str = "1.0.0"
-) -> Lockfile:
+) -> LockedTree:
     packages: dict[str, Any] = {"": {"name": "app", "version": app}}
     for name, version in versions.items():
         packages[f"node_modules/{name}"] = {"version": version}
     for path, version in (nested or {}).items():
         packages[path] = {"version": version}
-    return Lockfile.parse(json.dumps({"lockfileVersion": 3, "packages": packages}))
+    return parse_package_lock(json.dumps({"lockfileVersion": 3, "packages": packages}))
 
 
 # --- changed nodes ----------------------------------------------------------------------------

@@ -8,9 +8,12 @@ proposal.  Remote writes are idempotent (`ensure_*`); lookups that may find noth
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bot.models import Proposal, PublishedProposal
+
+if TYPE_CHECKING:
+    from bot.workspace import PushAuth
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,10 @@ class Forge(Protocol):
 
     def clone_url(self, repository: str) -> str:
         """The git URL of `owner/name` on this forge."""
+        ...
+
+    def push_auth(self, repository: str) -> PushAuth | None:
+        """The git HTTP auth for fetching and pushing `repository` (None: git needs none)."""
         ...
 
     def find_proposal(self, repo: str, branch: str) -> ExistingProposal | None:

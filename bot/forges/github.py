@@ -452,7 +452,7 @@ class GitHubForge:
             self._clone_urls[repository] = url
         return url
 
-    def push_auth(self, repository: str | None = None) -> PushAuth:
+    def push_auth(self, repository: str | None = None) -> PushAuth | None:
         """The git HTTP header for pushing to `repository` (App auth needs the repository)."""
         if self._token_client is not None:
             auth = self._token_client.requester.auth

@@ -14,6 +14,7 @@ from bot.models import Proposal, PublishedProposal
 
 if TYPE_CHECKING:
     from bot.audit import AuditStore
+    from bot.workspace import PushAuth
 
 
 class LocalForge:
@@ -37,6 +38,10 @@ class LocalForge:
             f"{repository} looks like owner/name, which needs a forge: pass a local path or a "
             "git URL, or configure ROTATION_BOT_GITHUB_TOKEN"
         )
+
+    def push_auth(self, repository: str) -> PushAuth | None:
+        """Local repositories and git URLs need no forge credentials."""
+        return None
 
     def find_proposal(self, repo: str, branch: str) -> ExistingProposal | None:
         """The stored open proposal for `branch`."""
@@ -71,6 +76,7 @@ class LocalForge:
                 "run_id": proposal.run_id,
                 "superseded_by": None,
             },
+            by_run=proposal.run_id,
         )
         superseded = []
         if supersedes_prefix:
@@ -80,6 +86,7 @@ class LocalForge:
                     self.audit.save_proposal(
                         repo,
                         {"branch": branch, "state": "superseded", "superseded_by": proposal.branch},
+                        by_run=proposal.run_id,
                     )
                     superseded.append(branch)
         return PublishedProposal(
@@ -110,6 +117,7 @@ class LocalForge:
                 "run_id": incident.run_id,
                 "superseded_by": None,
             },
+            by_run=incident.run_id,
         )
         return _url(repo, branch)
 

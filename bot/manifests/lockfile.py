@@ -1,31 +1,19 @@
-"""package-lock.json (lockfileVersion 2 and 3): the entries the bot checks, read-only.
+"""package-lock.json / npm-shrinkwrap.json (lockfileVersion 2 and 3), read into a `LockedTree`.
 
-The bot never edits a lockfile itself: npm regenerates it, and this module re-reads the result.
+The bot never edits a lockfile itself: the package manager regenerates it and this module
+re-reads the result.  Dependency edges are resolved the way Node resolves them: from the
+holder's own `node_modules` up through its ancestors to the project root.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from bot.errors import ManifestError
+from bot.manifests.locked import ROOT_IMPORTER, Edge, LockedPackage, LockedTree
 
-
-@dataclass(frozen=True)
-class LockEntry:
-    """One `packages` entry: where it is installed and what npm recorded about it."""
-
-    path: str
-    name: str
-    version: str | None
-    integrity: str | None
-    resolved: str | None
-    os: tuple[str, ...]
-    cpu: tuple[str, ...]
-    libc: tuple[str, ...]
-    optional: bool
+_EDGE_FIELDS = ("dependencies", "optionalDependencies", "peerDependencies", "devDependencies")
 
 
 def _name_of(path: str) -> str:
@@ -33,71 +21,90 @@ def _name_of(path: str) -> str:
 
 
 def _strings(value: object) -> tuple[str, ...]:
-    return tuple(str(item) for item in value) if isinstance(value, list) else ()
+    if isinstance(value, list):
+        return tuple(str(item) for item in value)
+    return (value,) if isinstance(value, str) else ()
 
 
-@dataclass(frozen=True)
-class Lockfile:
-    """A parsed lockfile with lookups by package name."""
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
-    version: int
-    entries: tuple[LockEntry, ...]
-    source: str = "package-lock.json"
 
-    @classmethod
-    def parse(cls, text: str, *, source: str = "package-lock.json") -> Lockfile:
-        """Parse a v2/v3 lockfile; v1 and malformed files are `ManifestError`s naming `source`."""
-        try:
-            data: Any = json.loads(text)
-        except ValueError as error:
-            raise ManifestError(
-                f"{source} is not valid JSON ({error}); regenerate it with npm install"
-            ) from error
-        if not isinstance(data, dict):
-            raise ManifestError(f"{source} must hold a JSON object")
-        version = data.get("lockfileVersion")
-        packages = data.get("packages")
-        if version not in (2, 3) or not isinstance(packages, dict):
-            raise ManifestError(
-                f"{source} has lockfileVersion {version!r}; rotation-bot needs v2 or v3 "
-                "(regenerate it with npm 7 or newer)"
-            )
-        entries = tuple(
-            LockEntry(
-                path=path,
-                name=str(entry.get("name") or _name_of(path)),
-                version=entry.get("version") if isinstance(entry.get("version"), str) else None,
-                integrity=entry.get("integrity")
-                if isinstance(entry.get("integrity"), str)
-                else None,
-                resolved=entry.get("resolved") if isinstance(entry.get("resolved"), str) else None,
+def _importer(path: str) -> str:
+    return ROOT_IMPORTER if path == "" else path
+
+
+def _resolve(keys: frozenset[str], holder: str, name: str) -> str | None:
+    """Node's lookup: `<holder>/node_modules/<name>`, then each ancestor's, then the root's."""
+    base = holder
+    while True:
+        candidate = f"{base}/node_modules/{name}" if base else f"node_modules/{name}"
+        if candidate in keys:
+            return candidate
+        if not base:
+            return None
+        cut = base.rfind("/node_modules/")
+        base = base[:cut] if cut >= 0 else ""
+
+
+def parse_package_lock(text: str, *, source: str = "package-lock.json") -> LockedTree:
+    """Parse a v2/v3 lockfile; v1 and malformed files are `ManifestError`s naming `source`."""
+    try:
+        data: Any = json.loads(text)
+    except (ValueError, RecursionError) as error:
+        raise ManifestError(
+            f"{source} is not valid JSON ({error}); regenerate it with npm install"
+        ) from error
+    if not isinstance(data, dict):
+        raise ManifestError(f"{source} must hold a JSON object")
+    version = data.get("lockfileVersion")
+    entries = data.get("packages")
+    if version not in (2, 3) or not isinstance(entries, dict):
+        raise ManifestError(
+            f"{source} has lockfileVersion {version!r}; rotation-bot needs v2 or v3 "
+            "(regenerate it with npm 7 or newer)"
+        )
+    importers = [ROOT_IMPORTER]
+    packages: list[LockedPackage] = []
+    records_resolved = False
+    for path, entry in entries.items():
+        if not isinstance(entry, dict) or entry.get("link"):
+            continue
+        if "node_modules/" not in path:
+            if path:
+                importers.append(path)
+            continue
+        records_resolved = records_resolved or bool(entry.get("resolved"))
+        packages.append(
+            LockedPackage(
+                name=_text(entry.get("name")) or _name_of(path),
+                version=_text(entry.get("version")) or "",
+                key=path,
+                integrity=_text(entry.get("integrity")),
                 os=_strings(entry.get("os")),
                 cpu=_strings(entry.get("cpu")),
                 libc=_strings(entry.get("libc")),
-                optional=bool(entry.get("optional")),
             )
-            for path, entry in packages.items()
-            if path and isinstance(entry, dict) and not entry.get("link")
         )
-        return cls(int(version), entries, source)
-
-    def find(self, name: str) -> tuple[LockEntry, ...]:
-        """Every installed copy of `name` (top-level and nested)."""
-        return tuple(entry for entry in self.entries if entry.path.endswith(f"node_modules/{name}"))
-
-    def top_level(self, name: str) -> LockEntry | None:
-        """The hoisted `node_modules/<name>` entry, if any."""
-        return next((entry for entry in self.entries if entry.path == f"node_modules/{name}"), None)
-
-    @property
-    def records_resolved(self) -> bool:
-        """Whether npm wrote `resolved` URLs (so regeneration keeps doing so)."""
-        return any(entry.resolved for entry in self.entries)
-
-    def integrities(self, names: set[str]) -> Mapping[str, str | None]:
-        """Top-level integrity of each name (None when absent)."""
-        result: dict[str, str | None] = {}
-        for name in sorted(names):
-            entry = self.top_level(name)
-            result[name] = entry.integrity if entry else None
-        return result
+    keys = frozenset(package.key for package in packages)
+    edges: list[Edge] = []
+    for path, entry in entries.items():
+        if not isinstance(entry, dict) or entry.get("link"):
+            continue
+        holder = path if "node_modules/" in path else _importer(path)
+        for field_name in _EDGE_FIELDS:
+            section = entry.get(field_name)
+            if field_name == "devDependencies" and "node_modules/" in path:
+                continue
+            if not isinstance(section, dict):
+                continue
+            for name, spec in section.items():
+                if isinstance(spec, str):
+                    edges.append(Edge(holder, name, spec, _resolve(keys, path, name)))
+    return LockedTree(
+        source=source,
+        packages=tuple(packages),
+        edges=tuple(edges),
+        importers=tuple(importers),
+        records_resolved=records_resolved,
+    )

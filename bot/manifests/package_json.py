@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from json.decoder import scanstring  # type: ignore[attr-defined]
 from typing import Any
 
 from bot.errors import ManifestError
-from bot.models import Pin
+from bot.models import ManifestEdit
 
 DEPENDENCY_FIELDS = ("dependencies", "devDependencies", "optionalDependencies")
 _SIMPLE_SPEC = re.compile(r"^(?P<operator>\^|~|=|v)?(?P<version>\d+\.\d+\.\d+)$")
@@ -135,42 +135,27 @@ class PackageJson:
                 return field_name, section[name]
         return None
 
-    def override_pins(self, names: set[str]) -> dict[str, list[tuple[Path_, str]]]:
-        """Every string under `overrides` whose key is one of `names`, by name."""
-        found: dict[str, list[tuple[Path_, str]]] = {}
-        for path, value in self._walk(self.data.get("overrides"), ("overrides",)):
-            key = path[-1]
-            if key in names:
-                found.setdefault(key, []).append((path, value))
-        return found
+    def get(self, location: Path_) -> object:
+        """The value at a JSON path, or None."""
+        node: object = self.data
+        for key in location:
+            if not isinstance(node, dict) or key not in node:
+                return None
+            node = node[key]
+        return node
 
-    def _walk(self, node: object, path: Path_) -> Iterator[tuple[Path_, str]]:
-        if isinstance(node, dict):
-            for key, item in node.items():
-                if isinstance(item, str):
-                    yield (*path, key), item
-                else:
-                    yield from self._walk(item, (*path, key))
+    def strings_under(self, location: Path_) -> Iterator[tuple[Path_, str]]:
+        """Every string value in the object tree at `location`, with its path."""
+        yield from _walk(self.get(location), location)
 
-    def pins(self, names: set[str]) -> tuple[Pin, ...]:
-        """Exact pins under `overrides` for `names`; non-exact or conflicting pins are errors."""
-        pins = []
-        for name, places in sorted(self.override_pins(names).items()):
-            versions = {value for _, value in places}
-            if len(versions) > 1:
-                raise ManifestError(
-                    f"{self.source}: overrides pin {name} to {sorted(versions)}; "
-                    "make them agree and retry"
-                )
-            version = versions.pop()
-            match = _SIMPLE_SPEC.match(version)
-            if not match or match.group("operator") not in (None, "="):
-                raise ManifestError(
-                    f"{self.source}: overrides.{name} is {version!r}, not an exact version; "
-                    'pin it exactly (e.g. "0.33.5")'
-                )
-            pins.append(Pin(name, match.group("version")))
-        return tuple(pins)
+
+def _walk(node: object, path: Path_) -> Iterator[tuple[Path_, str]]:
+    if isinstance(node, dict):
+        for key, item in node.items():
+            if isinstance(item, str):
+                yield (*path, key), item
+            else:
+                yield from _walk(item, (*path, key))
 
 
 def replace_values(document: PackageJson, changes: Mapping[Path_, str]) -> str:
@@ -186,9 +171,33 @@ def replace_values(document: PackageJson, changes: Mapping[Path_, str]) -> str:
     return text
 
 
-def insert_member(document: PackageJson, parent: Path_, key: str, value: str) -> str:
-    """Add `"key": "value"` as the last member of the object at `parent`, indented like its
-    siblings (or two spaces deeper than the object when it is empty)."""
+def _indent_unit(text: str) -> str:
+    """The file's indentation step: a tab, or the smallest run of leading spaces."""
+    widths = [
+        len(line) - len(line.lstrip(" "))
+        for line in text.splitlines()
+        if line.startswith(" ") and line.strip()
+    ]
+    if any(line.startswith("\t") for line in text.splitlines()):
+        return "\t"
+    return " " * (min(widths) if widths else 2)
+
+
+def _render(value: str | Mapping[str, str], indent: str, unit: str) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)
+    members = [
+        f"{indent}{unit}{json.dumps(key)}: {json.dumps(item)}" for key, item in value.items()
+    ]
+    return "{\n" + ",\n".join(members) + f"\n{indent}}}"
+
+
+def insert_member(
+    document: PackageJson, parent: Path_, key: str, value: str | Mapping[str, str]
+) -> str:
+    """Add `"key": value` (a string, or an object of strings) as the last member of the object
+    at `parent`, indented like its siblings (or one step deeper than the object when it is
+    empty), in the file's own indentation (tabs stay tabs)."""
     span = document.spans.get(parent)
     if span is None or document.text[span.start] != "{":
         raise ManifestError(f"{document.source}: {'.'.join(parent)} is not an object")
@@ -198,27 +207,86 @@ def insert_member(document: PackageJson, parent: Path_, key: str, value: str) ->
         for path, member in document.spans.items()
         if len(path) == len(parent) + 1 and path[: len(parent)] == parent
     ]
-    rendered = f"{json.dumps(key)}: {json.dumps(value)}"
+    unit = _indent_unit(text)
     if members:
         last = max(members, key=lambda member: member.start)
         line_start = text.rfind("\n", 0, last.key_start) + 1
         indent = text[line_start : last.key_start]
-        separator = f",\n{indent}" if indent.strip() == "" else ", "
+        inline = indent.strip() != ""
+        rendered = f"{json.dumps(key)}: {_render(value, '' if inline else indent, unit)}"
+        separator = ", " if inline else f",\n{indent}"
         return text[: last.end] + separator + rendered + text[last.end :]
     line_start = text.rfind("\n", 0, span.start) + 1
     outer = re.match(r"[ \t]*", text[line_start:])
     outer_indent = outer.group(0) if outer else ""
-    inner = f"\n{outer_indent}  {rendered}\n{outer_indent}"
+    rendered = f"{json.dumps(key)}: {_render(value, outer_indent + unit, unit)}"
+    inner = f"\n{outer_indent}{unit}{rendered}\n{outer_indent}"
     return text[: span.start + 1] + inner + text[span.end - 1 :]
 
 
-def bump_spec(spec: str, new_version: str, *, source: str, name: str) -> str:
-    """Raise a simple spec's floor to `new_version`, keeping its operator (`^`, `~`, exact)."""
+def rename_key(document: PackageJson, location: Path_, new_key: str) -> str:
+    """Rename the member at `location` to `new_key`; only the key's bytes change."""
+    span = document.spans.get(location)
+    if span is None:
+        raise ManifestError(f"{document.source}: {'.'.join(location)} does not exist")
+    _, key_end = scanstring(document.text, span.key_start + 1)
+    return document.text[: span.key_start] + json.dumps(new_key) + document.text[key_end:]
+
+
+def apply_edits(text: str, edits: Sequence[ManifestEdit], *, source: str) -> str:
+    """Apply one manifest's edits and check the result holds every one of them.
+
+    Values first (in place, by span), then key renames, then inserts, re-reading the text
+    between kinds; raises `ManifestError` when an edit's old value is not where the plan saw
+    it or the result does not hold the new value."""
+    document = PackageJson.parse(text, source=source)
+    values = {}
+    for edit in edits:
+        if edit.kind == "value":
+            if document.get(edit.location) != edit.previous:
+                raise ManifestError(
+                    f"{source}: {'.'.join(edit.location)} is no longer {edit.previous!r}"
+                )
+            values[edit.location] = edit.new
+    text = replace_values(document, values)
+    for edit in (edit for edit in edits if edit.kind == "key"):
+        text = rename_key(PackageJson.parse(text, source=source), edit.location, edit.new)
+    for edit in (edit for edit in edits if edit.kind == "insert"):
+        document = PackageJson.parse(text, source=source)
+        parent, key = edit.location[:-1], edit.location[-1]
+        value: str | Mapping[str, str] = edit.new
+        if edit.new.startswith("{"):
+            value = json.loads(edit.new)
+        if document.get(parent) is None and len(parent) > 0:
+            value = {key: edit.new}
+            parent, key = parent[:-1], parent[-1]
+        text = insert_member(document, parent, key, value)
+    result = PackageJson.parse(text, source=source)
+    for edit in edits:
+        location = edit.location
+        if edit.kind == "key":
+            location = (*edit.location[:-1], edit.new)
+            ok = location in result.spans
+        elif edit.kind == "insert" and edit.new.startswith("{"):
+            ok = result.get(location) == json.loads(edit.new)
+        else:
+            ok = result.get(location) == edit.new
+        if not ok:
+            raise ManifestError(f"{source} does not hold {'.'.join(location)} after editing")
+    return text
+
+
+def simple_spec(spec: str) -> tuple[str, str] | None:
+    """(operator, version) of an exact, `^` or `~` spec (`=` and `v` count as exact)."""
     match = _SIMPLE_SPEC.match(spec.strip())
     if not match:
-        raise ManifestError(
-            f"{source}: {name} is declared as {spec!r}; rotation-bot rewrites exact, ^ and ~ "
-            "specs only: use one of those"
-        )
+        return None
     operator = match.group("operator") or ""
-    return f"{'' if operator == 'v' else operator}{new_version}"
+    return ("" if operator in ("=", "v") else operator), match.group("version")
+
+
+def respec(spec: str, new_version: str) -> str | None:
+    """`spec` with its version replaced by `new_version`, keeping its operator (`^0.33.4` →
+    `^0.33.6`, `0.33.4` → `0.33.6`); None for anything but an exact, `^` or `~` spec."""
+    parsed = simple_spec(spec)
+    return None if parsed is None else parsed[0] + new_version

@@ -5,7 +5,13 @@ references with a tag, and unpinned ones when the repository asks to pin them); 
 resolves those; `plan_digests` turns the answers into one rotation of kind "digest" on the
 fixed branch `rotation-bot/<runbook>`, so a tag that moves again updates the same proposal.
 Digests younger than the minimum age, or missing a required platform, are skipped with the
-reason; so is every image whose registry could not answer.
+reason; so is every image whose registry could not answer.  A digest whose image config has no
+usable `created` date (none, the Unix epoch or earlier as reproducible builds write, or a date
+in the future) is aged from when the bot first saw it instead.
+
+Every `FROM` line shows in the plan exactly once: a pinned image as a current pin (`file:line
+image:tag`), everything else as a skipped entry saying why (unpinned, an earlier stage or
+`scratch`, a value the bot cannot resolve), plus a digest change when its tag moved.
 """
 
 from __future__ import annotations
@@ -13,13 +19,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from bot.manifests.dockerfile import BaseImage
 from bot.models import DigestChange, Pin, Plan, Rotation, Skipped, strict_digest
 from bot.sources.oci import platform_matches
 
 DEFAULT_PLATFORM = "linux/amd64"
+UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,18 @@ class Resolution:
     created: datetime | None = None
     previous_created: datetime | None = None
     platforms: tuple[str, ...] | None = None
+    first_seen: datetime | None = None
+
+
+def unusable_created(created: datetime | None, now: datetime) -> str | None:
+    """Why an image config's `created` cannot date a digest, or None when it can."""
+    if created is None:
+        return "no created date"
+    if created <= UNIX_EPOCH:
+        return f"created {created:%Y-%m-%d}, the fixed date of a reproducible build"
+    if created > now:
+        return f"created {created:%Y-%m-%d %H:%M} UTC, in the future"
+    return None
 
 
 def needs_details(image: BaseImage, digest: str) -> bool:
@@ -100,17 +119,26 @@ def _check(
                 f"{resolution.digest} lacks platform {', '.join(missing)}; keeping the old digest",
             )
     if policy.minimum_age > timedelta(0):
-        if resolution.created is None:
+        unusable = unusable_created(resolution.created, now)
+        if unusable is None and resolution.created is not None:
+            if now - resolution.created < policy.minimum_age:
+                return Skipped(
+                    subject,
+                    f"{resolution.digest} was built {resolution.created:%Y-%m-%d %H:%M} UTC, "
+                    f"younger than the minimum age {policy.minimum_age}; a later cycle picks it up",
+                )
+        elif resolution.first_seen is None:
             return Skipped(
                 subject,
-                f"{resolution.digest} has no created date for {policy.platform_for(image)}; "
+                f"{resolution.digest} has {unusable} for {policy.platform_for(image)}; "
                 "cannot check the minimum age",
             )
-        if now - resolution.created < policy.minimum_age:
+        elif now - resolution.first_seen < policy.minimum_age:
             return Skipped(
                 subject,
-                f"{resolution.digest} was built {resolution.created:%Y-%m-%d %H:%M} UTC, younger "
-                f"than the minimum age {policy.minimum_age}; a later cycle picks it up",
+                f"{resolution.digest} has {unusable} for {policy.platform_for(image)}; first "
+                f"seen {resolution.first_seen:%Y-%m-%d %H:%M} UTC, younger than the minimum age "
+                f"{policy.minimum_age}; a later cycle picks it up",
             )
     return None
 
@@ -134,12 +162,12 @@ def plan_digests(
     """One digest rotation for every image whose tag moved (and passes the policy)."""
     changes: dict[tuple[str, int, int], DigestChange] = {}
     left: list[Skipped] = list(skipped)
-    pins: dict[str, Pin] = {}
+    pins: list[Pin] = []
     for image in images:
         reference = image.reference
         if reference.digest is not None:
-            name = f"{reference.name}:{reference.lookup_tag}"
-            pins.setdefault(f"{name}@{reference.digest}", Pin(name, reference.digest))
+            name = f"{image.subject} {reference.name}:{reference.lookup_tag}"
+            pins.append(Pin(name, reference.digest))
         resolution = resolutions.get(image)
         if resolution is None:
             continue
@@ -186,7 +214,7 @@ def plan_digests(
         runbook=policy.runbook,
         base_commit=base_commit,
         current_version=None,
-        current_pins=tuple(pins.values()),
+        current_pins=tuple(pins),
         rotations=rotations,
         skipped=tuple(left),
     )

@@ -15,26 +15,31 @@ repository's lock.
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import FrameType
 from typing import Any, Protocol, cast
 
-from waitress.server import BaseWSGIServer, create_server
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.server import TcpWSGIServer
+from waitress.task import ThreadedTaskDispatcher
 from waitress.wasyncore import close_all
 
 from bot.audit import AuditStore
 from bot.config import RepoConfig, Settings
-from bot.errors import ConfigError
+from bot.errors import BotError, ConfigError
 from bot.forges.base import Forge
 from bot.forges.github import GitHubForge
 from bot.models import RunRequest, RunSummary
 from bot.runbook import Runbook
 from bot.service.chat import ChatCommands, ChatGitHub, ClientFor
-from bot.service.locks import RepositoryLocks
+from bot.service.locks import RepositoryBusy, RepositoryLocks, repository_key
 from bot.service.metrics import Metrics
 from bot.service.scheduler import RepositoryLister, Scheduler
 from bot.service.webhook import MAX_BODY_BYTES, DeliveryLog, WebhookApp
@@ -85,7 +90,13 @@ class _Trigger(Protocol):
 
 @dataclass(frozen=True)
 class ServiceOptions:
-    """Tunables of the service (defaults suit one small instance)."""
+    """Tunables of the service (defaults suit one small instance).
+
+    Slow clients cost the HTTP server a socket each, never a thread (waitress buffers requests
+    in its I/O loop): up to `connection_limit` of them (polled, so past select()'s 1024), each
+    allowed `request_read_timeout` seconds to send one whole request and `idle_timeout` seconds
+    of silence between requests, so a slowloris dribbling header bytes is dropped and
+    `/healthz` keeps answering."""
 
     workers: int = 2
     queue_capacity: int = 32
@@ -94,6 +105,96 @@ class ServiceOptions:
     max_body: int = MAX_BODY_BYTES
     refresh_interval: timedelta = timedelta(minutes=15)
     shutdown_grace: float = 60.0
+    connection_limit: int = 1000
+    request_read_timeout: float = 20.0
+    idle_timeout: int = 30
+    cleanup_interval: int = 2
+
+
+class ConfigProblems:
+    """What was wrong with each served repository's config, recorded as that repository's failed
+    run in the audit trail: once per distinct problem, not at every refresh, and forgotten when
+    the config reads again.  A repository that is merely busy (another rotation holds its lock)
+    has no problem."""
+
+    def __init__(self, audit: AuditStore) -> None:
+        self.audit = audit
+        self._recorded: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, repo: str, problem: BotError | None) -> None:
+        """Record `problem` for `repo` unless it was the last one recorded (None: it is fine)."""
+        if isinstance(problem, RepositoryBusy):
+            return
+        key = repository_key(repo)
+        with self._lock:
+            if problem is None or self._recorded.get(key) == problem.message:
+                if problem is None:
+                    self._recorded.pop(key, None)
+                return
+            self._recorded[key] = problem.message
+        run_id = self.audit.start_run(repo=repo, runbook="-", trigger="schedule", actor="schedule")
+        self.audit.append(
+            run_id, "open-repository", "failed", problem.as_evidence(), started_at=None
+        )
+        self.audit.finish_run(run_id, outcome="error", message=problem.message)
+        log.warning("repository config problem recorded repo=%s run=%s", repo, run_id)
+
+
+class _Channel(HTTPChannel):
+    """waitress's channel, remembering when the request it is receiving began."""
+
+    request_began = 0.0
+
+    def received(self, data: bytes) -> bool:
+        if data and self.request is None:
+            self.request_began = time.time()
+        return super().received(data)
+
+
+class _Server(TcpWSGIServer):
+    """waitress's TCP server that also drops a connection still sending one request after
+    `request_read_timeout` seconds (waitress's own timeout only counts silence, which a client
+    sending one byte every few seconds never leaves)."""
+
+    channel_class = _Channel
+    request_read_timeout = 20.0
+
+    def maintenance(self, now: float) -> None:
+        super().maintenance(int(now))
+        cutoff = now - self.request_read_timeout
+        channels = cast(dict[int, _Channel], self.active_channels)
+        for channel in channels.values():
+            if channel.request is not None and channel.request_began < cutoff:
+                channel.will_close = True
+
+
+def _connection_limit(wanted: int) -> int:
+    """`wanted`, or fewer when the open-files limit would not allow that many sockets."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return wanted if soft == resource.RLIM_INFINITY else max(min(wanted, soft - 64), 16)
+
+
+def _http_server(
+    app: WebhookApp, sockets: dict[int, Any], host: str, port: int, options: ServiceOptions
+) -> _Server:
+    adjustments = Adjustments(
+        host=host,
+        port=port,
+        threads=options.http_threads,
+        # The app answers 413 itself (and counts it); waitress stops anything far larger.
+        max_request_body_size=options.max_body * 4,
+        channel_timeout=options.idle_timeout,
+        cleanup_interval=options.cleanup_interval,
+        connection_limit=_connection_limit(options.connection_limit),
+        asyncore_use_poll=True,
+        ident="rotation-bot",
+    )
+    dispatcher = ThreadedTaskDispatcher()
+    dispatcher.set_thread_count(options.http_threads)
+    server = _Server(app, sockets, dispatcher=dispatcher, adj=adjustments)
+    server.request_read_timeout = options.request_read_timeout
+    return server
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -115,7 +216,7 @@ class RunningService:
     chat: ChatCommands | None
     app: WebhookApp
     options: ServiceOptions
-    _server: BaseWSGIServer
+    _server: _Server
     _sockets: dict[int, Any]
     _thread: threading.Thread
     _stopped: threading.Event = field(default_factory=threading.Event)
@@ -172,6 +273,7 @@ def start_service(
         workers=options.workers,
         capacity=options.queue_capacity,
         stopping=stopping,
+        run_timeout=settings.run_timeout,
     )
 
     def read_config(repo: str) -> RepoConfig:
@@ -186,6 +288,7 @@ def start_service(
         repositories=repositories,
         repo_config=read_config,
         refresh_interval=options.refresh_interval,
+        report=ConfigProblems(audit),
     )
     chat = None
     if clients is not None:
@@ -217,20 +320,7 @@ def start_service(
         timedelta(days=1), lambda: deliveries.prune(DELIVERY_RETENTION), "prune-deliveries"
     )
     sockets: dict[int, Any] = {}
-    server = create_server(
-        app,
-        sockets,
-        host=host,
-        port=port,
-        threads=options.http_threads,
-        # The app answers 413 itself (and counts it); waitress stops anything far larger.
-        max_request_body_size=options.max_body * 4,
-        channel_timeout=30,
-        connection_limit=100,
-        ident="rotation-bot",
-    )
-    if not isinstance(server, BaseWSGIServer):
-        raise ConfigError(f"ROTATION_BOT_LISTEN={settings.listen!r}: give one host:port")
+    server = _http_server(app, sockets, host, port, options)
     thread = threading.Thread(target=server.run, name="http", daemon=True)
     thread.start()
     url = f"http://{host if ':' not in host else f'[{host}]'}:{server.getsockname()[1]}"

@@ -11,6 +11,12 @@ Only users whose repository permission (read through the API, never the payload'
 and nothing runs.  A command is acknowledged with 👀, then answered with 👍 and the pull request
 link, or 👎 and the failure summary with the audit run id.  Comments by bots, and comments whose
 first line is not a command, are ignored, so the bot's own replies never trigger anything.
+
+The first line is read the way GitHub's Markdown reads it (CommonMark): lines end at CR, LF or
+CRLF only; a blank line holds nothing but spaces and tabs; a command may be indented by up to
+three spaces, because four columns (a tab counts as four) make an indented code block.  A quote
+(`> /rotate sharp`) or a fence (its first line is the fence) is therefore never a command, nor is
+a command inside either.
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ from bot.service.workqueue import Admission, WorkQueue, WorkResult
 
 log = logging.getLogger(__name__)
 
-_COMMAND = re.compile(r"^/rotate(?:\s+(?P<arguments>.*))?$")
+_COMMAND = re.compile(r"^ {0,3}/rotate(?:[ \t]+(?P<arguments>.*))?$")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")  # CommonMark's, not str.splitlines()'s eight
 _REPOSITORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$")
 _LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?$")
 TRIGGERING_PERMISSIONS = frozenset({"admin", "maintain", "write"})
@@ -61,8 +68,9 @@ class Command:
 
 
 def parse_command(text: str, runbooks: Mapping[str, Runbook]) -> Command | None:
-    """The command in a comment's first non-blank line; None when it is not a `/rotate` one."""
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    """The command in a comment's first non-blank line; None when it is not a `/rotate` one
+    (nor when Markdown renders that line as code or a quote)."""
+    first = next((line for line in _LINE_BREAK.split(text) if line.strip(" \t")), "")
     match = _COMMAND.match(first)
     if match is None:
         return None

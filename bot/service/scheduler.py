@@ -33,7 +33,7 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Engine
 
 from bot.config import RepoConfig
-from bot.errors import BotError, ConfigError
+from bot.errors import BotError, ConfigError, redact
 from bot.models import RunRequest, Trigger
 from bot.service.locks import repository_key
 from bot.service.workqueue import WorkQueue, WorkResult
@@ -49,6 +49,8 @@ _APSCHEDULER_WEEK = (1, 2, 3, 4, 5, 6, 0)  # Monday first, as APScheduler 3 orde
 
 RepositoryLister = Callable[[], Iterable[str]]
 RepoConfigReader = Callable[[str], RepoConfig]
+# Told, at each refresh, what was wrong with a repository's config (None: nothing any more).
+ProblemReporter = Callable[[str, BotError | None], None]
 
 
 # --- crontab ---------------------------------------------------------------------------------
@@ -205,12 +207,14 @@ class Scheduler:
         repositories: RepositoryLister,
         repo_config: RepoConfigReader,
         refresh_interval: timedelta = timedelta(minutes=15),
+        report: ProblemReporter | None = None,
     ) -> None:
         crontab_trigger(default_schedule, source="ROTATION_BOT_SCHEDULE")
         self.runbooks = tuple(runbooks)
         self.default_schedule = default_schedule
         self.repositories = repositories
         self.repo_config = repo_config
+        self.report = report
         self.refresh_interval = refresh_interval
         self._served: frozenset[str] = frozenset()
         self._scheduler = BackgroundScheduler(
@@ -275,8 +279,9 @@ class Scheduler:
     def refresh(self) -> None:
         """Re-read the served repositories and their configs; add, change and remove jobs.
 
-        A repository whose config cannot be read keeps its current jobs; if the list of
-        repositories cannot be read, nothing changes.
+        A repository whose config cannot be read, for whatever reason, keeps its current jobs
+        and is reported (the service records it as that repository's failed run); the others
+        are unaffected.  If the list of repositories cannot be read, nothing changes.
         """
         try:
             repositories = sorted({repo.strip(): None for repo in self.repositories() if repo})
@@ -286,22 +291,42 @@ class Scheduler:
         wanted: list[ScheduleEntry] = []
         keep: set[str] = set()
         for repo in repositories:
-            try:
-                config = self.repo_config(repo)
-                entries = wanted_entries(repo, config, self.runbooks, self.default_schedule)
-                for entry in entries:
-                    entry.trigger()
-            except BotError as error:
-                log.warning(
-                    "repository config unusable, keeping its jobs repo=%s error=%s",
-                    repo,
-                    error.message,
-                )
+            entries = self._entries(repo)
+            if entries is None:
                 keep.update(job_id(repo, runbook) for runbook in self.runbooks)
-                continue
-            wanted.extend(entries)
+            else:
+                wanted.extend(entries)
         self.reconcile(wanted, keep=keep)
         self._served = frozenset(repository_key(repo) for repo in repositories)
+
+    def _entries(self, repo: str) -> list[ScheduleEntry] | None:
+        """The jobs `repo` wants, or None when its config is unusable (reported, logged)."""
+        problem: BotError | None = None
+        entries: list[ScheduleEntry] = []
+        try:
+            config = self.repo_config(repo)
+            entries = wanted_entries(repo, config, self.runbooks, self.default_schedule)
+            for entry in entries:
+                entry.trigger()
+        except BotError as error:
+            problem = error
+        except Exception as error:  # one repository's data must never stop the others
+            log.exception("reading a repository's config crashed repo=%s", repo)
+            problem = BotError(
+                redact(f"{repo}: reading its config failed ({type(error).__name__}: {error})")[:300]
+            )
+        if problem is not None:
+            log.warning(
+                "repository config unusable, keeping its jobs repo=%s error=%s",
+                repo,
+                problem.message,
+            )
+        if self.report is not None:
+            try:
+                self.report(repo, problem)
+            except Exception:
+                log.exception("reporting a repository's config problem failed repo=%s", repo)
+        return None if problem is not None else entries
 
     def reconcile(self, wanted: Iterable[ScheduleEntry], *, keep: Iterable[str] = ()) -> None:
         """Make the stored jobs match `wanted`, leaving the ids in `keep` as they are."""

@@ -6,7 +6,10 @@ repositories) and hold the repository's cross-process lock around each run, so a
 `rotation-bot run` from the command line cannot interleave either.  A second request for a busy
 repository either waits in the queue (`if_busy="wait"`, the schedule) or is refused as
 "already running" (`if_busy="reject"`, chat).  On shutdown the queue stops taking work, hands back
-what never started, and gives running requests a grace period to finish.
+what never started, and gives running requests a grace period to finish; a request still
+downloading is cancelled at its next chunk (the pipeline and the HTTP helper share the stop
+event) and recorded interrupted.  Each request runs within `run_timeout` seconds
+(`ROTATION_BOT_RUN_TIMEOUT`); past it, the request ends with that reason.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from bot.audit import AuditStore
+from bot.cancellation import RunDeadlineExceeded, ShutdownRequested, run_deadline
 from bot.errors import BotError, redact
 from bot.models import RunRequest, RunSummary
 from bot.service.locks import RepositoryBusy, RepositoryLocks, repository_key
@@ -41,17 +46,23 @@ class Runner(Protocol):
 
 @dataclass(frozen=True)
 class WorkResult:
-    """What became of an accepted request: its summaries, an unexpected error, or not started."""
+    """What became of an accepted request: its summaries, an error, or not started (or stopped
+    by shutdown while it ran)."""
 
     request: RunRequest
     summaries: tuple[RunSummary, ...] = ()
     error: str | None = None
     started: bool = True
+    shut_down: bool = False
 
     @property
     def interrupted(self) -> bool:
         """Whether shutdown stopped the request before it (or one of its runs) completed."""
-        return not self.started or any(item.outcome == "interrupted" for item in self.summaries)
+        return (
+            not self.started
+            or self.shut_down
+            or any(item.outcome == "interrupted" for item in self.summaries)
+        )
 
 
 Callback = Callable[[WorkResult], None]
@@ -96,12 +107,15 @@ class WorkQueue:
         workers: int = 2,
         capacity: int = 32,
         stopping: threading.Event | None = None,
+        run_timeout: float | None = None,
     ) -> None:
-        """`stopping` is set when shutdown begins; give the same event to the runner so that a
-        running rotation can stop at its next step boundary."""
+        """`stopping` is set when shutdown begins; give the same event to the runner (and its
+        HTTP helper) so that a running rotation stops at its next step boundary or download
+        chunk.  `run_timeout`: seconds each request may run (None: no limit)."""
         if workers < 1 or capacity < 1:
             raise ValueError("workers and capacity must be at least 1")
         self.runner = runner
+        self.run_timeout = run_timeout
         self.locks = locks
         self.metrics = metrics
         self.capacity = capacity
@@ -220,9 +234,16 @@ class WorkQueue:
         try:
             with self.locks.hold(request.repo, timeout=-1, stop=self.stopping):
                 log.info("rotation started repo=%s trigger=%s", request.repo, request.trigger.kind)
-                summaries = tuple(self.runner.run(request))
+                with run_deadline(self.run_timeout) if self.run_timeout else nullcontext():
+                    summaries = tuple(self.runner.run(request))
         except RepositoryBusy:
             return WorkResult(request, started=False)
+        except ShutdownRequested as stopped:
+            log.warning("rotation interrupted by shutdown repo=%s", request.repo)
+            return WorkResult(request, error=stopped.reason, shut_down=True)
+        except RunDeadlineExceeded as late:
+            log.warning("rotation stopped at its deadline repo=%s", request.repo)
+            return WorkResult(request, error=late.reason)
         except BotError as error:
             log.warning("rotation failed repo=%s error=%s", request.repo, error.message)
             return WorkResult(request, error=error.message)

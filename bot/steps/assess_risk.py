@@ -8,9 +8,11 @@ from __future__ import annotations
 import semver
 
 from bot.errors import InvalidRemoteData
-from bot.models import PinChange, StepResult
-from bot.sources.npm import Packument
+from bot.models import StepResult
+from bot.sources.npm.models import Packument
+from bot.steps.outputs import RiskAssessed
 from bot.steps.registry import StepContext, passed, skipped, step
+from bot.steps.verify_signatures import pinned_packages
 from bot.verify.risk import RiskSignal, compare_versions
 
 
@@ -37,13 +39,9 @@ def _count(number: int, noun: str) -> str:
 @step("assess-risk")
 def assess_risk(ctx: StepContext) -> StepResult:
     """Risk signals for the parent and each pinned package."""
-    rotation = ctx.rotation
-    if rotation.kind == "digest":
-        return skipped("a digest rotation changes no npm package", signals=[])
-    changes = [
-        PinChange(rotation.subject, rotation.previous_version, rotation.new_version),
-        *rotation.pins,
-    ]
+    changes = pinned_packages(ctx.rotation)
+    if not changes:
+        return skipped("a digest rotation changes no npm package")
     signals: list[RiskSignal] = []
     for change in changes:
         packument = ctx.npm.packument(change.name)
@@ -59,4 +57,5 @@ def assess_risk(ctx: StepContext) -> StepResult:
         if signals
         else f"no risk signals for {packages}"
     )
-    return passed(summary, signals=[signal.as_evidence() for signal in signals])
+    ctx.outputs.risk = RiskAssessed(tuple(signals))
+    return passed(summary, ctx.outputs.risk)

@@ -1,90 +1,196 @@
-"""Step `confirm-lockfile`: re-read the regenerated lockfile and prove the rotation happened.
+"""Step `confirm-lockfile`: re-read every regenerated lockfile and prove the rotation happened.
 
-The parent resolves at the target; every pinned package has an entry for every configured
-platform (npm is known to drop other platforms' optional packages) at its pin, with its
-os/cpu/libc fields; each pinned entry's sha512 changed when its version changed (and did not
-when it did not) and equals the registry's `dist.integrity`.
+For each project: every copy of the parent the repository controls is at the target, and each of
+them resolves every configured platform's binary (npm is known to drop other platforms' optional
+packages) at the pin the target declares, with its os/cpu/libc fields; each such entry's sha512
+changed when its version changed (and did not when it did not) and equals the registry's
+`dist.integrity`.  Copies another package holds at its own range are checked against their own
+version's `optionalDependencies`, so no copy loads binaries built for another version.  Nothing
+outside the parent's dependency closure may change.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import asdict
 
-from bot.errors import VerificationFailed
-from bot.manifests.lockfile import LockEntry, Lockfile
-from bot.models import StepResult
-from bot.sources.npm import PackageVersion
+from bot import paths
+from bot.errors import StepFailed, VerificationFailed
+from bot.managers import get_manager
+from bot.manifests.locked import LockedPackage, LockedTree
+from bot.models import ProjectRotation, StepResult
+from bot.sources.npm.models import PackageVersion
+from bot.steps.outputs import LockedEntry, LockfileConfirmed
 from bot.steps.registry import StepContext, passed, step
 
+SHOWN = 5
 
-def _check_entry(
-    entry: LockEntry, manifest: PackageVersion, previous: Lockfile, problems: list[str]
-) -> dict[str, Any]:
-    name = manifest.name
-    before = previous.top_level(name)
-    previous_integrity = before.integrity if before else None
-    previous_version = before.version if before else None
+
+def _previous_of(before: LockedTree, entry: LockedPackage) -> LockedPackage | None:
+    same_key = before.package(entry.key)
+    if same_key is not None and same_key.name == entry.name:
+        return same_key
+    copies = before.find(entry.name)
+    return copies[0] if len(copies) == 1 else None
+
+
+def _check(
+    project: str,
+    entry: LockedPackage,
+    manifest: PackageVersion,
+    before: LockedTree,
+    problems: list[str],
+) -> LockedEntry:
+    where = f"{project}: {entry.key}"
+    previous = _previous_of(before, entry)
     if entry.version != manifest.version:
-        problems.append(f"{entry.path} is {entry.version}, expected {manifest.version}")
-    for field, expected, actual in (
+        problems.append(f"{where} is {entry.version}, expected {manifest.version}")
+    for field_name, expected, actual in (
         ("os", manifest.os, entry.os),
         ("cpu", manifest.cpu, entry.cpu),
         ("libc", manifest.libc, entry.libc),
     ):
         if expected and tuple(actual) != tuple(expected):
-            problems.append(f"{entry.path} has {field} {list(actual)}, expected {list(expected)}")
-    if not (entry.integrity or "").startswith("sha512-"):
-        problems.append(f"{entry.path} has no sha512 integrity")
-    elif entry.integrity != manifest.dist.integrity:
-        problems.append(f"{entry.path} integrity differs from the registry's dist.integrity")
-    elif previous_version != manifest.version and entry.integrity == previous_integrity:
-        problems.append(f"{entry.path} integrity did not change although the version did")
-    elif previous_version == manifest.version and entry.integrity != previous_integrity:
-        problems.append(f"{entry.path} integrity changed although {manifest.version} did not")
-    return {
-        "name": name,
-        "path": entry.path,
-        "previous_version": previous_version,
-        "new_version": entry.version,
-        "previous_integrity": previous_integrity,
-        "new_integrity": entry.integrity,
-        "os": list(entry.os),
-        "cpu": list(entry.cpu),
-        "libc": list(entry.libc),
-    }
+            problems.append(f"{where} has {field_name} {list(actual)}, expected {list(expected)}")
+    if entry.integrity is not None:
+        if not entry.integrity.startswith("sha512-"):
+            problems.append(f"{where} has no sha512 integrity")
+        elif entry.integrity != manifest.dist.integrity:
+            problems.append(f"{where} integrity differs from the registry's dist.integrity")
+        elif previous is not None and previous.version != manifest.version:
+            if entry.integrity == previous.integrity:
+                problems.append(f"{where} integrity did not change although the version did")
+        elif previous is not None and entry.integrity != previous.integrity:
+            problems.append(f"{where} integrity changed although {manifest.version} did not")
+    return LockedEntry(
+        project=project,
+        name=entry.name,
+        key=entry.key,
+        previous_version=previous.version if previous else None,
+        new_version=entry.version,
+        previous_integrity=previous.integrity if previous else None,
+        new_integrity=entry.integrity,
+        os=entry.os,
+        cpu=entry.cpu,
+        libc=entry.libc,
+    )
+
+
+def _binaries_of(
+    ctx: StepContext, lock: LockedTree, holder: LockedPackage, pin_names: set[str]
+) -> dict[str, LockedPackage | None]:
+    """pin name → the entry `holder` resolves it to (None: the lockfile lacks it)."""
+    declared = ctx.npm.packument(holder.name).manifest(holder.version).optional_dependencies
+    resolved: dict[str, LockedPackage | None] = {}
+    for name in sorted(pin_names & set(declared)):
+        edge = next(
+            (edge for edge in lock.edges if edge.holder == holder.key and edge.name == name),
+            None,
+        )
+        resolved[name] = lock.package(edge.target) if edge and edge.target else None
+    return resolved
+
+
+def _closure_names(tree: LockedTree, name: str) -> set[str]:
+    """Names of `name`'s copies and everything they depend on, transitively."""
+    keys = tree.closure([copy.key for copy in tree.find(name)])
+    return {package.name for key in keys if (package := tree.package(key)) is not None}
+
+
+def _name_at(key: str, *trees: LockedTree) -> str | None:
+    return next((package.name for tree in trees if (package := tree.package(key))), None)
+
+
+def _confirm_project(
+    ctx: StepContext, part: ProjectRotation, problems: list[str]
+) -> tuple[list[LockedEntry], int]:
+    project = part.project
+    manager = get_manager(project.manager)
+    rotation = ctx.rotation
+    text = paths.read_text(ctx.worktree, project.lockfile)
+    if text is None:
+        raise StepFailed(f"{project.lockfile} disappeared from the worktree")
+    after = manager.parse_lock(text, source=project.lockfile)
+    before = manager.parse_lock(
+        ctx.workspace.read_text(project.lockfile) or "", source=project.lockfile
+    )
+    label = project.label
+    kept = {(copy.key, copy.version) for copy in part.kept}
+    pins = {pin.name: pin.new_version for pin in part.pins}
+    entries: list[LockedEntry] = []
+    targets = [copy for copy in after.find(rotation.subject) if copy.version == part.new_version]
+    if not targets:
+        problems.append(
+            f"{label}: {project.lockfile} has no {rotation.subject} {part.new_version} entry"
+        )
+    for copy in after.find(rotation.subject):
+        if copy.version != part.new_version and (copy.key, copy.version) not in kept:
+            problems.append(
+                f"{label}: {copy.key} is still {copy.version}; the rotation controls it"
+            )
+    parent = ctx.npm.packument(rotation.subject).manifest(part.new_version)
+    for copy in targets:
+        entries.append(_check(label, copy, parent, before, problems))
+        for name, entry in _binaries_of(ctx, after, copy, set(pins)).items():
+            if entry is None:
+                problems.append(
+                    f"{label}: {name} is missing from {project.lockfile} for {copy.key} "
+                    f"({project.manager} dropped this platform's optional package)"
+                )
+                continue
+            manifest = ctx.npm.packument(name).manifest(pins[name])
+            entries.append(_check(label, entry, manifest, before, problems))
+    for copy in after.find(rotation.subject):
+        if copy.version == part.new_version:
+            continue
+        declared = ctx.npm.packument(copy.name).manifest(copy.version).optional_dependencies
+        for name, entry in _binaries_of(ctx, after, copy, set(pins)).items():
+            if entry is not None and entry.version != declared[name]:
+                problems.append(
+                    f"{label}: {copy.key} ({copy.version}) would load {name} "
+                    f"{entry.version}, built for another {rotation.subject}; it needs "
+                    f"{declared[name]}"
+                )
+    allowed = _closure_names(after, rotation.subject) | _closure_names(before, rotation.subject)
+    old, new = before.signature(), after.signature()
+    churn = sorted(
+        key
+        for key in set(old) | set(new)
+        if old.get(key) != new.get(key) and _name_at(key, after, before) not in allowed
+    )
+    if churn:
+        problems.append(
+            f"{label}: {len(churn)} lockfile entr{'y' if len(churn) == 1 else 'ies'} outside "
+            f"{rotation.subject}'s dependency closure changed ({', '.join(churn[:SHOWN])}); "
+            "refusing a rotation that moves unrelated packages"
+        )
+    return entries, len(churn)
 
 
 @step("confirm-lockfile")
 def confirm_lockfile(ctx: StepContext) -> StepResult:
-    """Check the regenerated lockfile against the pins and the registry."""
-    rotation = ctx.rotation
-    lockfile = Lockfile.parse((ctx.worktree / "package-lock.json").read_text(encoding="utf-8"))
-    previous = Lockfile.parse(ctx.workspace.read_text("package-lock.json") or "")
+    """Check every regenerated lockfile against the pins and the registry."""
     problems: list[str] = []
-    entries: list[dict[str, Any]] = []
-    wanted = [(rotation.subject, rotation.new_version)] + [
-        (pin.name, pin.new_version) for pin in rotation.pins
-    ]
-    for name, version in wanted:
-        manifest = ctx.npm.packument(name).manifest(version)
-        found = lockfile.find(name) if name != rotation.subject else ()
-        top = lockfile.top_level(name)
-        copies = found or ((top,) if top else ())
-        if not copies:
-            problems.append(
-                f"node_modules/{name} is missing from package-lock.json (npm dropped this "
-                "platform's optional package)"
-            )
-            continue
-        entries.extend(_check_entry(entry, manifest, previous, problems) for entry in copies)
+    entries: list[LockedEntry] = []
+    churn = 0
+    for part in ctx.rotation.projects:
+        found, changed = _confirm_project(ctx, part, problems)
+        entries.extend(found)
+        churn += changed
+    output = LockfileConfirmed(
+        entries=tuple(entries),
+        kept=tuple(copy for part in ctx.rotation.projects for copy in part.kept),
+        changed_outside=churn,
+    )
     if problems:
         raise VerificationFailed(
-            f"package-lock.json failed {len(problems)} check(s): {problems[0]}",
+            f"lockfile confirmation failed {len(problems)} check(s): {problems[0]}",
             problems=problems,
-            entries=entries,
+            entries=[asdict(entry) for entry in entries],
         )
+    ctx.outputs.lockfile = output
+    projects = len(ctx.rotation.projects)
     return passed(
-        f"{rotation.subject} {rotation.new_version} and {len(rotation.pins)} pins confirmed "
-        "in package-lock.json",
-        entries=entries,
+        f"{ctx.rotation.subject} {ctx.rotation.new_version} and its {len(ctx.rotation.pins)} "
+        f"pinned binaries confirmed in {projects} project{'s' if projects != 1 else ''}",
+        output,
     )

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 
+from bot import paths
+from bot.errors import ManifestError
 from bot.models import StepResult
+from bot.steps.outputs import CallSite, CallSitesFound
 from bot.steps.registry import StepContext, passed, skipped, step
 
 SOURCE_SUFFIXES = (".js", ".cjs", ".mjs", ".jsx", ".ts", ".cts", ".mts", ".tsx")
-FILE_LIMIT = 1024 * 1024
 SITE_LIMIT = 200
 
 
@@ -27,19 +29,20 @@ def find_call_sites(ctx: StepContext) -> StepResult:
     if not ctx.rotation.is_major:
         return skipped("not a major rotation: no call-site audit needed")
     pattern = call_site_pattern(ctx.rotation.subject)
-    sites: list[dict[str, object]] = []
+    sites: list[CallSite] = []
     for path in ctx.workspace.tracked_files():
-        if not path.endswith(SOURCE_SUFFIXES) or "node_modules/" in path:
+        if not path.endswith(SOURCE_SUFFIXES) or "node_modules" in path.split("/"):
             continue
-        file = ctx.worktree / path
-        if not file.is_file() or file.stat().st_size > FILE_LIMIT:
-            continue
-        text = file.read_text(encoding="utf-8", errors="replace")
-        for number, line in enumerate(text.splitlines(), start=1):
+        try:
+            text = paths.read_text(ctx.worktree, path)
+        except ManifestError:
+            continue  # a link (never followed), an oversized or a non-UTF-8 file: not source
+        for number, line in enumerate((text or "").splitlines(), start=1):
             if pattern.search(line):
-                sites.append({"file": path, "line": number, "text": line.strip()[:200]})
+                sites.append(CallSite(path, number, line.strip()[:200]))
+    ctx.outputs.call_sites = CallSitesFound(
+        tuple(sites[:SITE_LIMIT]), truncated=len(sites) > SITE_LIMIT
+    )
     return passed(
-        f"{len(sites)} call site(s) of {ctx.rotation.subject} to audit",
-        call_sites=sites[:SITE_LIMIT],
-        truncated=len(sites) > SITE_LIMIT,
+        f"{len(sites)} call site(s) of {ctx.rotation.subject} to audit", ctx.outputs.call_sites
     )

@@ -14,14 +14,15 @@ import re
 import shutil
 
 from bot.errors import CommandFailed, ServiceUnavailable, VerificationFailed
-from bot.models import StepResult
-from bot.shell import run
-from bot.steps.regenerate_lockfile import npm_environment
+from bot.managers import get_manager
+from bot.models import ProjectRotation, StepResult
+from bot.shell import CommandResult, run
+from bot.steps.regenerate_lockfile import environment, scratch_copy, tool_for
 from bot.steps.registry import StepContext, passed, skipped, step
 
-INSTALL_ARGV = ("npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund")
+INSTALL_ARGS = ("ci", "--ignore-scripts", "--no-audit", "--no-fund")
 # No retries: a transient failure is reported as unavailable and the next cycle tries again.
-AUDIT_ARGV = ("npm", "audit", "signatures", "--fetch-retries=0")
+AUDIT_ARGS = ("audit", "signatures", "--fetch-retries=0")
 _NETWORK_ERROR = re.compile(
     r"npm error code (ENOTFOUND|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EAI_AGAIN|EPROXY|ENETUNREACH)"
 )
@@ -35,28 +36,17 @@ def _last_line(text: str) -> str:
     return next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "")
 
 
-@step("npm-audit-signatures")
-def npm_audit_signatures(ctx: StepContext) -> StepResult:
-    """Run `npm audit signatures` on a clean install of the rotated lockfile."""
-    if not _enabled(ctx):
-        return skipped(
-            "npm audit signatures: not enabled (set verify.npm-audit-signatures: true)",
-            reason="disabled",
-        )
-    if ctx.rotation.kind == "digest":
-        return skipped("no npm packages in this rotation", reason="no npm packages")
-    tree = ctx.scratch / "npm-audit-signatures"
-    tree.mkdir(exist_ok=True)
-    for name in ("package.json", "package-lock.json"):
-        source = ctx.worktree / name
-        if not source.is_file():
-            reason = f"no {name} in the repository"
-            return skipped(f"npm audit signatures: {reason}", reason=reason)
-        shutil.copyfile(source, tree / name)
-    env = npm_environment(ctx)
-    install = run(INSTALL_ARGV, cwd=tree, env=env, timeout=900)
+def _audit(ctx: StepContext, part: ProjectRotation) -> CommandResult:
+    """`npm ci --ignore-scripts` then `npm audit signatures` in a scratch copy of one project."""
+    project = part.project
+    manager = get_manager(project.manager)
+    tool = tool_for(ctx, project, manager)
+    tree = scratch_copy(ctx, project, manager)
+    manager.prepare(tree, ctx.npm_settings.project.text())
+    env = environment(ctx, omit_resolved=False)
     try:
-        audit = run(AUDIT_ARGV, cwd=tree, env=env, timeout=300)
+        run((*tool.argv, *INSTALL_ARGS), cwd=tree.directory, env=env, timeout=900)
+        return run((*tool.argv, *AUDIT_ARGS), cwd=tree.directory, env=env, timeout=300)
     except CommandFailed as error:
         output = str(error.fields.get("stderr", ""))
         network = _NETWORK_ERROR.search(output)
@@ -65,21 +55,28 @@ def npm_audit_signatures(ctx: StepContext) -> StepResult:
                 f"`npm audit signatures` could not reach its services ({network.group(1)}); "
                 "it needs the sigstore TUF repository: allow that, or turn "
                 "verify.npm-audit-signatures off",
-                command=" ".join(AUDIT_ARGV),
                 output=output,
             ) from error
         raise VerificationFailed(
-            f"`npm audit signatures` failed: {_last_line(output) or error.message}; do not "
-            "bypass — keep the known-good pins",
-            command=" ".join(AUDIT_ARGV),
+            f"{project.label}: `npm {' '.join(str(error.fields.get('command', '')).split()[2:4])}` "
+            "failed: "
+            f"{_last_line(output) or error.message}; do not bypass — keep the known-good pins",
             output=output,
         ) from error
     finally:
-        shutil.rmtree(tree, ignore_errors=True)
-    return passed(
-        f"npm audit signatures: {_last_line(audit.stdout) or 'no output'}",
-        command=" ".join(AUDIT_ARGV),
-        output=audit.stdout,
-        install_seconds=install.seconds,
-        seconds=audit.seconds,
-    )
+        shutil.rmtree(tree.directory, ignore_errors=True)
+
+
+@step("npm-audit-signatures")
+def npm_audit_signatures(ctx: StepContext) -> StepResult:
+    """Run `npm audit signatures` on a clean install of each rotated npm project."""
+    if not _enabled(ctx):
+        return skipped("npm audit signatures: not enabled (set verify.npm-audit-signatures: true)")
+    parts = [part for part in ctx.rotation.projects if part.project.manager == "npm"]
+    if not parts:
+        return skipped("npm audit signatures: no npm project in this rotation")
+    lines = []
+    for part in parts:
+        result = _audit(ctx, part)
+        lines.append(f"{part.project.label}: {_last_line(result.stdout) or 'no output'}")
+    return passed("npm audit signatures: " + "; ".join(lines))

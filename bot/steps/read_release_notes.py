@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from bot.models import Skipped, StepResult
 from bot.sources.releases import release_page
+from bot.steps.outputs import ReleaseNotesRead
 from bot.steps.registry import StepContext, passed, skipped, step
 
 
@@ -19,11 +20,12 @@ def read_release_notes(ctx: StepContext) -> StepResult:
     version = ctx.rotation.new_version
     note = ctx.services.releases.find(spec, version)
     if isinstance(note, Skipped):
-        return skipped(note.reason, url=release_page(spec, version))
+        ctx.outputs.release_notes = ReleaseNotesRead(url=release_page(spec, version) or "")
+        return skipped(note.reason, ctx.outputs.release_notes)
+    ctx.outputs.release_notes = ReleaseNotesRead(
+        url=note.url, tag=note.tag, body=note.body, breaking_lines=tuple(note.breaking_lines)
+    )
     return passed(
         f"read {note.tag} notes; {len(note.breaking_lines)} line(s) look breaking",
-        url=note.url,
-        tag=note.tag,
-        breaking_lines=list(note.breaking_lines),
-        body=note.body,
+        ctx.outputs.release_notes,
     )

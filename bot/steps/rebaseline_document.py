@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
+from bot import paths
 from bot.errors import ConfigError, StepFailed
 from bot.manifests.document import RowChange, rebaseline
 from bot.models import StepResult
+from bot.steps.outputs import DocumentRebaselined
 from bot.steps.registry import StepContext, passed, skipped, step
 
 
@@ -22,34 +24,33 @@ def rebaseline_document(ctx: StepContext) -> StepResult:
         raise ConfigError(
             f".github/rotation-bot.yml: document {relative!r} must be inside the repo"
         )
-    path = ctx.worktree / pure
-    if not path.is_file():
+    text = paths.read_text(ctx.worktree, relative)
+    if text is None:
         raise StepFailed(f"{relative} (the configured pin-table document) does not exist")
     rotation = ctx.rotation
-    integrities = {
-        entry["name"]: entry
-        for entry in ctx.output("confirm-lockfile").get("entries", [])
-        if isinstance(entry, dict)
-    }
+    confirmed = ctx.outputs.lockfile
+    entries = {entry.name: entry for entry in (confirmed.entries if confirmed else ())}
 
     def change(name: str, previous: str | None, new: str) -> RowChange:
-        entry = integrities.get(name, {})
+        entry = entries.get(name)
         return RowChange(
-            name, previous, new, entry.get("previous_integrity"), entry.get("new_integrity")
+            name,
+            previous,
+            new,
+            entry.previous_integrity if entry else None,
+            entry.new_integrity if entry else None,
         )
 
     changes = [change(rotation.subject, rotation.previous_version, rotation.new_version)] + [
         change(pin.name, pin.previous_version, pin.new_version) for pin in rotation.pins
     ]
-    text = path.read_text(encoding="utf-8")
     new_text, updated = rebaseline(text, changes)
     if new_text == text:
         raise StepFailed(
             f"Expected {relative} to change: it has no table row with the old pins of "
             f"{', '.join(change.name for change in changes)}"
         )
-    path.write_text(new_text, encoding="utf-8")
+    paths.write_text(ctx.worktree, relative, new_text)
     ctx.changed_files.add(relative)
-    return passed(
-        f"re-baselined {len(updated)} row(s) in {relative}", file=relative, packages=updated
-    )
+    ctx.outputs.document = DocumentRebaselined(relative, tuple(updated))
+    return passed(f"re-baselined {len(updated)} row(s) in {relative}", ctx.outputs.document)

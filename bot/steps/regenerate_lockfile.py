@@ -1,55 +1,135 @@
-"""Step `regenerate-lockfile`: `npm install --package-lock-only`, isolated and script-free.
+"""Step `regenerate-lockfile`: each project's package manager rewrites its lockfile, isolated.
 
-npm gets an allowlisted environment and a temporary userconfig outside the worktree holding the
-registry, its credentials and `ignore-scripts=true`; the user's own npm config is not read.  The
-lockfile keeps recording `resolved` URLs exactly when it did before.
+Nothing from the repository runs.  For each project of the rotation the step copies only the
+files its manager needs (manifests, lockfile, workspace file) from the worktree into a scratch
+directory outside it: no `node_modules`, no scripts, no repository `.npmrc`, no links.  It writes
+the sanitised project config there (the repository's `.npmrc` reduced to an allowlist of keys
+that shape resolution; what was dropped is recorded), gives the manager an allowlisted
+environment and a 0600 userconfig with the operator's registries and credentials and scripts
+off, runs the manager's own tool at the version the repository declares (`packageManager`) or
+the bot's pinned default, and copies the lockfile back.
 """
 
 from __future__ import annotations
 
-from bot.errors import ManifestError, StepFailed
-from bot.manifests.lockfile import Lockfile
-from bot.models import StepResult
+import shutil
+
+from bot import paths
+from bot.errors import CommandFailed, ManifestError, StepFailed
+from bot.managers import get_manager
+from bot.managers.base import PackageManager, ScratchProject, Tool
+from bot.managers.tools import ensure_tool, parse_package_manager
+from bot.models import Project, StepResult
 from bot.shell import run
-from bot.sources.npm import LOCKFILE_ONLY_INSTALL, isolated_npm_environment
+from bot.sources.npm.settings import isolated_npm_environment
+from bot.steps.outputs import LockfileRegenerated, LockfilesRegenerated
 from bot.steps.registry import StepContext, passed, step
 
 
-def npm_environment(ctx: StepContext) -> dict[str, str]:
-    """The environment every npm command of a run gets (also used by other npm steps)."""
-    try:
-        omit = not Lockfile.parse(
-            ctx.workspace.read_text("package-lock.json") or ""
-        ).records_resolved
-    except ManifestError:
-        omit = False
+def tool_for(ctx: StepContext, project: Project, manager: PackageManager) -> Tool:
+    """The manager's CLI at the version `packageManager` names, or the bot's default."""
+    version, digest = manager.default_version, None
+    if project.package_manager is not None:
+        name, version, digest = parse_package_manager(
+            project.package_manager, source=project.path("package.json")
+        )
+        if name != manager.declared_as:
+            raise ManifestError(
+                f"{project.path('package.json')}: packageManager says {name} but the project's "
+                f"lockfile is {project.lockfile}; make them agree"
+            )
+    return ensure_tool(
+        manager,
+        version,
+        npm=ctx.npm,
+        cache_dir=ctx.services.settings.resolved_tools_dir,
+        declared_hash=digest,
+    )
+
+
+def scratch_copy(ctx: StepContext, project: Project, manager: PackageManager) -> ScratchProject:
+    """A fresh scratch directory holding only the project's own files from the worktree."""
+    directory = ctx.scratch / "projects" / (project.directory or "_root")
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    prefix = f"{project.directory}/" if project.directory else ""
+    for relative in manager.project_files(project.directory, project.members):
+        text = paths.read_text(ctx.worktree, relative)
+        if text is None:
+            continue
+        target = directory / relative.removeprefix(prefix)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    return ScratchProject(directory, directory / manager.lockfile)
+
+
+def environment(ctx: StepContext, *, omit_resolved: bool) -> dict[str, str]:
+    """The environment every package-manager command of a run gets."""
     return isolated_npm_environment(
         ctx.services.environ,
         ctx.npm_settings,
         userconfig=ctx.scratch / "npmrc",
         cache=ctx.services.settings.state_dir / "npm-cache",
-        omit_resolved=omit,
+        omit_resolved=omit_resolved,
     )
+
+
+def _npm_error(error: CommandFailed) -> str:
+    """npm's own error code and lines (`npm error code EOVERRIDE` …), not the log path."""
+    lines = [
+        line.strip()
+        for line in str(error.fields.get("stderr", "")).splitlines()
+        if line.strip().startswith(("npm error", "npm ERR!", "ERR_PNPM", "error "))
+        and "A complete log" not in line
+        and "/_logs/" not in line
+    ]
+    return "; ".join(lines[:6]) or error.message
 
 
 @step("regenerate-lockfile")
 def regenerate_lockfile(ctx: StepContext) -> StepResult:
-    """Regenerate package-lock.json in the worktree and check that it changed."""
-    lock_path = ctx.worktree / "package-lock.json"
-    if (ctx.worktree / "node_modules").exists():
-        raise StepFailed(
-            "node_modules is committed in the repository; npm would reuse it and keep old "
-            "versions: remove it from git"
+    """Regenerate every rotated project's lockfile in a scratch copy and bring it back."""
+    regenerated: list[LockfileRegenerated] = []
+    for part in ctx.rotation.projects:
+        project = part.project
+        manager = get_manager(project.manager)
+        before = paths.read_text(ctx.worktree, project.lockfile)
+        if before is None:
+            raise StepFailed(f"{project.lockfile} disappeared from the worktree")
+        tool = tool_for(ctx, project, manager)
+        scratch = scratch_copy(ctx, project, manager)
+        manager.prepare(scratch, ctx.npm_settings.project.text())
+        argv = manager.regenerate_argv(tool)
+        omit = not manager.parse_lock(before, source=project.lockfile).records_resolved
+        try:
+            run(argv, cwd=scratch.directory, env=environment(ctx, omit_resolved=omit), timeout=900)
+        except CommandFailed as error:
+            raise StepFailed(
+                f"{tool.name} {tool.version} could not regenerate {project.lockfile}: "
+                f"{_npm_error(error)}",
+                stderr=error.fields.get("stderr", ""),
+            ) from error
+        after = scratch.lockfile.read_text(encoding="utf-8")
+        if after == before:
+            raise StepFailed(
+                f"Expected {project.lockfile} to change, but {tool.name} left it as it was"
+            )
+        manager.parse_lock(after, source=project.lockfile)
+        paths.write_text(ctx.worktree, project.lockfile, after)
+        ctx.changed_files.add(project.lockfile)
+        regenerated.append(
+            LockfileRegenerated(
+                project=project.label,
+                lockfile=project.lockfile,
+                manager=manager.name,
+                tool=f"{tool.name}@{tool.version}",
+                command=" ".join(argv[2:] if argv[0] == "node" else argv),
+                ignored_config=ctx.npm_settings.project.dropped,
+            )
         )
-    before = lock_path.read_text(encoding="utf-8")
-    result = run(LOCKFILE_ONLY_INSTALL, cwd=ctx.worktree, env=npm_environment(ctx), timeout=900)
-    after = lock_path.read_text(encoding="utf-8")
-    if after == before:
-        raise StepFailed("Expected package-lock.json to change, but npm left it as it was")
-    Lockfile.parse(after)
-    ctx.changed_files.add("package-lock.json")
+    ctx.outputs.lockfiles = LockfilesRegenerated(tuple(regenerated))
     return passed(
-        "npm regenerated package-lock.json",  # timings stay in the evidence: bodies must not churn
-        command=" ".join(LOCKFILE_ONLY_INSTALL),
-        seconds=result.seconds,
+        "regenerated " + ", ".join(f"{item.lockfile} ({item.tool})" for item in regenerated),
+        ctx.outputs.lockfiles,
     )

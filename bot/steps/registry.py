@@ -2,27 +2,32 @@
 
 A step kind is a function `StepContext -> StepResult` registered under a string key with
 `@step("kind")` in the module named after it (`verify-tarballs` → `verify_tarballs.py`).
-A step either returns a result (passed or skipped, with evidence) or raises a `BotError`; the
-pipeline times it, records it in the audit trail and stops on an error.
+A step either returns a result (passed or skipped, its typed output stored on
+`StepContext.outputs` and recorded as evidence) or raises a `BotError`; the pipeline times it,
+records it in the audit trail and stops on an error.  Publishing is not a step: the pipeline
+publishes after the last step passed.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.errors import ConfigError
-from bot.models import Plan, Proposal, PublishedProposal, Rotation, StepResult
+from bot.errors import ConfigError, StepFailed
+from bot.models import Plan, Rotation, StepResult
+from bot.steps.outputs import Outputs
 
 if TYPE_CHECKING:
+    from bot.audit import AuditStore
     from bot.config import RepoConfig, RunbookSettings
     from bot.runbook import Runbook
     from bot.services import Services
-    from bot.sources.npm import NpmRegistry, NpmSettings
+    from bot.sources.npm.registry import NpmRegistry
+    from bot.sources.npm.settings import NpmSettings
     from bot.workspace import Workspace
 
 StepFunction = Callable[["StepContext"], StepResult]
@@ -52,7 +57,7 @@ def known_steps() -> frozenset[str]:
     return frozenset(
         module.name.replace("_", "-")
         for module in pkgutil.iter_modules(package.__path__)
-        if module.name != "registry"
+        if module.name not in ("registry", "outputs")
     )
 
 
@@ -73,19 +78,26 @@ def get_step(kind: str) -> StepFunction:
         ) from None
 
 
-def passed(summary: str, **evidence: Any) -> StepResult:
-    """A successful result (the pipeline fills in kind and timings)."""
-    return StepResult(kind="", status="passed", summary=summary, evidence=evidence)
+def _evidence(output: object | None, extra: dict[str, Any]) -> dict[str, Any]:
+    base = asdict(output) if output is not None and is_dataclass(output) else {}  # type: ignore[arg-type]
+    return {**base, **extra}
 
 
-def skipped(summary: str, **evidence: Any) -> StepResult:
+def passed(summary: str, output: object | None = None, **extra: Any) -> StepResult:
+    """A successful result whose evidence is its typed output (the pipeline fills in kind and
+    timings)."""
+    return StepResult(kind="", status="passed", summary=summary, evidence=_evidence(output, extra))
+
+
+def skipped(summary: str, output: object | None = None, **extra: Any) -> StepResult:
     """A step that had nothing to do here, and why."""
-    return StepResult(kind="", status="skipped", summary=summary, evidence=evidence)
+    return StepResult(kind="", status="skipped", summary=summary, evidence=_evidence(output, extra))
 
 
 @dataclass
 class StepContext:
-    """One rotation being executed: its plan, its worktree, and what earlier steps found."""
+    """One rotation being executed: its plan, its worktree, and what earlier steps found
+    (`outputs`, typed; `changed_files`, which the pipeline commits and nothing else)."""
 
     run_id: str
     runbook: Runbook
@@ -101,12 +113,12 @@ class StepContext:
     npm_settings: NpmSettings
     results: list[StepResult] = field(default_factory=list)
     changed_files: set[str] = field(default_factory=set)
-    proposal: Proposal | None = None
-    published: PublishedProposal | None = None
+    outputs: Outputs = field(default_factory=Outputs)
+    audit: AuditStore | None = None
 
-    def output(self, kind: str) -> Mapping[str, Any]:
-        """The evidence an earlier step of `kind` recorded (empty when it did not run)."""
-        for result in reversed(self.results):
-            if result.kind == kind:
-                return result.evidence
-        return {}
+    def ensure_durable_audit(self) -> None:
+        """Raise unless this run's audit records are durably written (called right before
+        anything is published; a context without an audit store publishes nothing)."""
+        if self.audit is None:
+            raise StepFailed("this run has no audit store; refusing to publish")
+        self.audit.ensure_durable()

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
 
+from bot import paths
 from bot.errors import StepFailed
 from bot.manifests.dockerfile import BaseImage, Dockerfile
 from bot.models import DigestChange, Skipped, StepResult
 from bot.runbook import load_runbook, runbooks_dir
+from bot.steps.outputs import BaseImagesRepinned
 from bot.steps.registry import StepContext, passed, skipped, step
 from bot.watchers.base_images import (
     BASE_IMAGE_RUNBOOK,
@@ -31,8 +32,7 @@ from bot.watchers.base_images import (
 
 def _worktree_reader(worktree: Path) -> Callable[[str], str | None]:
     def read(path: str) -> str | None:
-        file = worktree / path
-        return file.read_bytes().decode("utf-8") if file.is_file() else None
+        return paths.read_text(worktree, path)
 
     return read
 
@@ -67,10 +67,8 @@ def _resolve_here(
     )
     if not plan.rotations:
         unchecked = f"; {len(plan.skipped)} image(s) not checked" if plan.skipped else ""
-        return skipped(
-            f"no base image digest moved{unchecked}",
-            skipped=[asdict(item) for item in plan.skipped],
-        )
+        ctx.outputs.base_images = BaseImagesRepinned((), plan.skipped)
+        return skipped(f"no base image digest moved{unchecked}", ctx.outputs.base_images)
     return plan.rotations[0].digests, plan.skipped
 
 
@@ -96,8 +94,9 @@ def apply_changes(worktree: Path, changes: Sequence[DigestChange]) -> list[str]:
     for change in changes:
         by_file[change.file].append(change)
     for file, file_changes in sorted(by_file.items()):
-        path = worktree / file
-        text = path.read_bytes().decode("utf-8")
+        text = paths.read_text(worktree, file)
+        if text is None:
+            raise StepFailed(f"{file} disappeared from the worktree")
         dockerfile = Dockerfile.parse(text, file)
         edits = [
             (_matching(dockerfile, change, change.previous_digest), change.new_digest)
@@ -106,8 +105,8 @@ def apply_changes(worktree: Path, changes: Sequence[DigestChange]) -> list[str]:
         new_text = dockerfile.repin(edits)
         if new_text == text:
             raise StepFailed(f"Expected content to change! {file} is identical after re-pinning")
-        path.write_bytes(new_text.encode("utf-8"))
-        written = Dockerfile.parse(path.read_bytes().decode("utf-8"), file)
+        paths.write_text(worktree, file, new_text)
+        written = Dockerfile.parse(paths.read_text(worktree, file) or "", file)
         for change in file_changes:
             _matching(written, change, change.new_digest)
     return sorted(by_file)
@@ -128,8 +127,8 @@ def repin_base_images(ctx: StepContext) -> StepResult:
     files = apply_changes(ctx.worktree, changes)
     ctx.changed_files.update(files)
     count = len(changes)
+    ctx.outputs.base_images = BaseImagesRepinned(tuple(changes), tuple(left))
     return passed(
         f"re-pinned {count} base image{'s' if count != 1 else ''} in {', '.join(files)}",
-        changes=[asdict(change) for change in changes],
-        skipped=[asdict(item) for item in left],
+        ctx.outputs.base_images,
     )

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.errors import InvalidRemoteData, RotationHeld, VerificationFailed
-from bot.manifests.lockfile import Lockfile
+from bot import paths
+from bot.errors import InvalidRemoteData, RotationHeld, StepFailed, VerificationFailed
+from bot.managers import get_manager
 from bot.models import StepResult
-from bot.sources.npm import PackageVersion
-from bot.steps.registry import StepContext, passed, step
+from bot.sources.npm.models import PackageVersion
+from bot.steps.registry import StepContext, passed, skipped, step
 from bot.verify.closure import (
     INSTALL_SCRIPTS,
+    NodeChange,
     changed_nodes,
     load_malicious_advisories,
     script_problems,
@@ -37,11 +39,29 @@ def _previous_manifest(ctx: StepContext, name: str, version: str | None) -> Pack
         return None  # the old version is gone: every script of the new one counts as added
 
 
+def _changes(ctx: StepContext) -> tuple[NodeChange, ...]:
+    """The changed nodes of every project's regenerated lockfile, each once."""
+    found: dict[tuple[str, str], NodeChange] = {}
+    for part in ctx.rotation.projects:
+        project = part.project
+        manager = get_manager(project.manager)
+        text = paths.read_text(ctx.worktree, project.lockfile)
+        if text is None:
+            raise StepFailed(f"{project.lockfile} disappeared from the worktree")
+        after = manager.parse_lock(text, source=project.lockfile)
+        before = manager.parse_lock(
+            ctx.workspace.read_text(project.lockfile) or "", source=project.lockfile
+        )
+        for change in changed_nodes(before, after):
+            found.setdefault((change.name, change.new_version), change)
+    return tuple(sorted(found.values(), key=lambda change: (change.name, change.new_version)))
+
+
 @step("verify-closure")
 def verify_closure(ctx: StepContext) -> StepResult:
-    """Check every changed node of the regenerated lockfile."""
-    new = Lockfile.parse((ctx.worktree / "package-lock.json").read_text(encoding="utf-8"))
-    previous = Lockfile.parse(ctx.workspace.read_text("package-lock.json") or "")
+    """Check every changed node of the regenerated lockfiles."""
+    if ctx.rotation.kind == "digest" or not ctx.rotation.projects:
+        return skipped("no lockfile in this rotation", reason="no npm projects")
     advisories = load_malicious_advisories(
         ctx.services.settings.malicious_advisories, ctx.services.http
     )
@@ -54,7 +74,7 @@ def verify_closure(ctx: StepContext) -> StepResult:
     blocked: list[str] = []
     young: list[str] = []
     nodes: list[dict[str, Any]] = []
-    for change in changed_nodes(previous, new):
+    for change in _changes(ctx):
         label = f"{change.name}@{change.new_version}"
         packument = ctx.npm.packument(change.name)
         advisory = advisories.find(change.name, change.new_version)

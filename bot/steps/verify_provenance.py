@@ -13,7 +13,8 @@ from typing import Any
 
 from bot.errors import ConfigError, VerificationFailed
 from bot.models import StepResult
-from bot.sources.npm import PackageVersion
+from bot.sources.npm.models import PackageVersion
+from bot.steps.outputs import ProvenanceVerified
 from bot.steps.registry import StepContext, passed, skipped, step
 from bot.steps.verify_signatures import pinned_packages
 from bot.verify.provenance import ProvenanceCheck, check_provenance, fetch_attestations
@@ -26,26 +27,21 @@ SOURCE_REPOSITORIES: Mapping[str, tuple[str, ...]] = {
 
 
 def _previous(ctx: StepContext, name: str, version: str | None) -> PackageVersion | None:
-    if version is None or version not in ctx.npm.packument(name).versions:
+    packument = ctx.npm.packument(name)
+    if version is None or version not in packument.versions:
         return None
-    return ctx.npm.packument(name).manifest(version)
+    return packument.manifest(version)
 
 
 @step("verify-provenance")
 def verify_provenance_step(ctx: StepContext) -> StepResult:
     """Verify the attestations of every pinned version under `verify.provenance`."""
     packages = pinned_packages(ctx.rotation)
-    if ctx.rotation.kind == "digest" or not packages:
-        return skipped("no npm packages in this rotation", reason="no npm packages")
+    if not packages:
+        return skipped("no npm packages in this rotation")
     policy = ctx.repo_config.verify.provenance
     if policy == "off":
-        return skipped(
-            "provenance: off (policy off)",
-            provenance=[
-                {"name": p.name, "version": p.new_version, "policy": policy, "provenance": "off"}
-                for p in packages
-            ],
-        )
+        return skipped("provenance: off (policy off)", policy=policy)
     repositories = SOURCE_REPOSITORIES.get(ctx.runbook.name)
     state_dir = ctx.services.settings.state_dir
     keyring = RegistryKeyring(ctx.services.http, ctx.npm_settings, pinned_keys_for(state_dir))
@@ -82,5 +78,6 @@ def verify_provenance_step(ctx: StepContext) -> StepResult:
         f"provenance: verified for {verified} of {len(checks)} packages, "
         f"{len(checks) - verified} without (policy {policy})"
     )
+    ctx.outputs.provenance = ProvenanceVerified(tuple(checks))
     outcome = passed if verified else skipped
-    return outcome(summary, provenance=evidence)
+    return outcome(summary, ctx.outputs.provenance)

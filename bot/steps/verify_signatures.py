@@ -13,6 +13,7 @@ from typing import Any
 from bot.errors import VerificationFailed
 from bot.models import PinChange, Rotation, StepResult
 from bot.sources.http import host_of
+from bot.steps.outputs import SignaturesVerified
 from bot.steps.registry import StepContext, passed, skipped, step
 from bot.verify.signatures import (
     RegistryKeyring,
@@ -24,7 +25,10 @@ from bot.verify.signatures import (
 
 
 def pinned_packages(rotation: Rotation) -> tuple[PinChange, ...]:
-    """The parent at its target plus every pin, each once (shared by the verify steps)."""
+    """The parent at its target plus every pin, each once (shared by the verify steps); none
+    for a digest rotation."""
+    if rotation.kind == "digest":
+        return ()
     packages = {
         rotation.subject: PinChange(
             rotation.subject, rotation.previous_version, rotation.new_version
@@ -46,8 +50,8 @@ def _summary(checks: list[SignatureCheck]) -> str:
 def verify_signatures_step(ctx: StepContext) -> StepResult:
     """Check `dist.signatures` of every pinned version against the trusted registry keys."""
     packages = pinned_packages(ctx.rotation)
-    if ctx.rotation.kind == "digest" or not packages:
-        return skipped("no npm packages in this rotation", reason="no npm packages")
+    if not packages:
+        return skipped("no npm packages in this rotation")
     keyring = RegistryKeyring(
         ctx.services.http, ctx.npm_settings, pinned_keys_for(ctx.services.settings.state_dir)
     )
@@ -64,6 +68,6 @@ def verify_signatures_step(ctx: StepContext) -> StepResult:
     evidence = [check.as_evidence() for check in checks]
     if failures:
         raise VerificationFailed(failures[0]["message"], failures=failures, signatures=evidence)
-    if not any(check.verified for check in checks):
-        return skipped(_summary(checks), signatures=evidence)
-    return passed(_summary(checks), signatures=evidence)
+    ctx.outputs.signatures = SignaturesVerified(tuple(checks))
+    outcome = passed if any(check.verified for check in checks) else skipped
+    return outcome(_summary(checks), ctx.outputs.signatures)

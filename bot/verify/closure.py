@@ -1,8 +1,8 @@
 """The rotation's closure: every package whose locked version changes, and what must hold for each.
 
 Pure, apart from `load_malicious_advisories` (a file, a directory or an http(s) URL):
-- `changed_nodes`: every `(name, version)` the regenerated lockfile locks that the base
-  lockfile did not (sharp's new dependencies too, not only the pins);
+- `changed_nodes`: every `(name, version)` a regenerated lockfile locks that the base
+  lockfile did not (any package manager's, through `bot.managers`) (sharp's new dependencies too, not only the pins);
 - `MaliciousAdvisories`: OSV `MAL-` advisories for npm (the OSV JSON format, as the OpenSSF
   malicious-packages repository publishes them), matched by explicit version or SEMVER range;
 - `script_problems`: a `preinstall`/`install`/`postinstall` script a changed node adds or
@@ -21,9 +21,9 @@ import nodesemver
 import semver
 
 from bot.errors import ConfigError, InvalidRemoteData, ServiceUnavailable
-from bot.manifests.lockfile import Lockfile
+from bot.manifests.locked import LockedTree
 from bot.sources.http import HttpSource, host_of
-from bot.sources.npm import PackageVersion
+from bot.sources.npm.models import PackageVersion
 
 INSTALL_SCRIPTS = ("preinstall", "install", "postinstall")
 ADVISORIES_LIMIT = 64 * 1024 * 1024
@@ -38,22 +38,20 @@ class NodeChange:
     new_version: str
 
 
-def changed_nodes(previous: Lockfile, new: Lockfile) -> tuple[NodeChange, ...]:
+def changed_nodes(previous: LockedTree, new: LockedTree) -> tuple[NodeChange, ...]:
     """Every `(name, version)` in `new` that `previous` does not lock, sorted by name."""
     before: dict[str, list[str]] = {}
-    for entry in previous.entries:
-        if entry.version is not None:
-            before.setdefault(entry.name, []).append(entry.version)
-    at_path = {entry.path: entry.version for entry in previous.entries}
+    for package in previous.packages:
+        before.setdefault(package.name, []).append(package.version)
+    at_key = {package.key: package.version for package in previous.packages}
     changes: dict[tuple[str, str], NodeChange] = {}
-    for entry in new.entries:
-        if not entry.path or entry.version is None:
+    for package in new.packages:
+        if package.version in before.get(package.name, ()):
             continue
-        if entry.version in before.get(entry.name, ()):
-            continue
-        previous_version = at_path.get(entry.path) or next(iter(before.get(entry.name, ())), None)
+        previous_version = at_key.get(package.key) or next(iter(before.get(package.name, ())), None)
         changes.setdefault(
-            (entry.name, entry.version), NodeChange(entry.name, previous_version, entry.version)
+            (package.name, package.version),
+            NodeChange(package.name, previous_version, package.version),
         )
     return tuple(sorted(changes.values(), key=lambda change: (change.name, change.new_version)))
 

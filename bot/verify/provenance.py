@@ -25,7 +25,8 @@ from urllib.parse import quote
 from bot.config import Policy
 from bot.errors import InvalidRemoteData, ServiceUnavailable
 from bot.sources.http import HttpSource, host_of
-from bot.sources.npm import NpmSettings, PackageVersion
+from bot.sources.npm.models import PackageVersion
+from bot.sources.npm.settings import NpmSettings
 from bot.verify.signatures import RegistryKey, TrustedKeys
 from bot.verify.sigstore import (
     Bundle,

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from bot.sources.npm import PackageVersion
+from bot.sources.npm.models import PackageVersion
 
 SIZE_CHANGE_THRESHOLD = 0.20
 INSTALL_SCRIPTS = ("preinstall", "install", "postinstall")

@@ -38,7 +38,8 @@ from bot import DATA_DIR
 from bot.config import Policy
 from bot.errors import ConfigError, InvalidRemoteData, ServiceUnavailable, VerificationFailed
 from bot.sources.http import HttpSource, host_of
-from bot.sources.npm import PUBLIC_REGISTRY, NpmSettings, PackageVersion
+from bot.sources.npm.models import PackageVersion
+from bot.sources.npm.settings import PUBLIC_REGISTRY, NpmSettings
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from bot.config import RepoConfig, RunbookSettings
     from bot.runbook import Runbook
     from bot.services import Services
-    from bot.sources.npm import NpmRegistry
+    from bot.sources.npm.registry import NpmRegistry
     from bot.workspace import Workspace
 
 

@@ -1,18 +1,21 @@
-"""The npm watcher: read package.json and the lockfile at the base commit, fetch the parent's
-packument, and let the pure planner decide."""
+"""The npm watcher: find every project in the repository at the base commit, read its manifests
+and lockfile through its package manager, fetch the parent's packument, and let the pure
+planner decide."""
 
 from __future__ import annotations
 
 from bot.errors import ConfigError, ManifestError
-from bot.manifests.lockfile import Lockfile
+from bot.managers import MANAGERS
+from bot.managers.discovery import discover
 from bot.manifests.package_json import PackageJson
-from bot.models import Plan, Skipped
-from bot.planning.npm_family import FamilyPolicy, plan_family
+from bot.models import Plan, Project, Skipped
+from bot.planning.npm_family import FamilyPolicy, ProjectInput, plan_family
 from bot.watchers import WatchRequest, watcher
+from bot.workspace import Workspace
 
 
 def family_policy(request: WatchRequest) -> FamilyPolicy:
-    """The runbook's pin rule with the repository's overrides applied."""
+    """The runbook's pin rule with the repository's settings applied."""
     runbook = request.runbook
     if runbook.pins is None or not runbook.watch.npm:
         raise ConfigError(f"{runbook.source}: an npm runbook needs watch.npm and pins")
@@ -25,50 +28,101 @@ def family_policy(request: WatchRequest) -> FamilyPolicy:
         parent=runbook.watch.npm,
         pin_names=runbook.pins.names(tuple(platforms)),
         minimum_release_age=runbook.minimum_release_age if age is None else age,
-        include_major=request.settings.major,
+        major=request.settings.major_policy,
+        add_pins=request.settings.pin,
     )
+
+
+def _mentions(workspace: Workspace, path: str, name: str) -> bool:
+    text = workspace.read_text(path)
+    return text is not None and f'"{name}"' in text
+
+
+def read_project(workspace: Workspace, project: Project) -> ProjectInput:
+    """A project's manifests and lockfile at the base commit, parsed by its manager."""
+    manager = MANAGERS[project.manager]
+    manifests = {}
+    for path in manager.project_files(project.directory, project.members):
+        if not path.endswith("package.json"):
+            continue
+        text = workspace.read_text(path)
+        if text is None:
+            raise ManifestError(f"{path} is listed as a workspace but is not in the repository")
+        manifests[path] = PackageJson.parse(text, source=path)
+    lock_text = workspace.read_text(project.lockfile)
+    if lock_text is None:
+        raise ManifestError(f"{project.lockfile} is not in the repository")
+    lock = manager.parse_lock(lock_text, source=project.lockfile)
+    return ProjectInput(project, manifests, lock, manager.pin_field)
 
 
 @watcher("npm")
 def watch_npm(request: WatchRequest) -> Plan:
-    """Plan the rotation of one npm package family in one repository."""
+    """Plan the rotation of one npm package family across every project of one repository."""
     workspace = request.workspace
     policy = family_policy(request)
-    text = workspace.read_text("package.json")
-    if text is None:
-        if not request.explicit:
-            return _not_applicable(request, "the repository has no package.json")
-        raise ManifestError(
-            f"package.json not found at the root of {workspace.name} ({workspace.base_branch}); "
-            "point --repo at a Node.js project"
-        )
-    package_json = PackageJson.parse(text)
-    if package_json.dependency_spec(policy.parent) is None and not request.explicit:
-        return _not_applicable(request, f"package.json does not depend on {policy.parent}")
-    lock_text = workspace.read_text("package-lock.json")
-    if lock_text is None:
-        raise ManifestError(
-            f"package-lock.json not found in {workspace.name}; run `npm install` and commit it"
-        )
-    return plan_family(
-        repo=workspace.name,
-        base_commit=workspace.base_commit,
-        package_json=package_json,
-        lockfile=Lockfile.parse(lock_text),
-        parent=request.npm.packument(policy.parent),
-        policy=policy,
-        now=request.now,
-        target=request.target,
+    found = discover(
+        workspace.tracked_files(),
+        workspace.read_text,
+        directories=request.settings.directories or (),
     )
-
-
-def _not_applicable(request: WatchRequest, reason: str) -> Plan:
-    return Plan(
-        repo=request.workspace.name,
-        runbook=request.runbook.name,
-        base_commit=request.workspace.base_commit,
-        current_version=None,
-        current_pins=(),
-        rotations=(),
-        skipped=(Skipped(request.runbook.name, reason),),
-    )
+    inputs: list[ProjectInput] = []
+    skipped: list[Skipped] = []
+    for project in found.projects:
+        if project.manager not in MANAGERS:
+            if _mentions(workspace, project.path("package.json"), policy.parent):
+                skipped.append(
+                    Skipped(
+                        project.label,
+                        f"uses {project.manager} ({project.lockfile}); rotation-bot does not "
+                        "rotate that package manager's projects yet",
+                    )
+                )
+            continue
+        inputs.append(read_project(workspace, project))
+    for directory, reason in found.orphans:
+        path = f"{directory}/package.json" if directory else "package.json"
+        if _mentions(workspace, path, policy.parent):
+            skipped.append(
+                Skipped(
+                    directory or ".",
+                    f"{reason}: commit the lockfile of your package manager there to have "
+                    f"{policy.parent} rotated",
+                )
+            )
+    if not inputs:
+        reason = (
+            "the repository has no Node.js project with a lockfile"
+            if not found.projects
+            else f"no project rotation-bot can rotate uses {policy.parent}"
+        )
+        plan = Plan(
+            repo=workspace.name,
+            runbook=request.runbook.name,
+            base_commit=workspace.base_commit,
+            current_version=None,
+            current_pins=(),
+            rotations=(),
+            skipped=(*skipped, Skipped(request.runbook.name, reason)),
+        )
+    else:
+        plan = plan_family(
+            repo=workspace.name,
+            base_commit=workspace.base_commit,
+            inputs=inputs,
+            parent=request.npm.packument(policy.parent),
+            policy=policy,
+            now=request.now,
+            target=request.target,
+            skipped=skipped,
+        )
+    if request.explicit and not plan.projects:
+        # asked for this runbook by name, and no project can be rotated: say why, as an error
+        reasons = "; ".join(
+            f"{item.subject}: {item.reason}"
+            if item.subject != request.runbook.name
+            else item.reason
+            for item in plan.skipped
+        )
+        raise ManifestError(f"{workspace.name}: cannot rotate {policy.parent}: {reasons}")
+    return plan

@@ -119,30 +119,56 @@ def test_crlf_tabs_and_escape_directive_survive() -> None:
 def test_what_cannot_be_edited_safely_is_skipped_with_a_reason() -> None:
     text = (
         "ARG NODEFAULT\n"
-        "ARG DIGEST=" + OLD + "\n"
+        "ARG REGISTRY=docker.io\n"
         "ARG TAG=20\n"
         "FROM ${NODEFAULT}\n"
-        "FROM node:20@${DIGEST}\n"
+        "FROM ${REGISTRY}/library/node:20\n"
         "FROM Node:20\n"
         "FROM node:20@sha512:" + "a" * 128 + "\n"
-        "FROM node:2\\\n0@" + OLD + "\n"
+        "FROM node:20@sha256:aaaa\\\n" + "a" * 60 + "\n"
         "FROM --platform=linux/amd64\n"
-        "FROM node:${TAG}\n"
+        "FROM node:${TAG}-slim\n"
         "FROM node:20 AS a b\n"
+        "FROM --network=none node:20\n"
+        "FROM node:20 AS 1st\n"
+        "FROM node:${TARGETARCH}\n"
+        "FROM node:${TAG%.*}\n"
     )
     dockerfile = Dockerfile.parse(text, "Dockerfile")
 
     reasons = {item.subject: item.reason for item in dockerfile.skipped}
     assert "without a default value" in reasons["Dockerfile:4"]
-    assert "comes from a variable" in reasons["Dockerfile:5"]
+    # a digest appended after a literal tail would survive `--build-arg REGISTRY=…`
+    assert "build argument REGISTRY" in reasons["Dockerfile:5"]
     assert "not a valid image reference" in reasons["Dockerfile:6"]
     assert "sha256" in reasons["Dockerfile:7"]
-    assert "split across lines" in reasons["Dockerfile:8"]
+    assert "not written in one piece" in reasons["Dockerfile:8"]
     assert "names no image" in reasons["Dockerfile:10"]
-    # appending a digest after a variable tag would silently override --build-arg TAG=…
-    assert "ends in a variable" in reasons["Dockerfile:11"]
+    assert "build argument TAG" in reasons["Dockerfile:11"]
     assert "unexpected words" in reasons["Dockerfile:12"]
+    assert "--network" in reasons["Dockerfile:13"]
+    assert "not a stage name" in reasons["Dockerfile:14"]
+    assert "each build platform" in reasons["Dockerfile:15"]
+    assert "evaluates only -, + and ?" in reasons["Dockerfile:16"]
     assert dockerfile.images == ()
+
+
+def test_a_digest_held_by_an_arg_is_re_pinned_there_unless_two_images_share_it() -> None:
+    text = (
+        f"ARG DIGEST={OLD}\n"
+        f"ARG SHARED={OLD}\n"
+        "FROM node:20@${DIGEST}\n"
+        "FROM ruby:3@${SHARED}\n"
+        "FROM python:3@${SHARED}\n"
+    )
+    dockerfile = Dockerfile.parse(text, "Dockerfile")
+
+    (image,) = dockerfile.images
+    assert (image.argument, image.span.line) == ("DIGEST", 1)
+    assert dockerfile.repin([(image, NEW)]) == text.replace(f"DIGEST={OLD}", f"DIGEST={NEW}")
+    reasons = [(item.subject, item.reason) for item in dockerfile.skipped]
+    assert [subject for subject, _ in reasons] == ["Dockerfile:4", "Dockerfile:5"]
+    assert all("ARG SHARED" in reason and "python:3, ruby:3" in reason for _, reason in reasons)
 
 
 def test_repin_refuses_an_invalid_digest() -> None:
@@ -207,3 +233,169 @@ def test_default_patterns_find_dockerfiles_at_any_depth() -> None:
         "deploy/api.Dockerfile",
     ]
     assert select_dockerfiles(paths, ["deploy/*.Dockerfile"]) == ["deploy/api.Dockerfile"]
+
+
+# --- issue 17: read every Dockerfile as Docker does ---------------------------------------
+
+
+def test_a_byte_order_mark_is_stripped_as_docker_does() -> None:
+    text = f"\ufeffFROM node:20@{OLD}\n"
+    dockerfile = Dockerfile.parse(text, "Dockerfile")
+
+    (image,) = dockerfile.images
+    assert str(image.reference) == f"node:20@{OLD}"
+    assert dockerfile.repin([(image, NEW)]) == text.replace(OLD, NEW)
+
+
+def test_a_continuation_right_after_the_keyword() -> None:
+    text = f"FROM\\\n    node:20@{OLD} AS build\nfrom\\\r\n  --platform=linux/arm64 \\\r\n  alpine:3\r\n"
+    dockerfile = Dockerfile.parse(text, "Dockerfile")
+
+    assert [(image.line, str(image.reference), image.stage) for image in dockerfile.images] == [
+        (1, f"node:20@{OLD}", "build"),
+        (3, "alpine:3", None),
+    ]
+    assert dockerfile.images[1].platform == "linux/arm64"
+
+
+def test_parser_directives_end_at_the_first_line_that_is_not_one() -> None:
+    # Docker adopts `# escape=` only before any other comment, empty line or instruction
+    text = f"# a comment first\n# escape=`\nFROM \\\n  nginx:1.20@{OLD}\n"
+    dockerfile = Dockerfile.parse(text, "Dockerfile")
+
+    (image,) = dockerfile.images
+    assert str(image.reference) == f"nginx:1.20@{OLD}"
+    assert dockerfile.repin([(image, NEW)]) == text.replace(OLD, NEW)
+    # a real directive block: syntax, then escape
+    windows = f"# syntax=docker/dockerfile:1\n#escape=`\nFROM `\n  nginx:1.20@{OLD}\n"
+    assert str(Dockerfile.parse(windows, "Dockerfile").images[0].reference) == (f"nginx:1.20@{OLD}")
+
+
+def test_modifier_defaults_in_from_are_read_and_re_pinned() -> None:
+    text = (
+        "ARG SET=ruby:3\n"
+        f"FROM ${{IMG:-node:20@{OLD}}} AS a\n"
+        f'FROM ${{REF:-"python:3.12@{OLD}"}} AS b\n'
+        f"FROM ${{SET:-ignored:1@{OTHER}}} AS c\n"
+        f"FROM ${{SET:+golang:1.22@{OLD}}} AS d\n"
+        "ARG STAGE=not-seen-by-from:1\n"
+        f"FROM ${{STAGE:-alpine:3@{OLD}}} AS e\n"
+    )
+    dockerfile = Dockerfile.parse(text, "Dockerfile")
+
+    found = [(image.line, str(image.reference)) for image in dockerfile.images]
+    assert found == [
+        (2, f"node:20@{OLD}"),
+        (3, f"python:3.12@{OLD}"),
+        (4, "ruby:3"),
+        (5, f"golang:1.22@{OLD}"),
+        (7, f"alpine:3@{OLD}"),
+    ]
+    assert dockerfile.skipped == ()
+    pinned = [image for image in dockerfile.images if image.reference.digest]
+    assert dockerfile.repin([(image, NEW) for image in pinned]) == text.replace(OLD, NEW)
+
+
+def test_only_args_before_the_first_from_feed_from_lines() -> None:
+    text = (
+        "ARG GLOBAL=3.19\n"
+        f"FROM alpine:${{GLOBAL}}@{OLD} AS a\n"
+        "ARG STAGE=20\n"
+        "FROM node:${STAGE}\n"
+        "ARG QUOTED\n"
+        'FROM python:${QUOTED:-"3.12"}\n'
+    )
+    dockerfile = Dockerfile.parse(text, "Dockerfile")
+
+    assert [str(image.reference) for image in dockerfile.images] == [
+        f"alpine:3.19@{OLD}",
+        "python:3.12",
+    ]
+    (skipped,) = dockerfile.skipped
+    assert skipped.subject == "Dockerfile:4"
+    # the truth: STAGE is declared inside a stage, where FROM cannot see it
+    assert "line 3" in skipped.reason and "inside a stage" in skipped.reason
+    assert "without a default" not in skipped.reason
+
+
+def test_an_arg_default_tag_is_listed_and_re_pinned_through_the_default() -> None:
+    text = (
+        f"ARG VARIANT=20-alpine@{OLD}\n"
+        "ARG PY=3.12\n"
+        "FROM node:${VARIANT} AS a\n"
+        "FROM python:$PY AS b\n"
+    )
+    dockerfile = Dockerfile.parse(text, "Dockerfile")
+
+    node, python = dockerfile.images
+    assert (str(node.reference), node.argument, node.span.line) == (
+        f"node:20-alpine@{OLD}",
+        "VARIANT",
+        1,
+    )
+    assert (str(python.reference), python.argument, python.span.line) == ("python:3.12", "PY", 2)
+    edited = dockerfile.repin([(node, NEW), (python, OTHER)])
+    # only the digest bytes change; the unpinned tag gets its digest inside the ARG default,
+    # so `--build-arg PY=3.13` replaces tag and digest together
+    assert edited == text.replace(OLD, NEW).replace("PY=3.12", f"PY=3.12@{OTHER}")
+
+
+def test_every_from_is_an_image_a_non_image_or_skipped_never_lost() -> None:
+    text = (
+        "ARG STAGE=build\n"
+        f"FROM node:20@{OLD} AS build\n"
+        "RUN <<EOF\n"
+        "FROM this-is-heredoc-text:1\n"
+        "EOF\n"
+        "FROM ${STAGE} AS test\n"
+        "FROM scratch\n"
+        "FROM\\\n"
+        "python:3\n"
+        "COPY <<-'END' /etc/x\n"
+        "\tFROM also-heredoc:2\n"
+        "\tEND\n"
+        "FROM Build\n"
+    )
+    dockerfile = Dockerfile.parse(text, "Dockerfile")
+
+    assert [image.line for image in dockerfile.images] == [2]
+    assert [(item.subject, item.reason) for item in dockerfile.not_images] == [
+        ("Dockerfile:6 build", "the earlier stage `build`; not an image to pin"),
+        ("Dockerfile:7 scratch", "the empty image; nothing to pin"),
+    ]
+    reasons = {item.subject: item.reason for item in dockerfile.skipped}
+    assert list(reasons) == ["Dockerfile:8", "Dockerfile:13"]
+    # Docker joins `FROM\` and an unindented next line into one word
+    assert "'FROMPYTHON:3'" in reasons["Dockerfile:8"]
+    # stage names are matched exactly after lower-casing the stage, as BuildKit does
+    assert "not a valid image reference" in reasons["Dockerfile:13"]
+
+
+def test_a_file_docker_refuses_leaves_every_from_alone_with_the_reason() -> None:
+    text = f"# escape=`\n# escape=\\\nFROM node:20@{OLD}\nFROM scratch\n"
+    dockerfile = Dockerfile.parse(text, "Dockerfile")
+
+    assert dockerfile.images == () and dockerfile.not_images == ()
+    assert [item.subject for item in dockerfile.skipped] == ["Dockerfile:3", "Dockerfile:4"]
+    assert all("only one escape parser directive" in item.reason for item in dockerfile.skipped)
+    unterminated = Dockerfile.parse("FROM node:20\nRUN <<EOF\necho\n", "Dockerfile")
+    assert [item.subject for item in unterminated.skipped] == ["Dockerfile:1"]
+    assert "never ends" in unterminated.skipped[0].reason
+
+
+def test_no_digest_is_added_to_an_arg_default_that_is_read_elsewhere() -> None:
+    text = (
+        "ARG VERSION=20\n"
+        "ARG OWN=3.12\n"
+        "FROM node:${VERSION} AS a\n"
+        "ARG VERSION\n"
+        "RUN echo $VERSION\n"
+        "FROM python:${OWN}\n"
+    )
+    dockerfile = Dockerfile.parse(text, "Dockerfile")
+
+    (image,) = dockerfile.images
+    assert (str(image.reference), image.argument) == ("python:3.12", "OWN")
+    (skipped,) = dockerfile.skipped
+    assert skipped.subject == "Dockerfile:3"
+    assert "also read by the stage ARG at line 4" in skipped.reason

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from bot.errors import ManifestError
-from bot.manifests.package_json import PackageJson, bump_spec, insert_member, replace_values
+from bot.manifests.package_json import (
+    PackageJson,
+    apply_edits,
+    insert_member,
+    replace_values,
+    respec,
+)
+from bot.models import ManifestEdit
 
 TABBED = '{\n\t"name": "app",\n\t"dependencies": {"sharp": "^0.33.4"},\n\t"overrides": {\n\t\t"@img/sharp-linux-x64": "0.33.4"\n\t}\n}'
 
@@ -35,11 +44,9 @@ def test_insert_member_uses_the_siblings_indentation() -> None:
 def test_nested_overrides_and_crlf_are_found_and_kept() -> None:
     text = '{\r\n  "dependencies": {"sharp": "0.33.4"},\r\n  "overrides": {"sharp": {"@img/sharp-linux-x64": "0.33.4"}}\r\n}\r\n'
     document = PackageJson.parse(text)
-    places = document.override_pins({"@img/sharp-linux-x64"})
-    assert places == {
-        "@img/sharp-linux-x64": [(("overrides", "sharp", "@img/sharp-linux-x64"), "0.33.4")]
-    }
-    new = replace_values(document, {places["@img/sharp-linux-x64"][0][0]: "0.33.5"})
+    places = list(document.strings_under(("overrides",)))
+    assert places == [(("overrides", "sharp", "@img/sharp-linux-x64"), "0.33.4")]
+    new = replace_values(document, {places[0][0]: "0.33.5"})
     assert new == text.replace(
         '"@img/sharp-linux-x64": "0.33.4"', '"@img/sharp-linux-x64": "0.33.5"'
     )
@@ -51,29 +58,59 @@ def test_malformed_or_ambiguous_json_is_refused(text: str) -> None:
         PackageJson.parse(text)
 
 
-def test_pins_must_be_exact_and_agree() -> None:
-    ranged = PackageJson.parse('{"overrides": {"@img/x": "^1.0.0"}}')
-    with pytest.raises(ManifestError, match="not an exact version"):
-        ranged.pins({"@img/x"})
-    split = PackageJson.parse('{"overrides": {"@img/x": "1.0.0", "sharp": {"@img/x": "1.0.1"}}}')
-    with pytest.raises(ManifestError, match="make them agree"):
-        split.pins({"@img/x"})
-
-
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
         ("0.33.4", "0.33.5"),
         ("^0.33.4", "^0.33.5"),
         ("~0.33.4", "~0.33.5"),
-        ("=0.33.4", "=0.33.5"),
+        ("=0.33.4", "0.33.5"),
         ("v0.33.4", "0.33.5"),
+        (">=0.33.0 <0.34", None),
+        ("$sharp", None),
+        ("latest", None),
     ],
 )
-def test_bump_spec_keeps_the_operator(spec: str, expected: str) -> None:
-    assert bump_spec(spec, "0.33.5", source="package.json", name="sharp") == expected
+def test_respec_keeps_the_operator_of_simple_specs_only(spec: str, expected: str | None) -> None:
+    assert respec(spec, "0.33.5") == expected
 
 
-def test_bump_spec_refuses_complex_ranges() -> None:
-    with pytest.raises(ManifestError, match="rewrites exact, \\^ and ~ specs only"):
-        bump_spec(">=0.33.0 <0.34", "0.33.5", source="package.json", name="sharp")
+TABS_NO_NEWLINE = '{\n\t"name": "site",\n\t"dependencies": {\n\t\t"sharp": "^0.33.4"\n\t},\n\t"allowScripts": {\n\t\t"sharp@0.33.4": true\n\t}\n}'
+
+
+def test_apply_edits_values_keys_and_a_new_pin_block_in_the_file_s_own_style() -> None:
+    pins = {"@img/sharp-linux-x64": "0.33.5", "@img/sharp-libvips-linux-x64": "1.0.4"}
+    text = apply_edits(
+        TABS_NO_NEWLINE,
+        [
+            ManifestEdit("package.json", ("dependencies", "sharp"), "value", "^0.33.4", "^0.33.5"),
+            ManifestEdit(
+                "package.json",
+                ("allowScripts", "sharp@0.33.4"),
+                "key",
+                "sharp@0.33.4",
+                "sharp@0.33.5",
+            ),
+            ManifestEdit("package.json", ("overrides",), "insert", "", json.dumps(pins)),
+        ],
+        source="package.json",
+    )
+    assert text == (
+        '{\n\t"name": "site",\n\t"dependencies": {\n\t\t"sharp": "^0.33.5"\n\t},\n'
+        '\t"allowScripts": {\n\t\t"sharp@0.33.5": true\n\t},\n'
+        '\t"overrides": {\n\t\t"@img/sharp-linux-x64": "0.33.5",\n'
+        '\t\t"@img/sharp-libvips-linux-x64": "1.0.4"\n\t}\n}'
+    )
+
+
+def test_apply_edits_refuses_a_value_that_moved_since_planning() -> None:
+    with pytest.raises(ManifestError, match="dependencies.sharp is no longer '\\^0.33.3'"):
+        apply_edits(
+            TABS_NO_NEWLINE,
+            [
+                ManifestEdit(
+                    "package.json", ("dependencies", "sharp"), "value", "^0.33.3", "^0.33.5"
+                )
+            ],
+            source="package.json",
+        )

@@ -9,7 +9,8 @@ import pytest
 
 from bot.errors import ConfigError, InvalidRemoteData
 from bot.sources.http import HttpSource
-from bot.sources.npm import NpmRegistry, NpmSettings, load_npm_settings
+from bot.sources.npm.registry import NpmRegistry
+from bot.sources.npm.settings import NpmSettings, load_npm_settings
 from tests.support.verdaccio import Verdaccio
 
 
@@ -78,7 +79,7 @@ def test_tarball_hash_streams_and_caps(registry: Verdaccio) -> None:
 
 
 def test_manifest_validation_refuses_bad_integrity_and_tarball_urls() -> None:
-    from bot.sources.npm import Packument
+    from bot.sources.npm.models import Packument
 
     def one(dist: dict[str, str]) -> Packument:
         return Packument(
@@ -117,3 +118,37 @@ def test_unknown_host_is_not_retried() -> None:
     with pytest.raises(ServiceUnavailable, match="https://no-such-host.invalid is unreachable"):
         npm.packument("sharp")
     assert http.request_count == 1
+
+
+def test_a_repository_npmrc_contributes_only_allowlisted_keys(tmp_path: Path) -> None:
+    project = (
+        "registry=https://mirror.example/\n"
+        "@img:registry=https://img.example/\n"
+        "legacy-peer-deps=true\n"
+        "git=./tools/git\n"
+        "proxy=http://attacker.example/\n"
+        "strict-ssl=false\n"
+        "//img.example/:_authToken=committed-token\n"
+        "@x:registry=https://x.example/${SECRET}/\n"
+    )
+    settings = load_npm_settings({"SECRET": "s3cret", "HOME": str(tmp_path)}, project_npmrc=project)
+    assert settings.project.values == (
+        ("registry", "https://mirror.example/"),
+        ("@img:registry", "https://img.example/"),
+        ("legacy-peer-deps", "true"),
+    )
+    assert settings.project.dropped == (
+        "//img.example/:_authToken",
+        "@x:registry",
+        "git",
+        "proxy",
+        "strict-ssl",
+    )
+    assert settings.credentials == () and settings.network == ()
+    assert "s3cret" not in settings.project.text() + settings.userconfig(omit_resolved=False)
+    allowed = load_npm_settings(
+        {"SECRET": "s3cret", "HOME": str(tmp_path)},
+        project_npmrc="@x:registry=https://x.example/${SECRET}/\n",
+        project_variables=("SECRET",),
+    )
+    assert allowed.registry_for("@x/y") == "https://x.example/s3cret/"

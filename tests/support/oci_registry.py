@@ -92,8 +92,9 @@ class Image:
         return self.manifest.digest
 
 
-def make_image(content: str, *, platform: str = "linux/amd64", created: str) -> Image:
-    """A tiny image whose one layer holds `content` (different content → different digest)."""
+def make_image(content: str, *, platform: str = "linux/amd64", created: str | None) -> Image:
+    """A tiny image whose one layer holds `content` (different content → different digest);
+    `created=None` leaves the date out of the config, as some builders do."""
     data = content.encode()
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as archive:
@@ -107,12 +108,13 @@ def make_image(content: str, *, platform: str = "linux/amd64", created: str) -> 
     config_data: dict[str, Any] = {
         "architecture": architecture,
         "os": os_name,
-        "created": created,
         "rootfs": {"type": "layers", "diff_ids": [digest_of(tar)]},
         "config": {"Env": ["PATH=/usr/bin"]},
     }
     if variant:
         config_data["variant"] = variant[0]
+    if created is not None:
+        config_data["created"] = created
     config = Blob(OCI_CONFIG, json.dumps(config_data, sort_keys=True).encode())
     manifest = Blob(
         OCI_MANIFEST,
@@ -210,7 +212,7 @@ class Registry:
         content: str,
         *,
         platform: str = "linux/amd64",
-        created: str = "2024-01-02T03:04:05.123456789Z",
+        created: str | None = "2024-01-02T03:04:05.123456789Z",
     ) -> str:
         """Push a single-platform image under `tag`; returns the manifest digest."""
         image = make_image(content, platform=platform, created=created)

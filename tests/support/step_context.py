@@ -11,11 +11,12 @@ from pathlib import Path
 
 from bot.audit import now
 from bot.config import Settings, parse_repo_config
-from bot.models import PinChange, Plan, Rotation
+from bot.models import PinChange, Plan, Project, ProjectRotation, Rotation
 from bot.runbook import DEFAULT_RUNBOOKS_DIR, load_runbook
 from bot.services import Services
 from bot.sources.http import HttpSource
-from bot.sources.npm import NpmRegistry, NpmSettings
+from bot.sources.npm.registry import NpmRegistry
+from bot.sources.npm.settings import NpmSettings
 from bot.steps.registry import StepContext
 
 
@@ -25,7 +26,9 @@ def rotation_for(
     *,
     previous_version: str | None = "0.33.4",
 ) -> Rotation:
-    """A sharp patch rotation to `new_version` with `pins` (name → previous, new)."""
+    """A sharp patch rotation of the repository's root npm project to `new_version` with `pins`
+    (name → previous, new)."""
+    changes = tuple(PinChange(name, old, new) for name, (old, new) in pins.items())
     return Rotation(
         runbook="sharp",
         kind="patch",
@@ -33,7 +36,17 @@ def rotation_for(
         previous_version=previous_version,
         new_version=new_version,
         branch=f"rotation-bot/sharp-{new_version}",
-        pins=tuple(PinChange(name, old, new) for name, (old, new) in pins.items()),
+        pins=changes,
+        projects=(
+            ProjectRotation(
+                Project("", "npm", "package-lock.json"),
+                previous_version or "",
+                new_version,
+                changes,
+                pinned=True,
+                edits=(),
+            ),
+        ),
     )
 
 

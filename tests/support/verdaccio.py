@@ -26,6 +26,7 @@ from tests.support.processes import free_port, stop_process, wait_for_http
 
 HARNESS = Path(__file__).resolve().parent.parent / "harness"
 VERDACCIO = HARNESS / "node_modules" / "verdaccio" / "bin" / "verdaccio"
+TOOLS = HARNESS / "tools"
 
 
 def make_tarball(manifest: Mapping[str, Any], files: Mapping[str, bytes] | None = None) -> bytes:
@@ -69,7 +70,17 @@ class Verdaccio:
     ) -> dict[str, Any]:
         """Publish `name@version` (manifest fields from `extra`); returns the manifest sent."""
         manifest: dict[str, Any] = {"name": name, "version": version, **(extra or {})}
-        tarball = make_tarball(manifest, files)
+        return self.publish_tarball(make_tarball(manifest, files), dist_extra=dist_extra)
+
+    def publish_tarball(
+        self, tarball: bytes, *, dist_extra: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Publish a tarball as it is (its package/package.json is the manifest)."""
+        with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as archive:
+            member = archive.extractfile("package/package.json")
+            assert member is not None
+            manifest: dict[str, Any] = json.loads(member.read())
+        name, version = manifest["name"], manifest["version"]
         filename = f"{name.rsplit('/', maxsplit=1)[-1]}-{version}.tgz"
         manifest["dist"] = {
             "integrity": integrity_of(tarball),
@@ -108,6 +119,13 @@ class Verdaccio:
     def stop(self) -> None:
         """Stop the server by its process group."""
         stop_process(self.process)
+
+
+def publish_tools(registry: Verdaccio) -> None:
+    """The real npm/pnpm/yarn tarballs packed by the test set-up (tests/harness/tools.txt),
+    which the bot installs from the registry like any package."""
+    for tarball in sorted(TOOLS.glob("*.tgz")):
+        registry.publish_tarball(tarball.read_bytes())
 
 
 def start_verdaccio(directory: Path) -> Verdaccio:

@@ -40,10 +40,10 @@ def runbook() -> Runbook:
     return load_runbook(DEFAULT_RUNBOOKS_DIR / "base-image.yml")
 
 
-def services(oci: bool = True) -> Services:
+def services(oci: bool = True, settings: Settings | None = None) -> Services:
     http = HttpSource(attempts=1)
     return Services(
-        settings=Settings(),
+        settings=settings or Settings(),
         environ={},
         http=http,
         releases=cast(Any, None),
@@ -63,17 +63,24 @@ def make_repo(path: Path, files: Mapping[str, str]) -> Workspace:
     return Workspace.open_local(path)
 
 
-def watch(workspace: Workspace, config: str | None = None, *, oci: bool = True) -> Plan:
+def watch(
+    workspace: Workspace,
+    config: str | None = None,
+    *,
+    oci: bool = True,
+    now: datetime = NOW,
+    settings: Settings | None = None,
+) -> Plan:
     repo_config: RepoConfig = parse_repo_config(config)
     request = WatchRequest(
         runbook=runbook(),
         settings=repo_config.runbook("base-image"),
         repo_config=repo_config,
         workspace=workspace,
-        services=services(oci),
+        services=services(oci, settings),
         npm=cast(Any, None),
         target=None,
-        now=NOW,
+        now=now,
         explicit=True,
     )
     return get_watcher("base-images")(request)
@@ -118,8 +125,15 @@ def test_moved_tags_in_a_multi_stage_dockerfile_become_one_digest_rotation(
         ),
     )
     assert rotation.new_version.startswith("digests-")
-    assert plan.skipped == ()
-    assert {pin.version for pin in plan.current_pins} == {node_old, tools}
+    # the stage reference and scratch are listed, as FROM lines with nothing to pin
+    assert [(item.subject, item.reason) for item in plan.skipped] == [
+        ("deploy/api.Dockerfile:5 build", "the earlier stage `build`; not an image to pin"),
+        ("deploy/api.Dockerfile:6 scratch", "the empty image; nothing to pin"),
+    ]
+    assert [(pin.name, pin.version) for pin in plan.current_pins] == [
+        (f"deploy/api.Dockerfile:3 {host}/watch/node:20", node_old),
+        (f"deploy/api.Dockerfile:4 {host}/watch/tools:1", tools),
+    ]
     # the same facts give the same fingerprint (idempotent proposals)
     assert watch(workspace).rotations[0].new_version == rotation.new_version
 
@@ -225,6 +239,23 @@ def test_no_dockerfiles_and_a_config_that_matches_nothing(tmp_path: Path) -> Non
         watch(workspace, "version: 1\nrunbooks:\n  base-image:\n    dockerfiles: [ci/*.df]\n")
 
 
+def test_unreadable_and_oversized_dockerfiles_are_skipped_with_the_reason(tmp_path: Path) -> None:
+    root = tmp_path / "app"
+    root.mkdir()
+    (root / "Dockerfile").write_text("FROM scratch\n")
+    (root / "latin1.Dockerfile").write_bytes(b"# caf\xe9\nFROM node:20\n")
+    (root / "huge.Dockerfile").write_text("FROM node:20\n" + "# padding\n" * 200_000)
+    commit_directory(root)
+
+    plan = watch(Workspace.open_local(root), oci=False)  # no registry is asked for anything
+
+    reasons = {item.subject: item.reason for item in plan.skipped}
+    assert reasons["latin1.Dockerfile"].startswith("latin1.Dockerfile is not UTF-8 text")
+    assert reasons["huge.Dockerfile"].startswith("huge.Dockerfile is 2,000,013 bytes, over ")
+    assert "1 MiB cap for Dockerfiles" in reasons["huge.Dockerfile"]
+    assert plan.rotations == ()
+
+
 def test_registries_are_asked_only_when_an_image_needs_it(tmp_path: Path) -> None:
     workspace = make_repo(tmp_path / "app", {"Dockerfile": "FROM node:20\nFROM scratch\n"})
 
@@ -296,4 +327,67 @@ def test_inside_another_runbook_the_step_resolves_digests_itself(
 
 def test_the_base_image_runbook_has_a_one_day_default_age() -> None:
     assert runbook().minimum_release_age == timedelta(days=1)
-    assert runbook().steps == ("repin-base-images", "propose")
+    assert runbook().steps == ("repin-base-images",)
+
+
+def test_a_digest_without_a_usable_date_ages_from_when_the_bot_first_saw_it(
+    registry: Registry, tmp_path: Path
+) -> None:
+    host = registry.host
+    olds = {
+        name: registry.push_image(f"undated/{name}", "1", f"{name} old", created=OLD_DATE)
+        for name in ("missing", "epoch", "future")
+    }
+    news = {
+        "missing": registry.push_image("undated/missing", "1", "missing new", created=None),
+        "epoch": registry.push_image(
+            "undated/epoch", "1", "epoch new", created="1970-01-01T00:00:00Z"
+        ),
+        "future": registry.push_image(
+            "undated/future", "1", "future new", created="2999-01-01T00:00:00Z"
+        ),
+    }
+    dockerfile = "".join(
+        f"FROM {host}/undated/{name}:1@{digest} AS {name}\n" for name, digest in olds.items()
+    )
+    workspace = make_repo(tmp_path / "app", {"Dockerfile": dockerfile})
+    config = "version: 1\nrunbooks:\n  base-image:\n    minimum-release-age: 1d\n"
+    state = Settings(state_dir=tmp_path / "state")
+
+    first = watch(workspace, config, settings=state)
+
+    assert first.rotations == ()
+    reasons = {item.subject.split(" ")[0]: item.reason for item in first.skipped}
+    assert "has no created date" in reasons["Dockerfile:1"]
+    assert "created 1970-01-01, the fixed date of a reproducible build" in reasons["Dockerfile:2"]
+    assert "created 2999-01-01 00:00 UTC, in the future" in reasons["Dockerfile:3"]
+    for line in ("1", "2", "3"):
+        assert (
+            "first seen 2024-06-01 00:00 UTC, younger than the minimum age 1 day"
+            in (reasons[f"Dockerfile:{line}"])
+        )
+
+    # a day and a bit later the recorded sightings (not a new one) make the digests old enough
+    later = watch(workspace, config, settings=state, now=NOW + timedelta(days=1, minutes=1))
+    (rotation,) = later.rotations
+    assert [(change.line, change.new_digest) for change in rotation.digests] == [
+        (1, news["missing"]),
+        (2, news["epoch"]),
+        (3, news["future"]),
+    ]
+    # a bot with no record of them sees them for the first time then, and waits again
+    fresh = watch(
+        workspace,
+        config,
+        settings=Settings(state_dir=tmp_path / "other-state"),
+        now=NOW + timedelta(days=1, minutes=1),
+    )
+    assert fresh.rotations == () and "first seen 2024-06-02 00:01 UTC" in fresh.skipped[0].reason
+    # without a minimum age no sighting is needed and none is recorded
+    unaged = Settings(state_dir=tmp_path / "unaged")
+    assert watch(
+        workspace,
+        "version: 1\nrunbooks:\n  base-image:\n    minimum-release-age: 0\n",
+        settings=unaged,
+    ).rotations
+    assert not (tmp_path / "unaged").exists()

@@ -1,0 +1,62 @@
+"""npm: package-lock.json, pins in `overrides`, `npm install --package-lock-only`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.managers.base import PackageManager, ScratchProject, Tool
+from bot.manifests.locked import LockedTree
+from bot.manifests.lockfile import parse_package_lock
+
+# npm/cli#4828: older npm versions drop other platforms' optional packages from the lockfile.
+# Without a `packageManager` field, the bot runs this npm (it has the fix), not whatever npm the
+# host happens to have.
+DEFAULT_NPM = "11.19.1"
+
+
+def _join(directory: str, name: str) -> str:
+    return f"{directory}/{name}" if directory else name
+
+
+class Npm(PackageManager):
+    """npm 7+ (lockfileVersion 2 and 3)."""
+
+    name = "npm"
+    lockfile = "package-lock.json"
+    tool_package = "npm"
+    declared_as = "npm"
+    pin_field = ("overrides",)
+    default_version = DEFAULT_NPM
+
+    def project_files(self, directory: str, members: Sequence[str]) -> tuple[str, ...]:
+        """The root package.json and lockfile, and every workspace member's package.json."""
+        return (
+            _join(directory, "package.json"),
+            _join(directory, self.lockfile),
+            *(_join(member, "package.json") for member in members),
+        )
+
+    def regenerate_argv(self, tool: Tool) -> tuple[str, ...]:
+        """`npm install --package-lock-only` with scripts, audit and funding messages off."""
+        return (
+            *tool.argv,
+            "install",
+            "--package-lock-only",
+            "--ignore-scripts",
+            "--no-audit",
+            "--no-fund",
+            "--no-update-notifier",
+        )
+
+    def prepare(self, project: ScratchProject, project_config: str) -> None:
+        """npm reads the sanitised config as the project's `.npmrc`."""
+        (project.directory / ".npmrc").write_text(project_config, encoding="utf-8")
+
+    def parse_lock(self, text: str, *, source: str) -> LockedTree:
+        """package-lock.json v2/v3."""
+        return parse_package_lock(text, source=source)
+
+    def tool_entry(self, package_dir: Path) -> Path:
+        """npm's own `bin/npm-cli.js`."""
+        return package_dir / "bin" / "npm-cli.js"
