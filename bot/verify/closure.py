@@ -1,8 +1,9 @@
 """The rotation's closure: every package whose locked version changes, and what must hold for each.
 
 Pure, apart from `load_malicious_advisories` (a file, a directory or an http(s) URL):
-- `changed_nodes`: every `(name, version)` a regenerated lockfile locks that the base
-  lockfile did not (any package manager's, through `bot.managers`) (sharp's new dependencies too, not only the pins);
+- `changed_nodes`: every `(name, version)` a regenerated lockfile (of any package manager, as
+  `bot.managers` parses it) locks that the base lockfile did not: sharp's new dependencies
+  too, not only the pins;
 - `MaliciousAdvisories`: OSV `MAL-` advisories for npm (the OSV JSON format, as the OpenSSF
   malicious-packages repository publishes them), matched by explicit version or SEMVER range;
 - `script_problems`: a `preinstall`/`install`/`postinstall` script a changed node adds or
