@@ -28,10 +28,18 @@ import click
 
 from bot.cancellation import Cancelled, SignalReceived, run_deadline
 from bot.config import Settings, load_settings, secret_variables
-from bot.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, BotError, ServiceUnavailable, redact
+from bot.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    BotError,
+    ServiceUnavailable,
+    UsageError,
+    redact,
+)
 from bot.forges.base import Forge
 from bot.forges.local import LocalForge
-from bot.models import Plan, RunRequest, RunSummary, Trigger
+from bot.models import Plan, RunRequest, RunSummary, Trigger, utc_now
 from bot.pipeline import Pipeline, plan_evidence
 from bot.runbook import load_runbooks, runbooks_dir
 from bot.service.locks import RepositoryLocks
@@ -487,15 +495,59 @@ def audit_verify(state: _State, anchors: tuple[Path, ...]) -> None:
 
 
 @audit.command("export")
+@click.argument("run_id", required=False)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["jsonl", "html"]),
+    default="jsonl",
+    show_default=True,
+    help="jsonl: every run and record; html: the page of one RUN, as a self-contained file.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="File for --format html (default: rotation-bot-run-<id>.html; - for stdout).",
+)
 @click.pass_obj
-def audit_export(state: _State) -> None:
-    """Every run and record as JSON lines (for archiving or a SIEM)."""
+def audit_export(
+    state: _State, run_id: str | None, output_format: str, output: Path | None
+) -> None:
+    """Every run and record as JSON lines (for archiving or a SIEM), or one run as an HTML page
+    (`--format html RUN`, to attach to a change ticket)."""
     store = state.audit()
+    if output_format == "html":
+        _export_html(store, run_id, output)
+        return
+    if run_id is not None:
+        raise UsageError("RUN selects the run of --format html; jsonl exports the whole trail")
     for row in reversed(store.list_runs(limit=1_000_000)):
         click.echo(json.dumps({"type": "run", **row}, default=str, sort_keys=True))
     for record in store.records():
         record["evidence"] = json.loads(record["evidence"])
         click.echo(json.dumps({"type": "step", **record}, default=str, sort_keys=True))
+
+
+def _export_html(store: AuditStore, run_id: str | None, output: Path | None) -> None:
+    from bot.service.dashboard.data import load_run  # noqa: PLC0415 - Jinja2 only for html
+    from bot.service.dashboard.render import export_run  # noqa: PLC0415
+
+    if run_id is None:
+        raise UsageError("--format html needs the RUN to export (see rotation-bot audit list)")
+    view = load_run(store, run_id)
+    if view is None:
+        raise UsageError(f"no single run matches {run_id!r}; see rotation-bot audit list")
+    page = export_run(view, now=utc_now())
+    if output is not None and str(output) == "-":
+        click.echo(page, nl=False)
+        return
+    target = output or Path(f"rotation-bot-run-{view.run.id[:8]}.html")
+    try:
+        target.write_text(page, encoding="utf-8")
+    except OSError as error:
+        raise UsageError(f"{target}: cannot write ({error.strerror})") from error
+    click.echo(f"wrote {target} (run {view.run.id})", err=True)
 
 
 @main.command()
@@ -537,7 +589,8 @@ def serve(state: _State) -> None:
         state.pipeline(stop=stopping),
         stopping=stopping,
         on_ready=lambda url: click.echo(
-            f"rotation-bot: serving on {url} (POST /webhook, GET /healthz, GET /metrics)",
+            f"rotation-bot: serving on {url} (POST /webhook, GET /healthz, GET /metrics, "
+            "GET /dashboard)",
             err=True,
         ),
     )

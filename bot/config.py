@@ -146,6 +146,8 @@ class RepoConfig(StrictModel):
     runbooks: dict[str, RunbookSettings] = Field(default_factory=dict)
     verify: VerifySettings = VerifySettings()
     pull_requests: PullRequestSettings = PullRequestSettings()
+    # keep one dependency-dashboard issue current (GitHub: an issue; local forge: stored)
+    dashboard: bool = False
 
     def runbook(self, name: str) -> RunbookSettings:
         """Settings for one runbook (defaults when the file does not mention it)."""
@@ -195,7 +197,8 @@ def parse_repo_config(text: str | None, *, source: str = REPO_CONFIG_PATH) -> Re
 
 @dataclass(frozen=True)
 class Settings:
-    """Service settings: forge credentials, webhook secret, database, what to serve."""
+    """Service settings: forge credentials, webhook secret, database, what to serve, who may
+    read the dashboard."""
 
     github_url: str = "https://api.github.com"
     github_token: str | None = None
@@ -227,6 +230,9 @@ class Settings:
     # seconds one HTTP request may take in all (retries and body included), and one run
     request_timeout: float = 300.0
     run_timeout: float = 1800.0
+    dashboard_token: str | None = None
+    dashboard_auth_header: str | None = None
+    dashboard_trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
 
     @property
     def has_github_credentials(self) -> bool:
@@ -245,8 +251,19 @@ class Settings:
         return self.audit_anchor or self.state_dir / "audit-anchor.log"
 
 
-_SECRET_SETTINGS = ("github_token", "github_app_key", "webhook_secret", "database_url")
-_LIST_SETTINGS = ("repositories", "insecure_registries", "npmrc_variables")
+_SECRET_SETTINGS = (
+    "github_token",
+    "github_app_key",
+    "webhook_secret",
+    "database_url",
+    "dashboard_token",
+)
+_LIST_SETTINGS = (
+    "repositories",
+    "insecure_registries",
+    "npmrc_variables",
+    "dashboard_trusted_proxies",
+)
 _DURATION_SETTINGS = ("request_timeout", "run_timeout")
 
 

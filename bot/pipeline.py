@@ -85,6 +85,9 @@ def rotation_evidence(rotation: Rotation) -> dict[str, Any]:
         "previous_version": rotation.previous_version,
         "new_version": rotation.new_version,
         "branch": rotation.branch,
+        "published_at": release.published_at.isoformat()  # where the lead time starts
+        if (release := rotation.release) and release.published_at
+        else None,
         "pins": [asdict(pin) for pin in rotation.pins],
         "digests": [asdict(change) for change in rotation.digests],
         "projects": [asdict(part) for part in rotation.projects],
@@ -333,7 +336,24 @@ class Pipeline:
         summaries: list[RunSummary] = []
         for runbook, explicit in selected:
             summaries.extend(self._run_runbook(context, runbook, request, explicit))
+        if context.config.dashboard and summaries:
+            self._update_dashboard(context.workspace.name, summaries[-1].run_id)
         return summaries
+
+    def _update_dashboard(self, repo: str, run_id: str) -> None:
+        """Bring the repository's dashboard issue (opt-in `dashboard: true`) up to date with the
+        audit trail; a forge failure is logged and never fails the rotation."""
+        from bot.service.dashboard.render import issue_body  # noqa: PLC0415 - Jinja2 when opted in
+
+        body = issue_body(self.audit, repo, runbooks=sorted(self.runbooks), now=self.clock())
+        if body is None:
+            return
+        try:
+            url = self.forge.ensure_dashboard_issue(repo, body, run_id=run_id)
+        except BotError as error:
+            log.warning("dashboard issue not updated: %s", error.message, extra={"repo": repo})
+            return
+        log.info("dashboard issue current", extra={"repo": repo, "url": url})
 
     def _run_runbook(
         self, context: RepoContext, runbook: Runbook, request: RunRequest, explicit: bool

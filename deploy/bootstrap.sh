@@ -5,7 +5,8 @@
 #   bash deploy/bootstrap.sh          # the bot itself (git, npm/node, Python packages)
 #   bash deploy/bootstrap.sh --test   # plus what the test suite runs: docker-registry,
 #                                     # apache2-utils (htpasswd), PostgreSQL and psycopg,
-#                                     # the Node test harness
+#                                     # chromium + chromium-driver (the dashboard's browser
+#                                     # tests), the Node test harness
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,8 @@ if $want_tests; then
   command -v htpasswd >/dev/null || apt_packages+=(apache2-utils)
   # PostgreSQL for the distributed-mode tests (tests/support/postgres.py starts its own server)
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_packages+=(postgresql)
+  [ -x /usr/bin/chromium ] || apt_packages+=(chromium)
+  [ -x /usr/bin/chromedriver ] || apt_packages+=(chromium-driver)
 fi
 if [ ${#apt_packages[@]} -gt 0 ]; then
   echo "+ apt-get install ${apt_packages[*]}"

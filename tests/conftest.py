@@ -49,8 +49,10 @@ def publish_sharp(
     version: str,
     libvips: str,
     platforms: Mapping[str, Mapping[str, Any]] = PLATFORMS,
+    parent_extra: Mapping[str, Any] | None = None,
 ) -> None:
-    """Publish a fake sharp release with binaries and libvips packages for `platforms`."""
+    """Publish a fake sharp release with binaries and libvips packages for `platforms`
+    (`parent_extra`: more fields of sharp's own manifest, e.g. `scripts`)."""
     optional: dict[str, str] = {}
     for platform, fields in platforms.items():
         vips = f"@img/sharp-libvips-{platform}"
@@ -69,7 +71,11 @@ def publish_sharp(
         )
         optional[f"@img/sharp-{platform}"] = version
         optional[vips] = libvips
-    registry.publish("sharp", version, extra={"main": "index.js", "optionalDependencies": optional})
+    registry.publish(
+        "sharp",
+        version,
+        extra={"main": "index.js", "optionalDependencies": optional, **(parent_extra or {})},
+    )
 
 
 def publish_family(registry: Verdaccio) -> None:

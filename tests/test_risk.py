@@ -256,3 +256,17 @@ def test_new_publisher_after_an_unknown_one_says_unknown() -> None:
         "1.0.1 was published by `mallory`, who published none of the earlier versions "
         "(e.g. 1.0.0 by `unknown`)"
     )
+
+
+def test_an_unusable_previous_manifest_is_not_compared_and_stops_nothing() -> None:
+    from bot.sources.npm.models import Packument
+    from bot.steps.assess_risk import _manifest_or_none
+
+    packument = Packument(
+        "sharp",
+        {"versions": {"0.33.4": {"name": "sharp", "version": "0.33.4"}}},  # no dist
+        host="r.test",
+    )
+    assert _manifest_or_none(packument, "0.33.4") is None
+    assert _manifest_or_none(packument, "0.33.3") is None
+    assert _manifest_or_none(packument, None) is None

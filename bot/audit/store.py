@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -604,6 +604,38 @@ class AuditStore:
             check.check_proposals(connection.execute(select(proposals)).mappings())
         check.check_anchors()
         return check.report()
+
+    # --- reading for the dashboard -------------------------------------------------------
+
+    def run_index(self) -> list[dict[str, Any]]:
+        """Every run, oldest first, without its proposal body (the fleet view reads them all)."""
+        columns = [column for column in runs.c if column.name != "proposal_body"]
+        with self._reading() as connection:
+            rows = connection.execute(
+                select(*columns).order_by(runs.c.started_at, runs.c.id)
+            ).mappings()
+            return [dict(row) for row in rows]
+
+    def chain_head(self) -> tuple[int, str]:
+        """How many records the chain holds and the newest one's hash (cheap: one row)."""
+        with self._reading() as connection:
+            head = connection.execute(_HEAD).one()
+        return int(head.seq), str(head.hash)
+
+    def records_of(self, run_ids: Collection[str], kinds: Collection[str]) -> list[dict[str, Any]]:
+        """The records of `kinds` in the runs `run_ids`, in chain order, evidence decoded."""
+        wanted = sorted(set(run_ids))
+        found: list[dict[str, Any]] = []
+        with self._reading() as connection:
+            for start in range(0, len(wanted), 500):  # bounded IN lists for every database
+                rows = connection.execute(
+                    select(steps).where(
+                        steps.c.run_id.in_(wanted[start : start + 500]),
+                        steps.c.kind.in_(sorted(set(kinds))),
+                    )
+                ).mappings()
+                found.extend({**dict(row), "evidence": json.loads(row["evidence"])} for row in rows)
+        return sorted(found, key=lambda record: int(record["seq"]))
 
     # --- local forge proposals -----------------------------------------------------------------
 

@@ -15,6 +15,8 @@ from bot.models import Proposal, PublishedProposal
 if TYPE_CHECKING:
     from bot.workspace import PushAuth
 
+DASHBOARD_TITLE = "rotation-bot dashboard"
+
 
 @dataclass(frozen=True)
 class ApiUsage:
@@ -80,4 +82,10 @@ class Forge(Protocol):
 
     def api_usage(self) -> ApiUsage:
         """API requests made so far by this forge (for the audit trail)."""
+        ...
+
+    def ensure_dashboard_issue(self, repo: str, body: str, *, run_id: str) -> str:
+        """Open, or update in place, the repository's one dependency dashboard issue with `body`
+        (markdown); an unchanged body writes nothing.  `run_id` is the run whose audit records
+        the change is chained to.  Returns its URL."""
         ...

@@ -1,4 +1,5 @@
-"""GitHub (and GitHub Enterprise) as the forge: pull requests and incident issues via PyGithub.
+"""GitHub (and GitHub Enterprise) as the forge: pull requests, incident issues and the dependency
+dashboard issue, via PyGithub.
 
 Credentials are a token or a GitHub App (app id + private key → an installation token per
 account, refreshed by PyGithub before it expires).  Both are registered for redaction, PyGithub's
@@ -57,7 +58,7 @@ from bot.errors import (
     redact,
     register_secret,
 )
-from bot.forges.base import ApiUsage, ExistingProposal, Incident
+from bot.forges.base import DASHBOARD_TITLE, ApiUsage, ExistingProposal, Incident
 from bot.models import Proposal, PublishedProposal, strict_version
 from bot.sources.http import USER_AGENT, host_of
 from bot.workspace import PushAuth
@@ -65,6 +66,8 @@ from bot.workspace import PushAuth
 log = logging.getLogger(__name__)
 
 INCIDENT_LABEL = "rotation-bot-incident"
+DASHBOARD_LABEL = "rotation-bot-dashboard"
+DASHBOARD_MARKER = "<!-- rotation-bot-dashboard -->"
 _PROPOSAL_MARKER = re.compile(r"\n*<!-- rotation-bot-proposal (\{[^\n]*\}) -->\n*\Z")
 _INCIDENT_MARKER = "<!-- rotation-bot-incident {runbook}@{target} -->"
 _SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -525,9 +528,11 @@ class GitHubForge:
         marker = _INCIDENT_MARKER.format(runbook=incident.runbook, target=incident.target)
         body = f"{redact(incident.body).rstrip()}\n\n{marker}\n"
         title = redact(incident.title)
-        found = self._find_incident(client, repo, marker)
+        found = self._find_issue(client, repo, INCIDENT_LABEL, marker)
         if found is None:
-            return self._create_incident(client, repo, title, body, marker)
+            url = self._create_issue(client, repo, title, body, INCIDENT_LABEL, marker)
+            log.warning("incident opened", extra={"repo": repo, "url": url})
+            return url
         url = _string(found.get("html_url"), source=self.host, what="html_url")
         if found.get("title") != title or found.get("body") != body:
             issue = client.create_from_raw_data(Issue, dict(found))
@@ -537,6 +542,35 @@ class GitHubForge:
                 idempotent=True,
             )
             log.info("incident updated", extra={"repo": repo, "url": url})
+        return url
+
+    def ensure_dashboard_issue(self, repo: str, body: str, *, run_id: str) -> str:
+        """Open, or update in place, the one dashboard issue (label `rotation-bot-dashboard`,
+        found by the hidden marker at the end of its body; a closed one is reopened).  The list
+        is asked conditionally and an unchanged issue is not written: a quiet cycle costs one
+        free request."""
+        client = self.client_for(repo)
+        text = f"{redact(body).rstrip()}\n\n{DASHBOARD_MARKER}\n"
+        found = self._find_issue(client, repo, DASHBOARD_LABEL, DASHBOARD_MARKER, state="all")
+        if found is None:
+            url = self._create_issue(
+                client, repo, DASHBOARD_TITLE, text, DASHBOARD_LABEL, DASHBOARD_MARKER
+            )
+            log.info("dashboard issue opened", extra={"repo": repo, "url": url})
+            return url
+        url = _string(found.get("html_url"), source=self.host, what="html_url")
+        if (found.get("title"), found.get("body"), found.get("state")) != (
+            DASHBOARD_TITLE,
+            text,
+            "open",
+        ):
+            issue = client.create_from_raw_data(Issue, dict(found))
+            self._call(
+                f"updating the dashboard issue {url}",
+                lambda: issue.edit(title=DASHBOARD_TITLE, body=text, state="open"),
+                idempotent=True,
+            )
+            log.info("dashboard issue updated", extra={"repo": repo, "url": url})
         return url
 
     # --- pull requests -------------------------------------------------------------------
@@ -673,41 +707,46 @@ class GitHubForge:
 
     # --- incidents -----------------------------------------------------------------------
 
-    def _find_incident(self, client: Github, repo: str, marker: str) -> Mapping[str, Any] | None:
+    def _find_issue(
+        self, client: Github, repo: str, label: str, marker: str, *, state: str = "open"
+    ) -> Mapping[str, Any] | None:
+        """The issue (not pull request) labelled `label` whose body carries `marker` (open
+        ones first when `state` is `all`)."""
         owner, name = _split(repo)
         items = self._list(
             client,
             f"/repos/{quote(owner)}/{quote(name)}/issues",
-            {"state": "open", "labels": INCIDENT_LABEL},
+            {"state": state, "labels": label},
         )
-        for item in items:
-            body = item.get("body")
-            if "pull_request" not in item and isinstance(body, str) and marker in body:
-                return item
-        return None
+        found = [
+            item
+            for item in items
+            if "pull_request" not in item
+            and isinstance(item.get("body"), str)
+            and marker in item["body"]
+        ]
+        found.sort(key=lambda item: item.get("state") != "open")
+        return found[0] if found else None
 
-    def _create_incident(
-        self, client: Github, repo: str, title: str, body: str, marker: str
+    def _create_issue(
+        self, client: Github, repo: str, title: str, body: str, label: str, marker: str
     ) -> str:
+        """Open a labelled issue; after an uncertain failure, look for it before retrying."""
         repository = client.get_repo(repo)
         for attempt in range(1, self.options.attempts + 1):
             try:
                 issue = self._call(
-                    f"opening an incident issue in {repo}",
-                    lambda: repository.create_issue(
-                        title=title, body=body, labels=[INCIDENT_LABEL]
-                    ),
+                    f"opening a {label} issue in {repo}",
+                    lambda: repository.create_issue(title=title, body=body, labels=[label]),
                     idempotent=False,
                 )
-                url = _string(issue.raw_data.get("html_url"), source=self.host, what="html_url")
-                log.warning("incident opened", extra={"repo": repo, "url": url})
-                return url
+                return _string(issue.raw_data.get("html_url"), source=self.host, what="html_url")
             except _Uncertain:
-                found = self._find_incident(client, repo, marker)
+                found = self._find_issue(client, repo, label, marker)
                 if found is not None:
                     return _string(found.get("html_url"), source=self.host, what="html_url")
                 self.options.sleep(self.options.backoff * attempt)
-        raise ServiceUnavailable(f"{self.host} kept failing to open the incident issue in {repo}")
+        raise ServiceUnavailable(f"{self.host} kept failing to open the {label} issue in {repo}")
 
     # --- clients, lists and the one retry policy ----------------------------------------
 

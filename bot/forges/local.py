@@ -1,7 +1,8 @@
 """The local forge (default without GitHub credentials): proposals live in the audit store.
 
 The branch is created in the repository by the workspace; this forge stores the proposal's
-title and body, finds it again by branch, supersedes older ones, and keeps incidents.
+title and body, finds it again by branch, supersedes older ones, and keeps incidents and the
+dependency dashboard (rows of state `incident` and `dashboard`).
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bot.errors import UsageError
-from bot.forges.base import ApiUsage, ExistingProposal, Incident
+from bot.forges.base import DASHBOARD_TITLE, ApiUsage, ExistingProposal, Incident
 from bot.models import Proposal, PublishedProposal
 
 if TYPE_CHECKING:
     from bot.audit import AuditStore
     from bot.workspace import PushAuth
+
+DASHBOARD_BRANCH = "dashboard/issue"  # the key of the stored dashboard, not a git branch
 
 
 class LocalForge:
@@ -120,6 +123,28 @@ class LocalForge:
             by_run=incident.run_id,
         )
         return _url(repo, branch)
+
+    def ensure_dashboard_issue(self, repo: str, body: str, *, run_id: str) -> str:
+        """Store the dashboard body (a `dashboard` proposal row); unchanged, nothing is written."""
+        existing = self.audit.find_proposal(repo, DASHBOARD_BRANCH)
+        if existing is None or existing["body"] != body:
+            self.audit.save_proposal(
+                repo,
+                {
+                    "branch": DASHBOARD_BRANCH,
+                    "runbook": "-",
+                    "state": "dashboard",
+                    "title": DASHBOARD_TITLE,
+                    "body": body,
+                    "base_commit": "",
+                    "head_commit": "",
+                    "new_version": "-",
+                    "run_id": run_id,
+                    "superseded_by": None,
+                },
+                by_run=run_id,
+            )
+        return _url(repo, DASHBOARD_BRANCH)
 
 
 def _url(repo: str, branch: str) -> str:

@@ -39,6 +39,8 @@ from bot.forges.github import GitHubForge
 from bot.models import RunRequest, RunSummary
 from bot.runbook import Runbook
 from bot.service.chat import ChatCommands, ChatGitHub, ClientFor
+from bot.service.dashboard.auth import DashboardAuth
+from bot.service.dashboard.web import DashboardApp
 from bot.service.locks import RepositoryBusy, RepositoryLocks, repository_key
 from bot.service.metrics import Metrics
 from bot.service.scheduler import RepositoryLister, Scheduler
@@ -305,6 +307,9 @@ def start_service(
         log.warning("webhook disabled: set ROTATION_BOT_WEBHOOK_SECRET to accept deliveries")
     elif chat is None:
         log.warning("chat commands disabled: they need GitHub credentials")
+    dashboard_auth = DashboardAuth.from_settings(settings)
+    if not dashboard_auth.enabled:
+        log.info("dashboard off: set ROTATION_BOT_DASHBOARD_TOKEN to serve it")
     app = WebhookApp(
         secret=settings.webhook_secret,
         deliveries=deliveries,
@@ -313,6 +318,7 @@ def start_service(
         serves=scheduler.serves,
         on_installation_change=scheduler.refresh_soon,
         max_body=options.max_body,
+        dashboard=DashboardApp(audit=audit, auth=dashboard_auth, runbooks=pipeline.runbooks),
     )
     queue.start()
     scheduler.start()

@@ -1,4 +1,5 @@
-"""The HTTP side of the service: `POST /webhook`, `GET /healthz`, `GET /metrics`.
+"""The HTTP side of the service: `POST /webhook`, `GET /healthz`, `GET /metrics`, and the
+read-only dashboard under `/dashboard` (bot/service/dashboard, with its own sign-in).
 
 A plain WSGI application served by waitress (bounded worker threads; request bodies are buffered
 by waitress's I/O loop before a worker sees them, so slow clients cannot tie up workers; body
@@ -113,6 +114,7 @@ class WebhookApp:
         serves: Callable[[str], bool],
         on_installation_change: Callable[[], None] | None = None,
         max_body: int = MAX_BODY_BYTES,
+        dashboard: Callable[[Environ, StartResponse], Iterable[bytes]] | None = None,
     ) -> None:
         self.secret = secret.encode("utf-8") if secret else b""
         self.deliveries = deliveries
@@ -121,6 +123,7 @@ class WebhookApp:
         self.serves = serves
         self.on_installation_change = on_installation_change
         self.max_body = max_body
+        self.dashboard = dashboard
         self.stopping = threading.Event()
         self._metrics_app = make_wsgi_app(metrics.registry)
 
@@ -132,6 +135,8 @@ class WebhookApp:
         if path == "/metrics" and method == "GET":
             result: Iterable[bytes] = self._metrics_app(environ, start_response)
             return result
+        if self.dashboard is not None and (path == "/dashboard" or path.startswith("/dashboard/")):
+            return self.dashboard(environ, start_response)
         if path == "/webhook":
             if method != "POST":
                 return _json(start_response, 405, {"error": "use POST"}, [("Allow", "POST")])
