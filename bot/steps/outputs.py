@@ -54,6 +54,8 @@ class LockfileRegenerated:
     tool: str
     command: str
     ignored_config: tuple[str, ...] = ()
+    # the manager's own warnings (`ERESOLVE overriding peer dependency` …), line by line
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ def tool_for(ctx: StepContext, project: Project, manager: PackageManager) -> Too
         npm=ctx.npm,
         cache_dir=ctx.services.settings.resolved_tools_dir,
         declared_hash=digest,
+        declared_in=project.path("package.json"),
     )
 
 
@@ -75,16 +76,39 @@ def environment(ctx: StepContext, *, omit_resolved: bool) -> dict[str, str]:
     )
 
 
+_NOISE = ("A complete log of this run", "For a full report see", "/_logs/")
+SHOWN_LINES = 12
+
+
+def tool_messages(output: str, level: str) -> tuple[str, ...]:
+    """The package manager's own `level` lines (`npm error code EOVERRIDE`, `npm warn ERESOLVE
+    …`, `ERR_PNPM_…`), their indentation collapsed, without blank ones and pointers to its debug
+    log."""
+    npm = (f"npm {level}", "npm ERR!" if level == "error" else "npm WARN")
+    others = ("ERR_PNPM", "error ") if level == "error" else ()
+    lines: list[str] = []
+    for raw in output.splitlines():
+        line = raw.strip()
+        prefix = next((p for p in npm if line.startswith(p)), None)
+        if prefix is not None:
+            line = f"{prefix} {line[len(prefix) :].strip()}".strip()
+            if line == prefix:
+                continue
+        elif not line.startswith(others):
+            continue
+        if not any(noise in line for noise in _NOISE):
+            lines.append(line)
+    return tuple(lines)
+
+
 def _npm_error(error: CommandFailed) -> str:
-    """npm's own error code and lines (`npm error code EOVERRIDE` …), not the log path."""
-    lines = [
-        line.strip()
-        for line in str(error.fields.get("stderr", "")).splitlines()
-        if line.strip().startswith(("npm error", "npm ERR!", "ERR_PNPM", "error "))
-        and "A complete log" not in line
-        and "/_logs/" not in line
-    ]
-    return "; ".join(lines[:6]) or error.message
+    """npm's own error code and lines (`npm error code EOVERRIDE; npm error Override for
+    sharp@… conflicts with direct dependency`), not the log path."""
+    lines = tool_messages(str(error.fields.get("stderr", "")), "error")
+    shown = "; ".join(lines[:SHOWN_LINES])
+    if len(lines) > SHOWN_LINES:
+        shown += f"; … ({len(lines) - SHOWN_LINES} more lines in the audit record)"
+    return shown or error.message
 
 
 @step("regenerate-lockfile")
@@ -103,7 +127,9 @@ def regenerate_lockfile(ctx: StepContext) -> StepResult:
         argv = manager.regenerate_argv(tool)
         omit = not manager.parse_lock(before, source=project.lockfile).records_resolved
         try:
-            run(argv, cwd=scratch.directory, env=environment(ctx, omit_resolved=omit), timeout=900)
+            result = run(
+                argv, cwd=scratch.directory, env=environment(ctx, omit_resolved=omit), timeout=900
+            )
         except CommandFailed as error:
             raise StepFailed(
                 f"{tool.name} {tool.version} could not regenerate {project.lockfile}: "
@@ -126,6 +152,7 @@ def regenerate_lockfile(ctx: StepContext) -> StepResult:
                 tool=f"{tool.name}@{tool.version}",
                 command=" ".join(argv[2:] if argv[0] == "node" else argv),
                 ignored_config=ctx.npm_settings.project.dropped,
+                warnings=tool_messages(result.stderr, "warn"),
             )
         )
     ctx.outputs.lockfiles = LockfilesRegenerated(tuple(regenerated))
