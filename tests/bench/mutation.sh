@@ -22,11 +22,7 @@ fi
 case "$MODE" in
   verify)
     MUTATE="    bot/verify/*"
-    TESTS="    tests/test_sigstore.py
-    tests/test_provenance.py
-    tests/test_signatures.py
-    tests/test_risk.py
-    tests/test_verify_closure.py"
+    TESTS="    tests/verify"
     # the tests that start a registry are left to the `steps` run
     SELECT="    -k
     not step and not keyring and not proposal and not rotation and not configured and not sharp_beyond";;
@@ -36,10 +32,11 @@ case "$MODE" in
     bot/steps/verify_provenance.py
     bot/steps/verify_closure.py
     bot/steps/confirm_lockfile.py"
-    TESTS="    tests/test_verify_steps.py
-    tests/test_provenance.py
-    tests/test_signatures.py
-    tests/test_verify_closure.py"
+    TESTS="    tests/steps/test_confirm_lockfile.py
+    tests/steps/test_verify_tarballs.py
+    tests/verify/test_provenance.py
+    tests/verify/test_signatures.py
+    tests/verify/test_closure.py"
     SELECT="";;
   *) echo "usage: $0 verify|steps|results" >&2; exit 2;;
 esac

@@ -32,10 +32,10 @@ from bot.verify.closure import (
     parse_osv,
     script_problems,
 )
-from tests.support.step_context import make_context, rotation_for
+from tests.support.step_context import BaseFiles, make_context, rotation_for
 from tests.support.verdaccio import Verdaccio, start_verdaccio
 
-OSV = Path(__file__).parent / "fixtures" / "osv"
+OSV = Path(__file__).parents[1] / "fixtures" / "osv"
 LINUX = "@img/sharp-linux-x64"
 COLOUR = "@img/colour"
 
@@ -356,11 +356,7 @@ def context(
         return json.dumps({"lockfileVersion": 3, "packages": {"": {"name": "app"}, **packages}})
 
     (tmp_path / "package-lock.json").write_text(lockfile(new))
-    workspace = type(
-        "Workspace",
-        (),
-        {"read_text": lambda self, path: lockfile({"sharp": "0.33.4", LINUX: "0.33.4"})},
-    )()
+    workspace = BaseFiles({"package-lock.json": lockfile({"sharp": "0.33.4", LINUX: "0.33.4"})})
     ctx = make_context(
         tmp_path,
         npm.url,

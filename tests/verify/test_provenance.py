@@ -592,7 +592,7 @@ def test_predicate_must_name_the_signers_repository(
 
 
 def test_a_message_signature_bundle_is_not_provenance(root: TrustedRoot) -> None:
-    real = Path(__file__).parent / "fixtures" / "sigstore" / "conformance" / "happy-path-v0.3"
+    real = Path(__file__).parents[1] / "fixtures" / "sigstore" / "conformance" / "happy-path-v0.3"
     bundle = parse_bundle(json.loads((real / "bundle.sigstore.json").read_text()), source="x")
 
     with pytest.raises(VerificationFailed) as caught:

@@ -33,7 +33,7 @@ from bot.verify.sigstore import (
     verify_bundle,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures" / "sigstore"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "sigstore"
 CONFORMANCE = FIXTURES / "conformance"
 SIGSTORE_JS = FIXTURES / "sigstore-js"
 NPM_BUNDLE = FIXTURES / "npm" / "sigstore-3.1.0.sigstore.json"
