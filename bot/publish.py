@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from bot.config import PullRequestSettings
@@ -30,7 +31,7 @@ from bot.models import (
 from bot.runbook import Runbook
 from bot.sources.http import host_of
 from bot.sources.releases import release_page
-from bot.steps.outputs import LockedEntry, Outputs, TarballChecked
+from bot.steps.outputs import ClosureVerified, LockedEntry, Outputs, TarballChecked
 from bot.steps.registry import StepContext
 from bot.verify.provenance import ProvenanceCheck
 from bot.verify.signatures import SignatureCheck
@@ -204,7 +205,42 @@ def _verification_table(rotation: Rotation, outputs: Outputs) -> list[str]:
             _provenance_cell(provenance.get(name)),
         )
         lines.append(f"| {code(name)} | " + " | ".join(cells) + " |")
-    return [*lines, ""]
+    return [*lines, "", *_closure_lines(outputs.closure), ""]
+
+
+def _closure_lines(closure: ClosureVerified | None) -> list[str]:
+    """Every package whose locked version changes: when it was published, its install scripts,
+    and what it was checked against."""
+    if closure is None:
+        return ["Changed packages in the lockfile: not checked, `verify-closure` did not run."]
+    advisories = (
+        "no OSV advisory source is configured (`ROTATION_BOT_MALICIOUS_ADVISORIES`), so only "
+        "unpublished versions were looked for"
+        if closure.advisories is None
+        else f"none is in the {closure.advisories} OSV `MAL-` advisories or unpublished"
+    )
+    age = (
+        f"each is older than {text(closure.minimum_age)}"
+        if closure.minimum_age != str(timedelta(0))
+        else "no minimum release age applies"
+    )
+    lines = [
+        f"Changed packages in the lockfile ({len(closure.nodes)}): {advisories}; none adds or "
+        f"changes an install script the runbook does not allow; {age}.",
+        "",
+        "| Package | Version | Published | Install scripts (unchanged or allowed) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for node in closure.nodes:
+        scripts = ", ".join(
+            f"{code(script)}: {code(command)}" for script, command in node.install_scripts
+        )
+        published = text(node.published_at[:10]) if node.published_at else "—"
+        lines.append(
+            f"| {code(node.name)} | {_versions(node.previous_version, node.new_version)} "
+            f"| {published} | {scripts or '—'} |"
+        )
+    return lines
 
 
 def _digest_table(outputs: Outputs) -> list[str]:

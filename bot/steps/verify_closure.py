@@ -13,13 +13,14 @@ change no install script the runbook does not allow, and be older than the minim
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import asdict
 
 from bot import paths
 from bot.errors import InvalidRemoteData, RotationHeld, StepFailed, VerificationFailed
 from bot.managers import get_manager
 from bot.models import StepResult
 from bot.sources.npm.models import PackageVersion
+from bot.steps.outputs import ClosureNode, ClosureVerified
 from bot.steps.registry import StepContext, passed, skipped, step
 from bot.verify.closure import (
     INSTALL_SCRIPTS,
@@ -62,9 +63,8 @@ def verify_closure(ctx: StepContext) -> StepResult:
     """Check every changed node of the regenerated lockfiles."""
     if ctx.rotation.kind == "digest" or not ctx.rotation.projects:
         return skipped("no lockfile in this rotation", reason="no npm projects")
-    advisories = load_malicious_advisories(
-        ctx.services.settings.malicious_advisories, ctx.services.http
-    )
+    source = ctx.services.settings.malicious_advisories
+    advisories = load_malicious_advisories(source, ctx.services.http)
     allowed = [
         (item.package, item.versions, item.script) for item in ctx.runbook.allow_install_scripts
     ]
@@ -73,7 +73,7 @@ def verify_closure(ctx: StepContext) -> StepResult:
     now = ctx.services.clock()
     blocked: list[str] = []
     young: list[str] = []
-    nodes: list[dict[str, Any]] = []
+    nodes: list[ClosureNode] = []
     for change in _changes(ctx):
         label = f"{change.name}@{change.new_version}"
         packument = ctx.npm.packument(change.name)
@@ -94,34 +94,40 @@ def verify_closure(ctx: StepContext) -> StepResult:
         elif now - published < minimum_age:
             young.append(f"{label} was published {published:%Y-%m-%d %H:%M} UTC")
         nodes.append(
-            {
-                "name": change.name,
-                "previous_version": change.previous_version,
-                "new_version": change.new_version,
-                "published_at": published.isoformat() if published else None,
-                "install_scripts": {
-                    key: manifest.install_scripts[key]
+            ClosureNode(
+                name=change.name,
+                previous_version=change.previous_version,
+                new_version=change.new_version,
+                published_at=published.isoformat() if published else None,
+                install_scripts=tuple(
+                    (key, manifest.install_scripts[key])
                     for key in INSTALL_SCRIPTS
                     if key in manifest.install_scripts
-                },
-            }
+                ),
+            )
         )
+    output = ClosureVerified(
+        nodes=tuple(nodes),
+        advisories=len(advisories.advisories) if source else None,
+        minimum_age=str(minimum_age),
+    )
     if blocked:
         raise VerificationFailed(
             f"the rotation's closure is unsafe: {blocked[0]}; do not bypass — keep the "
             "known-good pins",
             problems=blocked,
-            nodes=nodes,
+            **asdict(output),
         )
     if young and minimum_age.total_seconds() > 0:
         raise RotationHeld(
             f"rotation held: {young[0]}, younger than the minimum release age {minimum_age}; "
             "a later cycle retries",
             problems=young,
-            nodes=nodes,
+            **asdict(output),
         )
+    ctx.outputs.closure = output
     return passed(
         f"{len(nodes)} changed packages: none known-malicious or unpublished, no unexpected "
         f"install script, all older than {minimum_age}",
-        nodes=nodes,
+        output,
     )

@@ -21,6 +21,7 @@ import pytest
 from bot.errors import ConfigError, RotationHeld, ServiceUnavailable, VerificationFailed
 from bot.manifests.locked import LockedTree
 from bot.manifests.lockfile import parse_package_lock
+from bot.publish import render_body
 from bot.sources.http import HttpSource
 from bot.sources.npm.models import Dist, PackageVersion
 from bot.steps.registry import StepContext, get_step
@@ -388,7 +389,63 @@ def test_step_passes_every_changed_node(tmp_path: Path, npm: Verdaccio) -> None:
         ("sharp", "0.33.4", "0.33.5"),
     ]
     # sharp's changed `install` script is the runbook's allowed one
-    assert result.evidence["nodes"][2]["install_scripts"] == {"install": "node install/check.js"}
+    assert result.evidence["nodes"][2]["install_scripts"] == (("install", "node install/check.js"),)
+    assert (result.evidence["advisories"], result.evidence["minimum_age"]) == (
+        None,
+        "3 days, 0:00:00",
+    )
+
+
+def test_the_proposal_lists_every_changed_node(tmp_path: Path, npm: Verdaccio) -> None:
+    mirror = tmp_path / "osv"
+    mirror.mkdir()
+    (mirror / "MAL-2099-1.json").write_text(json.dumps(advisory("left-pad", versions=("9.9.9",))))
+    ctx = context(tmp_path, npm, ROTATED, advisories=str(mirror))
+    result = replace(get_step("verify-closure")(ctx), kind="verify-closure")
+
+    body = render_body(ctx.runbook, ctx.rotation, ctx.outputs, [result], "0123456789abcdef")
+
+    assert ctx.outputs.closure is not None
+    day = {node.name: (node.published_at or "")[:10] for node in ctx.outputs.closure.nodes}
+    start = body.index("Changed packages in the lockfile")
+    assert body[start:].splitlines()[:6] == [
+        "Changed packages in the lockfile (3): none is in the 1 OSV `MAL-` advisories or "
+        "unpublished; none adds or changes an install script the runbook does not allow; each "
+        "is older than 3 days, 0:00:00.",
+        "",
+        "| Package | Version | Published | Install scripts (unchanged or allowed) |",
+        "| --- | --- | --- | --- |",
+        f"| `{COLOUR}` | — → `1.0.0` | {day[COLOUR]} | — |",
+        f"| `{LINUX}` | `0.33.4` → `0.33.5` | {day[LINUX]} | — |",
+    ]
+    assert body[start:].splitlines()[6] == (
+        f"| `sharp` | `0.33.4` → `0.33.5` | {day['sharp']} | `install`: `node install/check.js` |"
+    )
+
+
+def test_the_proposal_says_when_no_advisory_source_is_configured(
+    tmp_path: Path, npm: Verdaccio
+) -> None:
+    zero = "version: 1\nrunbooks:\n  sharp:\n    minimum-release-age: 0\n"
+    ctx = context(tmp_path, npm, ROTATED, config=zero)
+    get_step("verify-closure")(ctx)
+
+    body = render_body(ctx.runbook, ctx.rotation, ctx.outputs, [], "0123456789abcdef")
+
+    assert (
+        "Changed packages in the lockfile (3): no OSV advisory source is configured "
+        "(`ROTATION_BOT_MALICIOUS_ADVISORIES`), so only unpublished versions were looked for; "
+        "none adds or changes an install script the runbook does not allow; no minimum release "
+        "age applies." in body
+    )
+
+
+def test_the_proposal_says_when_the_closure_was_not_checked(tmp_path: Path, npm: Verdaccio) -> None:
+    ctx = context(tmp_path, npm, ROTATED)
+
+    body = render_body(ctx.runbook, ctx.rotation, ctx.outputs, [], "0123456789abcdef")
+
+    assert "Changed packages in the lockfile: not checked, `verify-closure` did not run." in body
 
 
 def test_a_young_new_dependency_holds_the_rotation(tmp_path: Path, npm: Verdaccio) -> None:
