@@ -6,6 +6,7 @@ Pure, apart from `load_malicious_advisories` (a file, a directory or an http(s) 
   too, not only the pins;
 - `MaliciousAdvisories`: OSV `MAL-` advisories for npm (the OSV JSON format, as the OpenSSF
   malicious-packages repository publishes them), matched by explicit version or SEMVER range;
+  a withdrawn one (a false positive, kept under that repository's `osv/withdrawn/`) is ignored;
 - `script_problems`: a `preinstall`/`install`/`postinstall` script a changed node adds or
   changes, unless the runbook allows that package's script by name and version range.
 """
@@ -116,8 +117,8 @@ def parse_osv(data: object, *, source: str) -> tuple[MaliciousAdvisory, ...]:
     for document in documents:
         if not isinstance(document, dict) or not isinstance(document.get("id"), str):
             raise ConfigError(f"{source}: not an OSV advisory (no id)")
-        if not document["id"].startswith("MAL-"):
-            continue
+        if not document["id"].startswith("MAL-") or document.get("withdrawn"):
+            continue  # not a malicious-package report, or withdrawn as a false positive
         for affected in document.get("affected") or []:
             package = affected.get("package") if isinstance(affected, dict) else None
             if not isinstance(package, dict) or package.get("ecosystem") != "npm":

@@ -114,6 +114,14 @@ def test_real_osv_mirror_directory_finds_the_chalk_compromise() -> None:
     assert advisories.find("chalk-template", "5.6.1") is None
 
 
+def test_a_withdrawn_advisory_in_the_mirror_blocks_nothing() -> None:
+    # the whole `osv/` directory of the mirror: malicious/ and withdrawn/ side by side
+    advisories = load_malicious_advisories(str(OSV), HttpSource(attempts=1))
+
+    assert [item.id for item in advisories.advisories] == ["MAL-2025-46969"]
+    assert advisories.find("@ctrl/plex", "6.0.0") is None
+
+
 @pytest.mark.parametrize(
     ("events", "version", "affected"),
     [
