@@ -18,7 +18,13 @@ from typing import Any
 
 import pytest
 
-from bot.errors import ConfigError, RotationHeld, ServiceUnavailable, VerificationFailed
+from bot.errors import (
+    ConfigError,
+    RotationHeld,
+    ServiceUnavailable,
+    StepFailed,
+    VerificationFailed,
+)
 from bot.manifests.locked import LockedTree
 from bot.manifests.lockfile import parse_package_lock
 from bot.publish import render_body
@@ -85,6 +91,13 @@ def test_a_nested_change_is_compared_with_the_same_path() -> None:
     assert changed_nodes(previous, new) == (NodeChange(LINUX, "0.33.1", "0.33.2"),)
 
 
+def test_a_moved_package_is_compared_with_its_version_elsewhere() -> None:
+    previous = lock({}, nested={f"node_modules/a/node_modules/{LINUX}": "0.33.1"})
+    new = lock({LINUX: "0.33.2"})
+
+    assert changed_nodes(previous, new) == (NodeChange(LINUX, "0.33.1", "0.33.2"),)
+
+
 # --- known-malicious versions -----------------------------------------------------------------
 
 
@@ -137,6 +150,7 @@ def test_a_withdrawn_advisory_in_the_mirror_blocks_nothing() -> None:
     ],
 )
 def test_osv_semver_ranges(events: Any, version: str, affected: bool) -> None:
+    assert affected_by_range(version, events) is affected
     (found,) = parse_osv(advisory("pkg", events=events), source="test")
 
     assert affected_by_range(version, events) is affected
@@ -312,6 +326,12 @@ SHARP_INSTALL = [("sharp", "<=0.34", "install")]
             SHARP_INSTALL,
             ["sharpx@0.34.1 adds a `install` script: `b`"],
         ),
+        (
+            manifest("sharp", "0.33.4", install="a"),
+            manifest("sharp", "0.34.1", install="b", postinstall="c"),
+            SHARP_INSTALL,
+            ["sharp@0.34.1 adds a `postinstall` script: `c`"],
+        ),
     ],
     ids=[
         "none",
@@ -322,6 +342,7 @@ SHARP_INSTALL = [("sharp", "<=0.34", "install")]
         "outside-range",
         "other-script",
         "other-package",
+        "allowed-beside-added",
     ],
 )
 def test_install_scripts(
@@ -345,6 +366,9 @@ def npm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Verdaccio]:
         server.publish(COLOUR, "1.0.0")
         server.publish(COLOUR, "1.0.1", extra={"scripts": {"postinstall": "node setup_bun.js"}})
         server.publish("@img/unpublished", "1.0.0")
+        for version in ("1.0.0", "1.0.1"):
+            server.publish("@img/same", version, extra={"scripts": {"install": "node same.js"}})
+            server.publish("@img/timeless", version)
         server.publish("@img/unpublished", "1.0.1")
         yield server
     finally:
@@ -359,13 +383,15 @@ def context(
     days_later: float = 10,
     advisories: str | None = None,
     config: str | None = None,
+    previous: Mapping[str, str] | None = None,
 ) -> StepContext:
     def lockfile(versions: Mapping[str, str]) -> str:
         packages = {f"node_modules/{name}": {"version": v} for name, v in versions.items()}
         return json.dumps({"lockfileVersion": 3, "packages": {"": {"name": "app"}, **packages}})
 
     (tmp_path / "package-lock.json").write_text(lockfile(new))
-    workspace = BaseFiles({"package-lock.json": lockfile({"sharp": "0.33.4", LINUX: "0.33.4"})})
+    base = {"sharp": "0.33.4", LINUX: "0.33.4", **(previous or {})}
+    workspace = BaseFiles({"package-lock.json": lockfile(base)})
     ctx = make_context(
         tmp_path,
         npm.url,
@@ -528,3 +554,48 @@ def test_advisories_from_a_single_file() -> None:
     advisories = load_malicious_advisories(str(path), HttpSource(attempts=1))
 
     assert [item.id for item in advisories.advisories] == ["MAL-2025-46969"]
+
+
+def _drop_from_storage(npm: Verdaccio, name: str, version: str, field: str) -> None:
+    packument = npm.storage / name / "package.json"
+    data = json.loads(packument.read_text())
+    del data[field][version]
+    packument.write_text(json.dumps(data))
+
+
+def test_a_node_without_publish_time_holds_the_rotation(tmp_path: Path, npm: Verdaccio) -> None:
+    _drop_from_storage(npm, "@img/timeless", "1.0.1", "time")
+
+    with pytest.raises(RotationHeld, match="@img/timeless@1.0.1 has no publish time"):
+        get_step("verify-closure")(context(tmp_path, npm, {**ROTATED, "@img/timeless": "1.0.1"}))
+
+
+def test_a_blocked_node_is_an_incident_even_when_another_is_young(
+    tmp_path: Path, npm: Verdaccio
+) -> None:
+    young_and_scripted = {**ROTATED, COLOUR: "1.0.1"}
+
+    with pytest.raises(VerificationFailed, match="adds a `postinstall` script"):
+        get_step("verify-closure")(context(tmp_path, npm, young_and_scripted, days_later=0))
+
+
+def test_an_unchanged_script_passes_and_counts_as_added_when_the_old_version_is_gone(
+    tmp_path: Path, npm: Verdaccio
+) -> None:
+    same = {**ROTATED, "@img/same": "1.0.1"}
+    before = {"@img/same": "1.0.0"}
+    assert get_step("verify-closure")(context(tmp_path, npm, same, previous=before)).status == (
+        "passed"
+    )
+    _drop_from_storage(npm, "@img/same", "1.0.0", "versions")
+
+    with pytest.raises(VerificationFailed, match="@img/same@1.0.1 adds a `install` script"):
+        get_step("verify-closure")(context(tmp_path, npm, same, previous=before))
+
+
+def test_a_vanished_lockfile_fails_the_step(tmp_path: Path, npm: Verdaccio) -> None:
+    ctx = context(tmp_path, npm, ROTATED)
+    (tmp_path / "package-lock.json").unlink()
+
+    with pytest.raises(StepFailed, match="package-lock.json disappeared from the worktree"):
+        get_step("verify-closure")(ctx)
