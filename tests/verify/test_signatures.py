@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from bot.errors import InvalidRemoteData, VerificationFailed
+from bot.errors import ConfigError, InvalidRemoteData, VerificationFailed
 from bot.sources.http import HttpSource
 from bot.sources.npm.models import Dist, PackageVersion, Signature
 from bot.sources.npm.settings import PUBLIC_REGISTRY, NpmSettings
@@ -256,6 +256,28 @@ def test_shipped_npm_keys_are_the_ones_their_keyids_name() -> None:
         fingerprint = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
         assert pinned.keyid == f"SHA256:{fingerprint}"
     assert keys[0].expires == datetime(2025, 1, 29, tzinfo=UTC) and keys[1].expires is None
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "cannot read pinned registry keys (No such file or directory)"),
+        ("{", "pinned registry keys are not valid JSON"),
+        ("[]", "expected an object mapping registry URLs to key sets"),
+        ('{"https://npm.example.com": {"keys": [{}]}}', "a key entry has no keyid or key"),
+    ],
+    ids=["missing", "not-json", "not-object", "bad-key"],
+)
+def test_a_bad_pinned_keys_file_is_named(tmp_path: Path, content: str | None, reason: str) -> None:
+    path = tmp_path / "npm-registry-keys.json"
+    if content is not None:
+        path.write_text(content)
+
+    with pytest.raises(ConfigError) as caught:
+        load_pinned_keys(path)
+
+    where = f"{path} [https://npm.example.com]" if reason.startswith("a key") else str(path)
+    assert caught.value.message == f"{where}: {reason}"
 
 
 def test_state_dir_trust_file_replaces_the_shipped_keys(tmp_path: Path) -> None:
