@@ -153,13 +153,48 @@ def test_present_provenance_verifies_with_identity_in_evidence(
 ) -> None:
     result = check(attestations(sigstore, registry_key), root, keys, policy="required")
 
-    evidence = result.as_evidence()
-    assert evidence["provenance"] == "verified" and evidence["verified"] is True
-    assert evidence["publish_attestation"] == "verified"
-    assert evidence["issuer"] == "https://token.actions.githubusercontent.com"
-    assert evidence["source_repository"] == "https://github.com/lovell/sharp"
-    assert evidence["source_ref"] == "refs/tags/v0.33.5"
-    assert evidence["log_index"] == 1005 and evidence["policy"] == "required"
+    assert result.facts is not None
+    assert result.as_evidence() == {
+        "name": NAME,
+        "version": "0.33.5",
+        "policy": "required",
+        "provenance": "verified",
+        "verified": True,
+        "publish_attestation": "verified",
+        "previous_version": None,
+        "previous_had_provenance": False,
+        "issuer": "https://token.actions.githubusercontent.com",
+        "source_repository": "https://github.com/lovell/sharp",
+        "source_ref": "refs/tags/v0.33.5",
+        "signer": "https://github.com/lovell/sharp/.github/workflows/release.yml@refs/tags/v0.33.5",
+        "log_index": 1005,
+        "signed_at": result.facts.signed_at.isoformat(),
+        "notes": [],
+    }
+
+
+def test_absent_provenance_evidence_says_so_field_by_field(
+    root: TrustedRoot, keys: TrustedKeys
+) -> None:
+    result = check(None, root, keys, manifest=version(announced=False))
+
+    assert result.as_evidence() == {
+        "name": NAME,
+        "version": "0.33.5",
+        "policy": "if-published",
+        "provenance": "absent",
+        "verified": False,
+        "publish_attestation": "absent",
+        "previous_version": None,
+        "previous_had_provenance": False,
+        "issuer": None,
+        "source_repository": None,
+        "source_ref": None,
+        "signer": None,
+        "log_index": None,
+        "signed_at": None,
+        "notes": [],
+    }
 
 
 def test_libvips_repository_is_allowed(
@@ -686,6 +721,30 @@ def test_publish_attestation_must_name_this_package_and_version(
     assert caught.value.message == (
         f"provenance check failed for {NAME}@0.33.5: the publish attestation names another "
         "package or version; do not bypass — keep the known-good pins"
+    )
+
+
+def test_publish_attestation_must_be_a_dsse_envelope_over_this_tarball(
+    sigstore: TestSigstore, root: TrustedRoot, registry_key: RegistryKeyPair
+) -> None:
+    (key,) = parse_keys(keys_document(registry_key.entry()), source="test")
+    real = Path(__file__).parents[1] / "fixtures" / "sigstore" / "conformance" / "happy-path-v0.3"
+    message = parse_bundle(json.loads((real / "bundle.sigstore.json").read_text()), source="x")
+    other = "sha512-" + base64.b64encode(hashlib.sha512(b"other bytes").digest()).decode()
+    elsewhere = parse_bundle(
+        sigstore.publish_bundle(NAME, "0.33.5", other, registry_key), source="x"
+    )
+    prefix = f"provenance check failed for {NAME}@0.33.5: "
+
+    with pytest.raises(VerificationFailed) as caught:
+        verify_publish_attestation(message, version(), root, key)
+    assert caught.value.message.startswith(
+        prefix + "the publish attestation holds no DSSE envelope;"
+    )
+    with pytest.raises(VerificationFailed) as caught:
+        verify_publish_attestation(elsewhere, version(), root, key)
+    assert caught.value.message.startswith(
+        prefix + "the statement's subject sha512 differs from the tarball's integrity;"
     )
 
 
