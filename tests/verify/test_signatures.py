@@ -11,9 +11,11 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from bot.errors import ConfigError, InvalidRemoteData, VerificationFailed
 from bot.sources.http import HttpSource
@@ -256,6 +258,57 @@ def test_shipped_npm_keys_are_the_ones_their_keyids_name() -> None:
         fingerprint = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
         assert pinned.keyid == f"SHA256:{fingerprint}"
     assert keys[0].expires == datetime(2025, 1, 29, tzinfo=UTC) and keys[1].expires is None
+
+
+def _p384() -> str:
+    public = ec.generate_private_key(ec.SECP384R1()).public_key()
+    der = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(der).decode()
+
+
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [
+        ([], 'expected {"keys": [...]}'),
+        ({"keys": {}}, 'expected {"keys": [...]}'),
+        ({"keys": ["k"]}, "a key entry is not an object"),
+        ({"keys": [{"keyid": "", "key": "AAAA"}]}, "a key entry has no keyid or key"),
+        ({"keys": [{"keyid": 7, "key": "AAAA"}]}, "a key entry has no keyid or key"),
+        ({"keys": [{"keyid": "k"}]}, "a key entry has no keyid or key"),
+        ({"keys": [{"keyid": "k", "key": "AAAA!"}]}, "key k is not base64 SPKI"),
+        ({"keys": [{"keyid": "k", "key": "AAAA"}]}, "key k is not base64 SPKI"),
+        ({"keys": [{"keyid": "k", "key": "P384"}]}, "key k is not an ECDSA P-256 key"),
+    ],
+    ids=[
+        "list",
+        "keys-object",
+        "entry",
+        "empty-keyid",
+        "keyid-type",
+        "no-key",
+        "base64",
+        "not-spki",
+        "p384",
+    ],
+)
+def test_a_bad_keys_document_is_named(document: Any, reason: str) -> None:
+    if "P384" in json.dumps(document):
+        document["keys"][0]["key"] = _p384()
+
+    with pytest.raises(InvalidRemoteData) as caught:
+        parse_keys(document, source="registry.example/-/npm/v1/keys")
+
+    assert caught.value.message == f"registry.example/-/npm/v1/keys: {reason}"
+
+
+def test_a_key_of_another_scheme_is_left_out_and_the_next_one_kept(key: RegistryKeyPair) -> None:
+    other = {**key.entry(), "keyid": "SHA256:other", "scheme": "ed25519"}
+
+    keys = parse_keys(keys_document(other, key.entry()), source="test")
+
+    assert [item.keyid for item in keys] == [key.keyid]
 
 
 @pytest.mark.parametrize(
