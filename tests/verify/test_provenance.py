@@ -8,6 +8,7 @@ import base64
 import copy
 import hashlib
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -231,14 +232,22 @@ def test_provenance_that_does_not_match_fails(
     assert caught.value.fields["package"] == f"{NAME}@0.33.5"
 
 
+def failed(reason: str, version: str = "0.33.5") -> str:
+    """The whole message of a failed provenance check of NAME@version, as a regex."""
+    return "^" + re.escape(f"provenance check failed for {NAME}@{version}: {reason};")
+
+
 def test_absent_provenance_is_recorded_under_if_published_and_fails_under_required(
     root: TrustedRoot, keys: TrustedKeys
 ) -> None:
     bare = version(announced=False)
 
     assert check(None, root, keys, manifest=bare).status == "absent"
-    assert check(None, root, keys, manifest=bare, policy="off").status == "off"
-    with pytest.raises(VerificationFailed, match="policy requires provenance"):
+    off = check(None, root, keys, manifest=bare, policy="off")
+    assert (off.status, off.publish_attestation) == ("off", "off")
+    with pytest.raises(
+        VerificationFailed, match=failed("policy requires provenance and this version has none")
+    ):
         check(None, root, keys, manifest=bare, policy="required")
 
 
@@ -261,10 +270,16 @@ def test_losing_provenance_the_previous_version_had_is_a_downgrade(
 def test_announced_but_not_served_fails(
     sigstore: TestSigstore, root: TrustedRoot, keys: TrustedKeys, registry_key: RegistryKeyPair
 ) -> None:
-    with pytest.raises(VerificationFailed, match="announces attestations but the registry"):
+    with pytest.raises(
+        VerificationFailed,
+        match=failed("the packument announces attestations but the registry serves none"),
+    ):
         check(None, root, keys)
     publish_only = attestations(sigstore, registry_key)[1:]
-    with pytest.raises(VerificationFailed, match="announces SLSA provenance but none is served"):
+    with pytest.raises(
+        VerificationFailed,
+        match=failed("the packument announces SLSA provenance but none is served"),
+    ):
         check(publish_only, root, keys)
 
 
@@ -345,8 +360,12 @@ def test_log_entry_for_another_envelope_fails(
 def test_publish_attestation_by_an_unknown_key_fails(
     sigstore: TestSigstore, root: TrustedRoot, keys: TrustedKeys
 ) -> None:
-    with pytest.raises(VerificationFailed, match="publish attestation names unknown key"):
-        check(attestations(sigstore, RegistryKeyPair()), root, keys)
+    other = RegistryKeyPair()
+    with pytest.raises(
+        VerificationFailed,
+        match=failed(f"the publish attestation names unknown key {other.keyid!r}"),
+    ):
+        check(attestations(sigstore, other), root, keys)
 
 
 def test_publish_attestation_without_registry_keys_is_not_verifiable_under_if_published(
@@ -357,6 +376,9 @@ def test_publish_attestation_without_registry_keys_is_not_verifiable_under_if_pu
     result = check(attestations(sigstore, registry_key), root, no_keys)
 
     assert (result.status, result.publish_attestation) == ("verified", "not verifiable")
+    assert result.notes == (
+        "https://registry.example publishes no keys for the publish attestation",
+    )
 
 
 @pytest.mark.parametrize("size", range(1, 10))
