@@ -214,6 +214,7 @@ class Settings:
     registry_mirrors: tuple[tuple[str, str], ...] = ()
     schedule: str = "0 6 * * 1-5"
     log_format: Literal["text", "json"] = "text"
+    malicious_advisories: str | None = None
     # variables a repository's .npmrc may reference as ${VAR} (none by default)
     npmrc_variables: tuple[str, ...] = ()
     # where package-manager tools (npm, pnpm, yarn) are unpacked; default <state_dir>/tools
