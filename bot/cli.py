@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, cast
 
 import click
 
@@ -42,6 +42,7 @@ from bot.errors import (
     BotError,
     ServiceUnavailable,
     UsageError,
+    VerificationFailed,
     redact,
 )
 from bot.forges.base import Forge
@@ -59,6 +60,8 @@ from bot.workspace import private_temp_root
 
 if TYPE_CHECKING:
     from bot.audit import AuditStore
+    from bot.forges.github import RequestBudget
+    from bot.sources.npm.registry import PackumentCache
 
 
 class _TextFormatter(logging.Formatter):
@@ -172,13 +175,15 @@ class _State:
         anchor = Anchor(self.settings.resolved_audit_anchor, syslog=self.settings.audit_syslog)
         return AuditStore(self.settings.resolved_database_url, anchor=anchor)
 
-    def forge(self, name: str | None, audit: AuditStore | None) -> Forge:
+    def forge(
+        self, name: str | None, audit: AuditStore | None, budget: RequestBudget | None = None
+    ) -> Forge:
         chosen = name or ("github" if self.settings.has_github_credentials else "local")
         if chosen == "local":
             return LocalForge(audit)
         from bot.forges.github import GitHubForge  # noqa: PLC0415 - only with GitHub configured
 
-        forge: Forge = GitHubForge.from_settings(self.settings)
+        forge: Forge = GitHubForge.from_settings(self.settings, budget=budget)
         return forge
 
     def pipeline(
@@ -187,13 +192,19 @@ class _State:
         *,
         record: bool = True,
         stop: threading.Event | None = None,
+        packuments: PackumentCache | None = None,
+        budget: RequestBudget | None = None,
     ) -> Pipeline:
         audit = self.audit() if record else None
         if audit is not None:
             audit.close_interrupted_runs()  # runs a killed process left open on this host
         http = HttpSource(deadline=self.settings.request_timeout, stop=stop)
         services = build_services(
-            self.settings, self.environ, forge=self.forge(forge_name, audit), http=http
+            self.settings,
+            self.environ,
+            forge=self.forge(forge_name, audit, budget),
+            http=http,
+            packuments=packuments,
         )
         return Pipeline(
             services=services,
@@ -640,20 +651,93 @@ def demo(state: _State, directory: Path | None, as_json: bool) -> None:
     sys.exit(code)
 
 
-@main.command()
-@click.pass_obj
-def serve(state: _State) -> None:
-    """Run the scheduler and the webhook server until SIGTERM or SIGINT (graceful)."""
-    from bot.service.app import serve_forever  # noqa: PLC0415 - service only
-
-    stopping = threading.Event()
-    serve_forever(
-        state.settings,
-        state.pipeline(stop=stopping),
-        stopping=stopping,
-        on_ready=lambda url: click.echo(
-            f"rotation-bot: serving on {url} (POST /webhook, GET /healthz, GET /metrics, "
-            "GET /dashboard)",
-            err=True,
-        ),
+def _serving(url: str | None) -> None:
+    if url is None:
+        click.echo("rotation-bot: serving (no HTTP in this role)", err=True)
+        return
+    click.echo(
+        f"rotation-bot: serving on {url} (POST /webhook, GET /healthz, GET /metrics, "
+        "GET /dashboard)",
+        err=True,
     )
+
+
+@main.command()
+@click.option(
+    "--role",
+    type=click.Choice(["all", "web", "worker", "scheduler"]),
+    default="all",
+    show_default=True,
+    help="With a PostgreSQL database: which part of the service this process runs "
+    "(web: webhooks and dashboard; worker: rotations; scheduler: the cron schedule). "
+    "Without one, only `all`.",
+)
+@click.pass_obj
+def serve(state: _State, role: str) -> None:
+    """Run the scheduler and the webhook server until SIGTERM or SIGINT (graceful)."""
+    stopping = threading.Event()
+    if not state.settings.distributed:
+        if role != "all":
+            raise UsageError(
+                f"--role {role} needs the distributed mode: set ROTATION_BOT_DATABASE_URL to a "
+                "PostgreSQL database (postgresql+psycopg://…) and run `rotation-bot migrate`"
+            )
+        from bot.service.app import serve_forever  # noqa: PLC0415 - service only
+
+        serve_forever(
+            state.settings, state.pipeline(stop=stopping), stopping=stopping, on_ready=_serving
+        )
+        return
+    from sqlalchemy import create_engine  # noqa: PLC0415 - distributed only
+
+    from bot.service.distributed.roles import serve_roles  # noqa: PLC0415 - distributed only
+    from bot.service.distributed.shared import (  # noqa: PLC0415 - distributed only
+        FleetPackumentCache,
+        RequestBudget,
+    )
+
+    engine = create_engine(state.settings.resolved_database_url, pool_pre_ping=True)
+    pipeline = state.pipeline(
+        stop=stopping,
+        packuments=FleetPackumentCache(engine, state.settings.packument_ttl),
+        budget=RequestBudget(engine, state.settings.github_rate_budget, stop=stopping),
+    )
+    serve_roles(
+        state.settings,
+        pipeline,
+        role=cast(Literal["all", "web", "worker", "scheduler"], role),
+        stopping=stopping,
+        on_ready=_serving,
+    )
+
+
+@main.command()
+@click.option(
+    "--from",
+    "source",
+    metavar="URL",
+    help="Copy this database's audit trail (e.g. sqlite:///…/audit.sqlite3) into the new one, "
+    "hash chain intact (the new one must hold no record).",
+)
+@click.pass_obj
+def migrate(state: _State, source: str | None) -> None:
+    """Create or complete the database schema: the audit trail, the service's tables and, on
+    PostgreSQL, procrastinate's job queue (run once before starting the distributed roles)."""
+    from bot.audit import AuditStore  # noqa: PLC0415 - SQLAlchemy only when recording
+    from bot.service.distributed.migrate import copy_trail  # noqa: PLC0415
+    from bot.service.distributed.migrate import migrate as apply  # noqa: PLC0415
+
+    audit = state.audit()
+    for line in apply(state.settings.resolved_database_url, audit):
+        click.echo(line)
+    if source is not None:
+        origin = AuditStore(source)
+        copied = copy_trail(origin, audit)
+        click.echo(f"audit trail: {copied} records copied from {origin.location}")
+        report = audit.verify()
+        click.echo(f"audit trail: verify {'ok' if report.ok else 'FAILED'}")
+        if not report.ok:
+            raise VerificationFailed(
+                f"audit database {audit.location}: the copied chain does not verify "
+                f"({'; '.join(report.problems[:3])}); keep using {origin.location}"
+            )

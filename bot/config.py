@@ -495,6 +495,7 @@ class Settings:
     registry_mirrors: tuple[tuple[str, str], ...] = ()
     schedule: str = "0 6 * * 1-5"
     log_format: Literal["text", "json"] = "text"
+    malicious_advisories: str | None = None
     # variables a repository's .npmrc may reference as ${VAR} (none by default)
     npmrc_variables: tuple[str, ...] = ()
     # where package-manager tools (npm, pnpm, yarn) are unpacked; default <state_dir>/tools
@@ -517,6 +518,13 @@ class Settings:
     max_prs_per_hour: int | None = None
     # a repository without .github/rotation-bot.yml first gets a pull request adding one
     onboarding: bool = False
+    # distributed mode (a PostgreSQL database URL): GitHub API requests per hour each App
+    # installation (or the token) may spend across the whole fleet; how long a fetched
+    # packument serves every worker; how often a worker proves it is alive (a worker silent for
+    # three intervals is presumed dead and its rotation is retried elsewhere)
+    github_rate_budget: float = 4000.0
+    packument_ttl: float = 60.0
+    worker_heartbeat: float = 10.0
 
     @property
     def has_github_credentials(self) -> bool:
@@ -527,6 +535,12 @@ class Settings:
     def resolved_database_url(self) -> str:
         """The audit store URL: the configured one, or SQLite in the state directory."""
         return self.database_url or f"sqlite:///{self.state_dir / 'audit.sqlite3'}"
+
+    @property
+    def distributed(self) -> bool:
+        """Whether the service runs distributed (web, scheduler and workers on PostgreSQL):
+        the database URL names PostgreSQL."""
+        return (self.database_url or "").startswith(("postgresql:", "postgresql+", "postgres:"))
 
     @property
     def resolved_audit_anchor(self) -> Path:
@@ -548,7 +562,7 @@ _LIST_SETTINGS = (
     "npmrc_variables",
     "dashboard_trusted_proxies",
 )
-_DURATION_SETTINGS = ("request_timeout", "run_timeout")
+_DURATION_SETTINGS = ("request_timeout", "run_timeout", "packument_ttl", "worker_heartbeat")
 
 
 def secret_variables(environ: Mapping[str, str]) -> list[str]:
@@ -607,6 +621,16 @@ def _flag(name: str, value: object) -> bool:
     raise ConfigError(f"ROTATION_BOT_{name.upper()}={value!r} must be true or false")
 
 
+def _positive_number(name: str, value: object) -> float:
+    try:
+        number = float(str(value))
+    except ValueError:
+        number = 0.0
+    if not number > 0:
+        raise ConfigError(f"ROTATION_BOT_{name.upper()}={value!r} must be a positive number")
+    return number
+
+
 def load_settings(environ: Mapping[str, str], config_file: Path | None = None) -> Settings:
     """Settings from a TOML file (optional), overridden by `ROTATION_BOT_*` variables."""
     values: dict[str, Any] = {}
@@ -649,6 +673,10 @@ def load_settings(environ: Mapping[str, str], config_file: Path | None = None) -
         values["max_prs_per_hour"] = _positive_count("max_prs_per_hour", values["max_prs_per_hour"])
     if "onboarding" in values:
         values["onboarding"] = _flag("onboarding", values["onboarding"])
+    if "github_rate_budget" in values:
+        values["github_rate_budget"] = _positive_number(
+            "github_rate_budget", values["github_rate_budget"]
+        )
     for name in ("state_dir", "tools_dir", "audit_anchor"):
         if name in values:
             values[name] = Path(values[name])

@@ -104,6 +104,12 @@ class VerificationFailed(StepFailed):
     slug = "verification-failed"
 
 
+class RotationHeld(StepFailed):
+    """A rotation that must wait (e.g. a package too young for the minimum release age)."""
+
+    slug = "held"
+
+
 class InvalidRemoteData(StepFailed):
     """A registry answered with data that fails validation (bad version, bad digest)."""
 

@@ -264,7 +264,10 @@ class Pipeline:
             project_variables=settings.npmrc_variables,
         )
         npm = NpmRegistry(
-            npm_settings, self.services.http, cache_dir=settings.state_dir / "packuments"
+            npm_settings,
+            self.services.http,
+            cache_dir=settings.state_dir / "packuments",
+            cache=self.services.packuments,
         )
         return RepoContext(workspace, config, npm, npm_settings, configured=text is not None)
 

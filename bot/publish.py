@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from bot.config import PullRequestSettings
@@ -29,9 +30,12 @@ from bot.models import (
     StepResult,
 )
 from bot.runbook import Runbook
+from bot.sources.http import host_of
 from bot.sources.releases import release_page
-from bot.steps.outputs import LockedEntry, Outputs
+from bot.steps.outputs import ClosureVerified, LockedEntry, Outputs, TarballChecked
 from bot.steps.registry import StepContext
+from bot.verify.provenance import ProvenanceCheck
+from bot.verify.signatures import SignatureCheck
 
 MARKER = "<!-- rotation-bot:{runbook}:{version} -->"
 WARNING_LINES = 20
@@ -138,6 +142,106 @@ def _project_section(
             for copy in part.kept
         ]
     return [*lines, ""]
+
+
+def _integrity_cell(checked: TarballChecked | None) -> str:
+    if checked is None:
+        return "not checked: `verify-tarballs` did not run"
+    if checked.matches_registry and checked.matches_lockfile:
+        return "✓ sha512 of the downloaded tarball"
+    return "✗ the tarball's sha512 differs"
+
+
+def _signature_cell(check: SignatureCheck | None) -> str:
+    if check is None:
+        return "not checked: `verify-signatures` did not run"
+    if check.status == "verified":
+        return "✓ key " + ", ".join(code(keyid) for keyid in check.keyids)
+    if check.status == "off":
+        return f"absent: signature checks are off (policy {code(check.policy)})"
+    return (
+        f"absent: {text(host_of(check.registry))} publishes no signing keys, so nothing to "
+        f"verify (policy {code(check.policy)})"
+    )
+
+
+def _provenance_cell(check: ProvenanceCheck | None) -> str:
+    if check is None:
+        return "not checked: `verify-provenance` did not run"
+    if check.status == "verified" and check.facts is not None:
+        identity = check.facts.identity
+        source = identity.source_repository or ""
+        workflow = (identity.subject or "").removeprefix(f"{source}/").partition("@")[0]
+        return (
+            f"✓ {code(source.removeprefix('https://github.com/'))}, workflow {code(workflow)}, "
+            f"tag {code((identity.source_ref or '').removeprefix('refs/tags/'))}, "
+            f"Rekor log index {check.facts.log_index}"
+        )
+    if check.status == "off":
+        return f"absent: provenance checks are off (policy {code(check.policy)})"
+    return f"absent: this version publishes no provenance attestation (policy {code(check.policy)})"
+
+
+def _verification_table(rotation: Rotation, outputs: Outputs) -> list[str]:
+    """Per package: integrity, registry signature, provenance, or why each is absent."""
+    if rotation.kind == "digest":
+        return []
+    tarballs = {item.name: item for item in outputs.tarballs.tarballs} if outputs.tarballs else {}
+    signatures = (
+        {item.name: item for item in outputs.signatures.signatures} if outputs.signatures else {}
+    )
+    provenance = (
+        {item.name: item for item in outputs.provenance.provenance} if outputs.provenance else {}
+    )
+    lines = [
+        "### Verification",
+        "",
+        "| Package | Integrity | Registry signature | Provenance |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name in dict.fromkeys([rotation.subject, *(pin.name for pin in rotation.pins)]):
+        cells = (
+            _integrity_cell(tarballs.get(name)),
+            _signature_cell(signatures.get(name)),
+            _provenance_cell(provenance.get(name)),
+        )
+        lines.append(f"| {code(name)} | " + " | ".join(cells) + " |")
+    return [*lines, "", *_closure_lines(outputs.closure), ""]
+
+
+def _closure_lines(closure: ClosureVerified | None) -> list[str]:
+    """Every package whose locked version changes: when it was published, its install scripts,
+    and what it was checked against."""
+    if closure is None:
+        return ["Changed packages in the lockfile: not checked, `verify-closure` did not run."]
+    advisories = (
+        "no OSV advisory source is configured (`ROTATION_BOT_MALICIOUS_ADVISORIES`), so only "
+        "unpublished versions were looked for"
+        if closure.advisories is None
+        else f"none is in the {closure.advisories} OSV `MAL-` advisories or unpublished"
+    )
+    age = (
+        f"each is older than {text(closure.minimum_age)}"
+        if closure.minimum_age != str(timedelta(0))
+        else "no minimum release age applies"
+    )
+    lines = [
+        f"Changed packages in the lockfile ({len(closure.nodes)}): {advisories}; none adds or "
+        f"changes an install script the runbook does not allow; {age}.",
+        "",
+        "| Package | Version | Published | Install scripts (unchanged or allowed) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for node in closure.nodes:
+        scripts = ", ".join(
+            f"{code(script)}: {code(command)}" for script, command in node.install_scripts
+        )
+        published = text(node.published_at[:10]) if node.published_at else "—"
+        lines.append(
+            f"| {code(node.name)} | {_versions(node.previous_version, node.new_version)} "
+            f"| {published} | {scripts or '—'} |"
+        )
+    return lines
 
 
 def _digest_table(outputs: Outputs) -> list[str]:
@@ -262,6 +366,7 @@ def render_body(
         *sections,
         *_lifecycle(notes),
         *_digest_table(outputs),
+        *_verification_table(rotation, outputs),
         *_release_notes(runbook, rotation, outputs),
         *_risk_signals(outputs),
         *_not_proposed(plan, rotation),

@@ -55,6 +55,14 @@ class MajorRules(StrictModel):
     checklist: tuple[str, ...] = ()
 
 
+class InstallScriptAllowance(StrictModel):
+    """An install script the runbook expects: a package's script, for versions in a range."""
+
+    package: str
+    versions: str
+    script: Literal["preinstall", "install", "postinstall"]
+
+
 class Runbook(StrictModel):
     """One runbook: a watch source, a pin rule and an ordered list of step kinds."""
 
@@ -67,6 +75,7 @@ class Runbook(StrictModel):
     major: MajorRules = MajorRules()
     dockerfiles: tuple[str, ...] = ()
     minimum_release_age: Duration = timedelta(0)
+    allow_install_scripts: tuple[InstallScriptAllowance, ...] = ()
     source: str = ""
 
 

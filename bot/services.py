@@ -14,6 +14,7 @@ from bot.config import Settings
 from bot.forges.base import Forge
 from bot.models import utc_now
 from bot.sources.http import HttpSource
+from bot.sources.npm.registry import PackumentCache
 from bot.sources.oci.client import OciClient, make_oci_client
 from bot.sources.releases import ReleaseNotes
 
@@ -29,10 +30,18 @@ class Services:
     forge: Forge
     clock: Callable[[], datetime]
     oci: OciClient
+    # where packuments are kept; None: a directory in the state directory (distributed mode
+    # passes the fleet's shared table)
+    packuments: PackumentCache | None = None
 
 
 def build_services(
-    settings: Settings, environ: Mapping[str, str], *, forge: Forge, http: HttpSource | None = None
+    settings: Settings,
+    environ: Mapping[str, str],
+    *,
+    forge: Forge,
+    http: HttpSource | None = None,
+    packuments: PackumentCache | None = None,
 ) -> Services:
     """The composition root's services for one process."""
     client = http or HttpSource()
@@ -44,4 +53,5 @@ def build_services(
         forge=forge,
         clock=utc_now,
         oci=make_oci_client(settings, environ, http=client),
+        packuments=packuments,
     )

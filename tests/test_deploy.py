@@ -27,6 +27,7 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -37,10 +38,13 @@ from packaging.utils import canonicalize_name
 from bot.cli import main
 from bot.config import _SECRET_SETTINGS, Settings, load_settings
 from bot.manifests.dockerfile import DEFAULT_DOCKERFILES, Dockerfile, select_dockerfiles
+from bot.models import RunRequest, Trigger
 from bot.runbook import runbooks_dir
 from bot.service.app import ServiceOptions
+from bot.service.distributed.fleet import FleetQueue, conninfo
 from tests.support.git_fixture import commit_directory
 from tests.support.oci_registry import Registry, start_registry
+from tests.support.postgres import Postgres
 from tests.support.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -260,7 +264,7 @@ def test_the_image_runs_the_service_unprivileged_and_without_secrets() -> None:
     probe = json.loads(by_kind["HEALTHCHECK"][-1].partition(" CMD ")[2])
     assert probe[0] == "python" and "/healthz" in probe[-1], "probed with Python, no curl"
     assert "curl" not in " ".join(by_kind["RUN"])
-    assert "pip install --no-cache-dir ." in dockerfile_text()
+    assert "pip install --no-cache-dir '.[postgres]'" in dockerfile_text()
     assert re.search(r"apt-get install [^;&]*\bgit\b", " ".join(by_kind["RUN"]))
 
 
@@ -319,10 +323,13 @@ def test_the_healthcheck_command_probes_healthz_and_ignores_proxies(tmp_path: Pa
 
 
 def test_the_image_installs_every_distribution_the_bot_imports() -> None:
-    """`pip install .` in the image installs pyproject's dependencies only: each third-party
-    module bot/ imports must come from a distribution declared there (not a transitive one)."""
+    """`pip install '.[postgres]'` in the image installs pyproject's dependencies and that extra
+    only: each third-party module bot/ imports must come from a distribution declared there (not
+    a transitive one)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = {canonicalize_name(Requirement(item).name) for item in project["dependencies"]}
+    (install,) = re.findall(r"pip install [^\n]*'\.\[(\w+)\]'", dockerfile_text())
+    requirements = [*project["dependencies"], *project["optional-dependencies"][install]]
+    declared = {canonicalize_name(Requirement(item).name) for item in requirements}
     providers = packages_distributions()
     imported: dict[str, set[str]] = {}
     for path in sorted((ROOT / "bot").rglob("*.py")):
@@ -598,3 +605,183 @@ def test_the_base_image_runbook_re_pins_the_image(tmp_path: Path, registry: Regi
     rotated = (repo.commit(branch).tree / "deploy/Dockerfile").data_stream.read().decode()
     assert rotated == text.replace(str(pinned.digest), new)
     assert text.count(str(pinned.digest)) == 1, "one ARG pins both stages"
+
+
+# --- the distributed mode: compose.distributed.yaml and kubernetes/distributed/ -----------------
+
+DISTRIBUTED = KUBERNETES / "distributed"
+BOT_SERVICES = ("migrate", "web", "scheduler", "worker")
+
+
+def distributed_compose() -> dict[str, Any]:
+    text = (DEPLOY / "compose.distributed.yaml").read_text(encoding="utf-8")
+    data: dict[str, Any] = yaml.safe_load(text)
+    return data
+
+
+def distributed_documents() -> dict[str, dict[str, Any]]:
+    """Every object in deploy/kubernetes/distributed, by `Kind/name`."""
+    documents: dict[str, dict[str, Any]] = {}
+    for path in sorted(DISTRIBUTED.glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            name = document.get("metadata", {}).get("name", "")
+            documents[f"{document['kind']}/{name}"] = {**document, "_file": path.name}
+    return documents
+
+
+def serve_roles() -> set[str]:
+    serve = main.commands["serve"]
+    (role,) = [option for option in serve.params if option.name == "role"]
+    return set(role.type.choices)  # type: ignore[attr-defined]
+
+
+def test_distributed_compose_runs_postgres_two_web_two_schedulers_three_workers() -> None:
+    services = distributed_compose()["services"]
+    assert set(services) == {"postgres", *BOT_SERVICES}
+    replicas = {name: services[name].get("deploy", {}).get("replicas", 1) for name in services}
+    assert replicas == {"postgres": 1, "migrate": 1, "web": 2, "scheduler": 2, "worker": 3}
+    for role in ("web", "scheduler", "worker"):
+        command = services[role]["command"]
+        assert command[:2] == ["serve", "--role"] and command[2] == role in serve_roles()
+        assert services[role]["depends_on"] == {
+            "migrate": {"condition": "service_completed_successfully"}
+        }
+    assert services["migrate"]["command"] == ["migrate"] and "migrate" in main.commands
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "healthcheck" in services["postgres"]
+
+
+def test_distributed_compose_keeps_every_bot_container_locked_down() -> None:
+    data = distributed_compose()
+    declared = data["secrets"]
+    secrets = secret_variables()
+    for name in BOT_SERVICES:
+        service = data["services"][name]
+        assert service["read_only"] is True, name
+        assert service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+        assert service["user"] == image_user(), name
+        assert seconds(service["stop_grace_period"]) > SHUTDOWN_GRACE, name
+        environment = service["environment"]
+        assert not set(environment) & secrets, f"{name} sets a secret directly"
+        files = {k: v for k, v in environment.items() if k.endswith("_FILE")}
+        assert "ROTATION_BOT_DATABASE_URL_FILE" in files, name
+        for path in files.values():
+            secret = path.removeprefix("/run/secrets/")
+            assert path.startswith("/run/secrets/") and secret in service["secrets"], name
+    for secret in declared.values():
+        assert secret["file"].startswith("./secrets/")
+    postgres = data["services"]["postgres"]
+    assert postgres["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    assert "POSTGRES_PASSWORD" not in postgres["environment"]
+    # only the web role listens; the others have no HTTP, so the image's /healthz probe is off
+    assert "ports" not in data["services"]["worker"]
+    for name in ("migrate", "scheduler", "worker"):
+        assert data["services"][name]["healthcheck"] == {"disable": True}, name
+
+
+def test_distributed_kubernetes_objects_are_listed_and_locked_down() -> None:
+    documents = distributed_documents()
+    kustomization = documents["Kustomization/"]
+    example = documents["Secret/rotation-bot-fleet"]
+    listed = set(kustomization["resources"])
+    present = {path.name for path in DISTRIBUTED.glob("*.yaml")}
+    assert listed == present - {example["_file"], "kustomization.yaml"}, "all but the example"
+    assert all(value.startswith("REPLACE_WITH_") for value in example["stringData"].values())
+    workloads = {
+        key: document
+        for key, document in documents.items()
+        if key.split("/")[0] in ("Deployment", "Job")
+    }
+    assert set(workloads) == {
+        "Deployment/rotation-bot-web",
+        "Deployment/rotation-bot-worker",
+        "Deployment/rotation-bot-scheduler",
+        "Job/rotation-bot-migrate",
+    }
+    for key, document in workloads.items():
+        pod = document["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False, key
+        assert pod["enableServiceLinks"] is False, key
+        assert pod["securityContext"]["runAsNonRoot"] is True, key
+        uid, gid = pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]
+        assert f"{uid}:{gid}" == image_user(), key
+        (box,) = pod["containers"]
+        context = box["securityContext"]
+        assert context["readOnlyRootFilesystem"] is True, key
+        assert context["allowPrivilegeEscalation"] is False, key
+        assert context["capabilities"]["drop"] == ["ALL"], key
+        assert {mount["mountPath"] for mount in box["volumeMounts"]} >= {"/tmp"}, key
+        names = {item["name"] for item in box["env"]}
+        assert not names & secret_variables(), f"{key} sets a secret directly"
+        assert "ROTATION_BOT_DATABASE_URL_FILE" in names, key
+        if document["kind"] == "Deployment":
+            assert pod["terminationGracePeriodSeconds"] >= 30, key
+            role = box["args"]
+            assert role[:2] == ["serve", "--role"] and role[2] in serve_roles(), key
+            assert key.endswith(role[2]), key
+        else:
+            assert box["args"] == ["migrate"]
+    worker = workloads["Deployment/rotation-bot-worker"]["spec"]["template"]["spec"]
+    assert worker["terminationGracePeriodSeconds"] > SHUTDOWN_GRACE, "a rotation reaches a step"
+    assert workloads["Deployment/rotation-bot-web"]["spec"]["replicas"] >= 2
+    assert workloads["Deployment/rotation-bot-scheduler"]["spec"]["replicas"] == 2
+    (web,) = workloads["Deployment/rotation-bot-web"]["spec"]["template"]["spec"]["containers"]
+    assert web["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    service = documents["Service/rotation-bot-web"]["spec"]
+    labels = workloads["Deployment/rotation-bot-web"]["spec"]["template"]["metadata"]["labels"]
+    assert service["selector"].items() <= labels.items()
+
+
+def test_distributed_kubernetes_settings_load_and_select_the_distributed_mode(
+    tmp_path: Path,
+) -> None:
+    documents = distributed_documents()
+    example = documents["Secret/rotation-bot-fleet"]
+    files = tmp_path / "secrets"
+    files.mkdir()
+    values = {**example["stringData"], "database-url": "postgresql+psycopg://bot:pw@db:5432/bot"}
+    for key, value in values.items():
+        (files / key).write_text(f"{value}\n")
+    for key in ("Deployment/rotation-bot-web", "Deployment/rotation-bot-worker"):
+        pod = documents[key]["spec"]["template"]["spec"]
+        (box,) = pod["containers"]
+        (secret_volume,) = [v for v in pod["volumes"] if "secret" in v]
+        assert secret_volume["secret"]["secretName"] == example["metadata"]["name"]
+        mounted = {m["name"]: m["mountPath"] for m in box["volumeMounts"]}[secret_volume["name"]]
+        environment = dict(documents["ConfigMap/rotation-bot-fleet-settings"]["data"])
+        for item in box["env"]:
+            environment[item["name"]] = item["value"].replace(mounted, str(files))
+        environment["ROTATION_BOT_STATE_DIR"] = str(tmp_path / "state")
+        settings = load_settings(environment)
+        assert settings.distributed, key
+        assert settings.webhook_secret == "REPLACE_WITH_THE_WEBHOOK_SECRET"
+        assert settings.worker_heartbeat == 10.0 and settings.packument_ttl == 300.0
+
+
+def test_the_worker_scaler_query_counts_the_queue_the_workers_take(
+    postgres: Postgres, tmp_path: Path
+) -> None:
+    """KEDA's query, run against a database `rotation-bot migrate` prepared, counts exactly the
+    rotations waiting or running."""
+    url = postgres.create_database("keda_query")
+    environ = {"ROTATION_BOT_STATE_DIR": str(tmp_path), "PATH": os.environ["PATH"]}
+    result = CliRunner().invoke(main, ["--database-url", url, "migrate"], obj=environ)
+    assert result.exit_code == 0, result.output
+    scaler = distributed_documents()["ScaledObject/rotation-bot-worker"]["spec"]
+    assert scaler["scaleTargetRef"]["name"] == "rotation-bot-worker"
+    (trigger,) = scaler["triggers"]
+    authentication = distributed_documents()["TriggerAuthentication/rotation-bot-postgres"]
+    assert trigger["authenticationRef"]["name"] == authentication["metadata"]["name"]
+    (reference,) = authentication["spec"]["secretTargetRef"]
+    assert reference["key"] in distributed_documents()["Secret/rotation-bot-fleet"]["stringData"]
+    queue = FleetQueue(url)
+    try:
+        for name in ("a", "b", "c"):
+            request = RunRequest(f"octo/{name}", Trigger(kind="schedule", actor="schedule"))
+            assert queue.submit(request, if_busy="wait") == "queued"
+    finally:
+        queue.close()
+    with psycopg.connect(conninfo(url)) as connection:
+        (count,) = connection.execute(trigger["metadata"]["query"]).fetchone()  # type: ignore[misc]
+    assert count == 3

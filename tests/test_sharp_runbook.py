@@ -179,6 +179,42 @@ def test_tampered_binary_fails_closed(tmp_path: Path, private_registry: Verdacci
     assert not any(r["kind"] == "propose" for r in records)
 
 
+def test_known_malicious_node_fails_closed_with_its_reason_in_the_trail(
+    tmp_path: Path, env: Env
+) -> None:
+    advisory = {
+        "id": "MAL-2099-42",
+        "affected": [
+            {
+                "package": {"ecosystem": "npm", "name": "@img/sharp-linuxmusl-x64"},
+                "versions": ["0.33.6"],
+            }
+        ],
+    }
+    (tmp_path / "MAL-2099-42.json").write_text(json.dumps(advisory))
+    env.extra["ROTATION_BOT_MALICIOUS_ADVISORIES"] = str(tmp_path / "MAL-2099-42.json")
+    path = tmp_path / "app"
+    repo = make_project(
+        path, env, config="runbooks:\n  sharp:\n    minimum-release-age: 0\n    major: false\n"
+    )
+
+    code, summaries = bot_json(env, "run", "--repo", str(path), "--runbook", "sharp")
+
+    assert code == 1
+    (summary,) = summaries
+    assert summary["outcome"] == "failed" and "verify-closure" in summary["message"]
+    assert list(branches(repo)) == ["main"]
+    records = audit(env).run_steps(summary["run_id"])
+    failed = next(r for r in records if r["status"] == "failed")
+    assert failed["kind"] == "verify-closure"
+    assert failed["evidence"]["problems"] == [
+        "@img/sharp-linuxmusl-x64@0.33.6 is known-malicious (MAL-2099-42)"
+    ]
+    assert failed["evidence"]["advisories"] == 1
+    assert "incident" in [r["kind"] for r in records]
+    assert not any(r["kind"] in ("verify-tarballs", "propose") for r in records)
+
+
 @pytest.mark.parametrize("omit_resolved", [False, True])
 def test_lockfile_keeps_its_resolved_style(tmp_path: Path, env: Env, omit_resolved: bool) -> None:
     path = tmp_path / "app"

@@ -198,6 +198,36 @@ def _http_server(
     return server
 
 
+@dataclass(frozen=True)
+class HttpServer:
+    """A running HTTP server (waitress in a thread); `url` is where it listens."""
+
+    url: str
+    _server: _Server
+    _sockets: dict[int, Any]
+    _thread: threading.Thread
+
+    def stop(self) -> None:
+        """Close the listener and every connection, then the request threads."""
+        # From inside waitress's I/O loop (its own thread); with its socket map empty the loop
+        # returns.
+        cast(_Trigger, self._server.trigger).pull_trigger(lambda: close_all(self._sockets))
+        self._thread.join(5)
+        self._server.task_dispatcher.shutdown(timeout=1)
+
+
+def start_http(app: WebhookApp, listen: str, options: ServiceOptions) -> HttpServer:
+    """Serve `app` on `listen` (`host:port`) in a background thread."""
+    host, port = parse_listen(listen)
+    sockets: dict[int, Any] = {}
+    server = _http_server(app, sockets, host, port, options)
+    thread = threading.Thread(target=server.run, name="http", daemon=True)
+    thread.start()
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{server.getsockname()[1]}"
+    log.info("serving url=%s", url)
+    return HttpServer(url, server, sockets, thread)
+
+
 def parse_listen(value: str) -> tuple[str, int]:
     """`host:port` (IPv6 as `[::1]:8080`) → (host, port)."""
     host, _, port = value.strip().rpartition(":")
@@ -211,16 +241,18 @@ def parse_listen(value: str) -> tuple[str, int]:
 class RunningService:
     """The started service; `url` is where it listens."""
 
-    url: str
     queue: WorkQueue
     scheduler: Scheduler
     chat: ChatCommands | None
     app: WebhookApp
     options: ServiceOptions
-    _server: _Server
-    _sockets: dict[int, Any]
-    _thread: threading.Thread
+    http: HttpServer
     _stopped: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def url(self) -> str:
+        """Where the HTTP server listens."""
+        return self.http.url
 
     def stop(self) -> list[RunRequest]:
         """Shut down gracefully; returns the requests still running after the grace period."""
@@ -234,11 +266,7 @@ class RunningService:
             self.chat.close()
         still = self.queue.stop(self.options.shutdown_grace)
         self.scheduler.shutdown()
-        # Close the listener and every connection from inside waitress's I/O loop (its own
-        # thread); with its socket map empty the loop returns.
-        cast(_Trigger, self._server.trigger).pull_trigger(lambda: close_all(self._sockets))
-        self._thread.join(5)
-        self._server.task_dispatcher.shutdown(timeout=1)
+        self.http.stop()
         return still
 
 
@@ -254,7 +282,7 @@ def start_service(
 
     `stopping` is set when shutdown begins (share it with the pipeline so that a running
     rotation stops at its next step boundary, marked interrupted)."""
-    host, port = parse_listen(settings.listen)
+    parse_listen(settings.listen)  # a bad address fails before anything starts
     audit = pipeline.audit
     locks = RepositoryLocks(settings.state_dir / "locks")
     closed = close_abandoned_runs(audit, locks)
@@ -323,13 +351,8 @@ def start_service(
     scheduler.every(
         timedelta(days=1), lambda: deliveries.prune(DELIVERY_RETENTION), "prune-deliveries"
     )
-    sockets: dict[int, Any] = {}
-    server = _http_server(app, sockets, host, port, options)
-    thread = threading.Thread(target=server.run, name="http", daemon=True)
-    thread.start()
-    url = f"http://{host if ':' not in host else f'[{host}]'}:{server.getsockname()[1]}"
-    log.info("serving url=%s", url)
-    return RunningService(url, queue, scheduler, chat, app, options, server, sockets, thread)
+    http = start_http(app, settings.listen, options)
+    return RunningService(queue, scheduler, chat, app, options, http)
 
 
 def repository_lister(settings: Settings, forge: Forge) -> RepositoryLister:

@@ -52,7 +52,7 @@ from bot.models import Action, RunRequest, RunSummary, Trigger, strict_version
 from bot.runbook import Runbook
 from bot.service.locks import repository_key
 from bot.service.metrics import Metrics
-from bot.service.workqueue import Admission, WorkQueue, WorkResult
+from bot.service.workqueue import Admission, RotationQueue, WorkResult
 from bot.watchers import watch_kind
 
 if TYPE_CHECKING:
@@ -359,7 +359,7 @@ def _when(moment: datetime | str | None) -> str:
 
 def status_reply(
     repo: str,
-    queue: WorkQueue,
+    queue: RotationQueue,
     recent: list[dict[str, Any]],
     next_runs: Mapping[str, datetime | None],
 ) -> str:
@@ -396,6 +396,25 @@ def status_reply(
 # --- handling a command ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class AnswerComment:
+    """Answers a command's comment once its request is done: the reaction and the reply.
+
+    The queue calls it; the fleet's queue carries `event` with the job instead, and the worker
+    that ran the request builds the same answer through its own forge."""
+
+    forge: Forge
+    event: CommentEvent
+
+    def __call__(self, result: WorkResult) -> None:
+        reaction, body = result_reply(self.event.author, result)
+        try:
+            self.forge.react(self.event.repo, self.event.comment_id, reaction)
+            self.forge.reply(self.event.repo, self.event.issue_number, body)
+        except BotError as error:
+            log.warning("chat answer failed repo=%s error=%s", self.event.repo, error.message)
+
+
 class ChatCommands:
     """Handles `/rotate` comments in a small bounded pool, off the webhook's request thread."""
 
@@ -403,7 +422,7 @@ class ChatCommands:
         self,
         *,
         forge: Forge,
-        queue: WorkQueue,
+        queue: RotationQueue,
         runbooks: Mapping[str, Runbook],
         audit: AuditStore,
         metrics: Metrics,
@@ -585,7 +604,7 @@ class ChatCommands:
             action=action,
         )
         admission = self.queue.submit(
-            request, if_busy="reject", on_done=lambda result: self._finished(event, result)
+            request, if_busy="reject", on_done=AnswerComment(self.forge, event)
         )
         if admission != "queued":
             self.forge.reply(
@@ -593,11 +612,3 @@ class ChatCommands:
             )
             return admission
         return "queued"
-
-    def _finished(self, event: CommentEvent, result: WorkResult) -> None:
-        reaction, body = result_reply(event.author, result)
-        try:
-            self.forge.react(event.repo, event.comment_id, reaction)
-            self.forge.reply(event.repo, event.issue_number, body)
-        except BotError as error:
-            log.warning("chat answer failed repo=%s error=%s", event.repo, error.message)

@@ -30,7 +30,8 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_STOPPED
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import Engine
+from sqlalchemy import Engine, MetaData, Table, select
+from sqlalchemy.exc import NoSuchTableError
 
 from bot.config import RepoConfig
 from bot.errors import BotError, ConfigError, redact
@@ -48,6 +49,9 @@ _WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _APSCHEDULER_WEEK = (1, 2, 3, 4, 5, 6, 0)  # Monday first, as APScheduler 3 orders weekdays
 
 RepositoryLister = Callable[[], Iterable[str]]
+# Enqueue a fired job's request in the fleet's queue, once per (job id, cron slot) whoever asks;
+# returns what happened (logged).
+DeferSlot = Callable[[RunRequest, str, datetime], str]
 RepoConfigReader = Callable[[str], RepoConfig]
 # Told, at each refresh, what was wrong with a repository's config (None: nothing any more).
 ProblemReporter = Callable[[str, BotError | None], None]
@@ -136,6 +140,26 @@ class ScheduleEntry:
         return crontab_trigger(self.schedule, source=source)
 
 
+def stored_next_runs(engine: Engine, repo: str) -> dict[str, datetime | None]:
+    """The next run time of each of `repo`'s stored jobs, by runbook, read from the job table
+    (for a process that runs no scheduler: a web replica answering `/rotate status`)."""
+    prefix = job_id(repo, "")
+    try:
+        table = Table(JOBS_TABLE, MetaData(), autoload_with=engine)
+    except NoSuchTableError:  # no scheduler has started yet
+        return {}
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(table.c.id, table.c.next_run_time).where(table.c.id.startswith(prefix))
+        ).all()
+    return {
+        str(row.id).removeprefix(prefix): None
+        if row.next_run_time is None
+        else datetime.fromtimestamp(float(row.next_run_time), UTC)
+        for row in rows
+    }
+
+
 def job_id(repo: str, runbook: str) -> str:
     """The stable id of a repository's runbook job."""
     return f"rotate/{repository_key(repo)}/{runbook}"
@@ -194,14 +218,46 @@ class _QueueExecutor(BaseExecutor):  # type: ignore[misc]
             self._run_job_success(job.id, events)
 
 
+class _DeferExecutor(BaseExecutor):  # type: ignore[misc]
+    """Runs a due job's callable (which only builds a `RunRequest`) and enqueues the request in
+    the fleet's queue with the job's cron slot (coalesced: the latest missed fire time) as its
+    de-duplication key.  APScheduler records the next fire time only after this returns, so a
+    scheduler that dies in between leaves the slot due: its successor fires the same slot,
+    which the queue enqueues at most once."""
+
+    def __init__(self, defer: DeferSlot) -> None:
+        super().__init__()
+        self.defer = defer
+
+    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        events = run_job(job, job._jobstore_alias, run_times, self._logger.name)
+        executed = [event for event in events if event.code == EVENT_JOB_EXECUTED]
+        if executed and isinstance(executed[-1].retval, RunRequest):
+            slot: datetime = executed[-1].scheduled_run_time
+            try:
+                answer = self.defer(executed[-1].retval, job.id, slot)
+            except BotError as error:
+                log.error(
+                    "scheduled rotation not enqueued job=%s slot=%s error=%s",
+                    job.id,
+                    slot.isoformat(),
+                    error.message,
+                )
+            else:
+                log.info("scheduled rotation job=%s slot=%s %s", job.id, slot.isoformat(), answer)
+        self._run_job_success(job.id, events)
+
+
 class Scheduler:
-    """Cron jobs for every served repository and runbook, feeding the service's queue."""
+    """Cron jobs for every served repository and runbook, feeding the service's queue (one
+    process) or the fleet's (`defer`, distributed)."""
 
     def __init__(
         self,
         *,
         engine: Engine,
-        queue: WorkQueue,
+        queue: WorkQueue | None = None,
+        defer: DeferSlot | None = None,
         runbooks: Sequence[str],
         default_schedule: str,
         repositories: RepositoryLister,
@@ -210,6 +266,13 @@ class Scheduler:
         report: ProblemReporter | None = None,
     ) -> None:
         crontab_trigger(default_schedule, source="ROTATION_BOT_SCHEDULE")
+        executor: BaseExecutor
+        if queue is not None and defer is None:
+            executor = _QueueExecutor(queue, self._restore)
+        elif defer is not None and queue is None:
+            executor = _DeferExecutor(defer)
+        else:
+            raise ValueError("a scheduler feeds either the process's queue or the fleet's")
         self.runbooks = tuple(runbooks)
         self.default_schedule = default_schedule
         self.repositories = repositories
@@ -223,7 +286,7 @@ class Scheduler:
                 _INTERNAL: MemoryJobStore(),
             },
             executors={
-                _QUEUE: _QueueExecutor(queue, self._restore),
+                _QUEUE: executor,
                 "default": ThreadPoolExecutor(1),
             },
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},

@@ -77,6 +77,21 @@ class Activity:
     since: float | None = None
 
 
+class RotationQueue(Protocol):
+    """Where the chat commands (and the schedule) send requests: this module's `WorkQueue` in
+    one process, or the fleet's queue on PostgreSQL (bot/service/distributed/)."""
+
+    def submit(
+        self, request: RunRequest, *, if_busy: IfBusy, on_done: Callback | None = None
+    ) -> Admission:
+        """Queue `request`, or say why not."""
+        ...
+
+    def activity(self, repo: str) -> Activity:
+        """The running and queued requests of one repository."""
+        ...
+
+
 @dataclass(frozen=True)
 class _Item:
     request: RunRequest
@@ -231,36 +246,56 @@ class WorkQueue:
             _call(item.on_done, result)
 
     def _execute(self, request: RunRequest) -> WorkResult:
-        try:
-            with self.locks.hold(request.repo, timeout=-1, stop=self.stopping):
-                log.info("rotation started repo=%s trigger=%s", request.repo, request.trigger.kind)
-                with run_deadline(self.run_timeout) if self.run_timeout else nullcontext():
-                    summaries = tuple(self.runner.run(request))
-        except RepositoryBusy:
-            return WorkResult(request, started=False)
-        except ShutdownRequested as stopped:
-            log.warning("rotation interrupted by shutdown repo=%s", request.repo)
-            return WorkResult(request, error=stopped.reason, shut_down=True)
-        except RunDeadlineExceeded as late:
-            log.warning("rotation stopped at its deadline repo=%s", request.repo)
-            return WorkResult(request, error=late.reason)
-        except BotError as error:
-            log.warning("rotation failed repo=%s error=%s", request.repo, error.message)
-            return WorkResult(request, error=error.message)
-        except Exception as error:
-            log.exception("rotation crashed repo=%s", request.repo)
-            return WorkResult(
-                request, error=redact(f"internal error: {type(error).__name__}: {error}")
-            )
-        for summary in summaries:
-            log.info(
-                "rotation finished repo=%s runbook=%s outcome=%s run=%s",
-                request.repo,
-                summary.runbook,
-                summary.outcome,
-                summary.run_id,
-            )
-        return WorkResult(request, summaries)
+        return execute(
+            self.runner,
+            request,
+            locks=self.locks,
+            stopping=self.stopping,
+            run_timeout=self.run_timeout,
+            wait=True,
+        )
+
+
+def execute(
+    runner: Runner,
+    request: RunRequest,
+    *,
+    locks: RepositoryLocks,
+    stopping: threading.Event,
+    run_timeout: float | None,
+    wait: bool,
+) -> WorkResult:
+    """Run one request under its repository's lock (`wait`: until the lock is free or `stopping`
+    is set; else not at all when it is held) and its run deadline; every outcome, a crash
+    included, becomes the `WorkResult`."""
+    try:
+        with locks.hold(request.repo, timeout=-1 if wait else 0, stop=stopping):
+            log.info("rotation started repo=%s trigger=%s", request.repo, request.trigger.kind)
+            with run_deadline(run_timeout) if run_timeout else nullcontext():
+                summaries = tuple(runner.run(request))
+    except RepositoryBusy:
+        return WorkResult(request, started=False)
+    except ShutdownRequested as stopped:
+        log.warning("rotation interrupted by shutdown repo=%s", request.repo)
+        return WorkResult(request, error=stopped.reason, shut_down=True)
+    except RunDeadlineExceeded as late:
+        log.warning("rotation stopped at its deadline repo=%s", request.repo)
+        return WorkResult(request, error=late.reason)
+    except BotError as error:
+        log.warning("rotation failed repo=%s error=%s", request.repo, error.message)
+        return WorkResult(request, error=error.message)
+    except Exception as error:
+        log.exception("rotation crashed repo=%s", request.repo)
+        return WorkResult(request, error=redact(f"internal error: {type(error).__name__}: {error}"))
+    for summary in summaries:
+        log.info(
+            "rotation finished repo=%s runbook=%s outcome=%s run=%s",
+            request.repo,
+            summary.runbook,
+            summary.outcome,
+            summary.run_id,
+        )
+    return WorkResult(request, summaries)
 
 
 def _call(callback: Callback | None, result: WorkResult) -> None:

@@ -91,6 +91,28 @@ class LockfileConfirmed:
 
 
 @dataclass(frozen=True)
+class ClosureNode:
+    """A package whose locked version the rotation changes, as verify-closure checked it
+    (`previous_version` None: new in the tree; `install_scripts`: the allowed ones it has)."""
+
+    name: str
+    previous_version: str | None
+    new_version: str
+    published_at: str | None
+    install_scripts: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class ClosureVerified:
+    """Every changed node of the regenerated lockfiles, checked against `advisories` OSV `MAL-`
+    advisories (None: no advisory source configured) and the minimum release age."""
+
+    nodes: tuple[ClosureNode, ...]
+    advisories: int | None
+    minimum_age: str
+
+
+@dataclass(frozen=True)
 class TarballChecked:
     """One downloaded tarball's sha512, compared with the registry and the lockfile."""
 
@@ -173,6 +195,7 @@ class Outputs:
     pins: PinsBumped | None = None
     lockfiles: LockfilesRegenerated | None = None
     lockfile: LockfileConfirmed | None = None
+    closure: ClosureVerified | None = None
     tarballs: TarballsVerified | None = None
     signatures: SignaturesVerified | None = None
     provenance: ProvenanceVerified | None = None

@@ -22,8 +22,6 @@ from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import quote
 
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-
 from bot.config import Policy
 from bot.errors import InvalidRemoteData, ServiceUnavailable
 from bot.sources.http import HttpSource, host_of
@@ -35,16 +33,12 @@ from bot.verify.sigstore import (
     Envelope,
     Identity,
     IdentityPolicy,
-    TlogEntry,
     TrustedRoot,
     certificate_identity,
-    check_entry_body,
     fail,
     parse_bundle,
     require_object,
-    verify_certificate,
-    verify_signature,
-    verify_tlog_entry,
+    verify_bundle,
 )
 
 ATTESTATIONS_LIMIT = 8 * 1024 * 1024
@@ -141,12 +135,6 @@ def check_statement(
     return predicate if isinstance(predicate, dict) else {}
 
 
-def _one_entry(bundle: Bundle, label: str) -> TlogEntry:
-    if len(bundle.tlog_entries) != 1:
-        raise fail(label, f"expected one transparency-log entry, found {len(bundle.tlog_entries)}")
-    return bundle.tlog_entries[0]
-
-
 @dataclass(frozen=True)
 class ProvenanceFacts:
     """What a verified SLSA provenance bundle proves."""
@@ -164,26 +152,15 @@ def verify_slsa_provenance(
 ) -> ProvenanceFacts:
     """Fully verify a certificate-signed SLSA provenance bundle for `manifest`."""
     label = f"{manifest.name}@{manifest.version}"
-    certificate = bundle.certificate
-    if certificate is None:
-        raise fail(label, "the provenance bundle has no signing certificate")
-    entry = _one_entry(bundle, label)
-    when = verify_tlog_entry(entry, root, label)
-    verify_certificate(certificate, root, when, label)
-    identity = certificate_identity(certificate)
+    if bundle.envelope is None:
+        raise fail(label, "the provenance bundle holds no DSSE envelope")
+    verified = verify_bundle(bundle, root, label=label)
+    assert verified.certificate is not None  # noqa: S101 - verify_bundle needs one without a key
+    identity = certificate_identity(verified.certificate)
     problems = identity_policy.problems(identity)
     if problems:
         raise fail(label, "the provenance signer is not allowed: " + "; ".join(problems))
-    key = certificate.public_key()
-    if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
-        raise fail(label, "the signing certificate's key type is not supported")
-    envelope = bundle.envelope
-    if len(envelope.signatures) != 1 or not verify_signature(
-        key, envelope.signatures[0], envelope.pae()
-    ):
-        raise fail(label, "the provenance envelope's signature does not verify")
-    check_entry_body(entry, envelope, certificate, label)
-    predicate = check_statement(envelope, manifest, SLSA_PREDICATES, label)
+    predicate = check_statement(bundle.envelope, manifest, SLSA_PREDICATES, label)
     definition = predicate.get("buildDefinition") or {}
     workflow = (definition.get("externalParameters") or {}).get("workflow")
     if (
@@ -192,7 +169,7 @@ def verify_slsa_provenance(
         and (str(workflow["repository"]).lower() != (identity.source_repository or "").lower())
     ):
         raise fail(label, "the provenance predicate names another repository than its signer")
-    return ProvenanceFacts(identity, entry.log_index, when)
+    return ProvenanceFacts(identity, verified.entry.log_index, verified.signed_at)
 
 
 def verify_publish_attestation(
@@ -200,20 +177,15 @@ def verify_publish_attestation(
 ) -> datetime:
     """Verify the registry-key-signed npm publish attestation for `manifest`."""
     label = f"{manifest.name}@{manifest.version}"
-    entry = _one_entry(bundle, label)
-    when = verify_tlog_entry(entry, root, label)
-    if not key.valid_at(when):
+    if bundle.envelope is None:
+        raise fail(label, "the publish attestation holds no DSSE envelope")
+    verified = verify_bundle(bundle, root, label=label, key=key.public_key)
+    if not key.valid_at(verified.signed_at):
         raise fail(label, f"registry key {key.keyid} had expired when the attestation was logged")
-    envelope = bundle.envelope
-    if len(envelope.signatures) != 1 or not verify_signature(
-        key.public_key, envelope.signatures[0], envelope.pae()
-    ):
-        raise fail(label, f"the publish attestation does not verify with key {key.keyid}")
-    check_entry_body(entry, envelope, key.public_key, label)
-    predicate = check_statement(envelope, manifest, (PUBLISH_PREDICATE,), label)
+    predicate = check_statement(bundle.envelope, manifest, (PUBLISH_PREDICATE,), label)
     if predicate.get("name") != manifest.name or predicate.get("version") != manifest.version:
         raise fail(label, "the publish attestation names another package or version")
-    return when
+    return verified.signed_at
 
 
 # --- policy -----------------------------------------------------------------------------------

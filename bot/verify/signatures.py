@@ -58,7 +58,7 @@ def _timestamp(value: object, *, source: str) -> datetime | None:
         return None
     if isinstance(value, str):
         try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            parsed = datetime.fromisoformat(value)
         except ValueError:
             pass
         else:
@@ -311,10 +311,10 @@ def verify_signatures(
                 else ""
             )
             raise fail(f"signed with unknown key {signature.keyid}{hint}", keyid=signature.keyid)
-        if not key.valid_at(manifest.published_at):
+        if key.expires is not None and not key.valid_at(manifest.published_at):
             published = manifest.published_at.isoformat() if manifest.published_at else "unknown"
             raise fail(
-                f"key {key.keyid} expired {key.expires.isoformat() if key.expires else ''} "
+                f"key {key.keyid} expired {key.expires.isoformat()} "
                 f"before the version was published ({published})",
                 keyid=key.keyid,
             )

@@ -1,9 +1,12 @@
-"""confirm-lockfile against hand-made lockfiles and the real registry: a copy of sharp that
-another package keeps must load the binaries its own version declares."""
+"""confirm-lockfile against hand-made lockfiles and the real registry: each fail-closed check
+has a test that fails when the check is removed (the lockfile is written from the registry's own
+metadata, then exactly one thing is broken), and a copy of sharp that another package keeps must
+load the binaries its own version declares."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,21 +15,21 @@ import pytest
 from bot.errors import VerificationFailed
 from bot.models import KeptCopy, PinChange, Project, ProjectRotation, Rotation
 from bot.steps.confirm_lockfile import confirm_lockfile
+from bot.steps.registry import get_step
 from tests.conftest import FAMILY, pin_names
-from tests.support.step_context import make_context
+from tests.support.locked_family import (
+    LINUX,
+    LINUX_VIPS,
+    MUSL,
+    PINS,
+    family_versions,
+    registry_lockfile,
+    run_step,
+)
+from tests.support.step_context import BaseFiles, make_context, rotation_for
 from tests.support.verdaccio import Verdaccio
 
 KEPT = "node_modules/favicons/node_modules/sharp"
-
-
-class Base:
-    """The repository at the base commit, as confirm-lockfile reads it."""
-
-    def __init__(self, files: dict[str, str]) -> None:
-        self.files = files
-
-    def read_text(self, path: str) -> str | None:
-        return self.files.get(path)
 
 
 def family_entries(registry: Verdaccio, under: str, version: str) -> dict[str, Any]:
@@ -103,7 +106,7 @@ def test_a_kept_copy_must_load_its_own_versions_binaries(
     (worktree / "package-lock.json").write_text(
         lockfile(registry, "0.34.1", nested_binaries=nested_binaries)
     )
-    base = Base({"package-lock.json": lockfile(registry, "0.34.0", nested_binaries=True)})
+    base = BaseFiles({"package-lock.json": lockfile(registry, "0.34.0", nested_binaries=True)})
     ctx = make_context(
         tmp_path, registry.url, rotation(registry), worktree=worktree, workspace=base
     )
@@ -124,3 +127,125 @@ def test_a_kept_copy_must_load_its_own_versions_binaries(
         f".: {KEPT} (0.33.4) would load @img/sharp-libvips-linux-x64 1.1.1 "
         "(node_modules/@img/sharp-libvips-linux-x64), built for another sharp; it needs 1.0.2"
     ) in problems
+
+
+# --- each fail-closed check ----------------------------------------------------------------
+
+
+def test_confirm_lockfile_passes_a_rotated_lockfile(tmp_path: Path, registry: Verdaccio) -> None:
+    result = run_step("confirm-lockfile", tmp_path, registry)
+
+    assert result.status == "passed"
+    entries = {e["name"]: e for e in result.evidence["entries"]}
+    assert {(e["name"], e["previous_version"], e["new_version"]) for e in entries.values()} == {
+        ("sharp", "0.33.4", "0.33.5"),
+        (LINUX, "0.33.4", "0.33.5"),
+        (LINUX_VIPS, "1.0.2", "1.0.4"),
+    }
+    assert tuple(entries[LINUX]["libc"]) == ("glibc",)
+
+
+def _entry(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    return lambda lock: lock["packages"][f"node_modules/{name}"]
+
+
+def _drop(lock: dict[str, Any]) -> None:
+    del lock["packages"][f"node_modules/{LINUX}"]
+
+
+def _wrong_version(lock: dict[str, Any]) -> None:
+    _entry(LINUX)(lock)["version"] = "0.33.6"
+
+
+def _wrong_libc(lock: dict[str, Any]) -> None:
+    _entry(LINUX)(lock)["libc"] = ["musl"]
+
+
+def _wrong_cpu(lock: dict[str, Any]) -> None:
+    _entry(LINUX)(lock)["cpu"] = ["arm64"]
+
+
+def _wrong_os(lock: dict[str, Any]) -> None:
+    _entry(LINUX)(lock)["os"] = ["darwin"]
+
+
+def _sha1(lock: dict[str, Any]) -> None:
+    _entry(LINUX)(lock)["integrity"] = "sha1-2jmj7l5rSw0yVb/vlWAYkK/YBwk="
+
+
+def _other_integrity(lock: dict[str, Any]) -> None:
+    _entry(LINUX)(lock)["integrity"] = _entry(MUSL)(lock)["integrity"]
+
+
+def _sharp_elsewhere(lock: dict[str, Any]) -> None:
+    _entry("sharp")(lock)["version"] = "0.33.4"
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (_drop, f"{LINUX} is missing from package-lock.json for node_modules/sharp"),
+        (_wrong_version, f"node_modules/{LINUX} is 0.33.6, expected 0.33.5"),
+        (_wrong_libc, "has libc ['musl'], expected ['glibc']"),
+        (_wrong_cpu, "has cpu ['arm64'], expected ['x64']"),
+        (_wrong_os, "has os ['darwin'], expected ['linux']"),
+        (_sha1, "has no sha512 integrity"),
+        (_other_integrity, "integrity differs from the registry's dist.integrity"),
+        (_sharp_elsewhere, "package-lock.json has no sharp 0.33.5 entry"),
+    ],
+    ids=["missing", "version", "libc", "cpu", "os", "sha1", "integrity", "sharp"],
+)
+def test_confirm_lockfile_fails_on_each_broken_entry(
+    tmp_path: Path, registry: Verdaccio, change: Callable[[dict[str, Any]], None], reason: str
+) -> None:
+    def with_musl(lock: dict[str, Any]) -> None:
+        musl = registry_lockfile(registry, {MUSL: "0.33.5"})["packages"][f"node_modules/{MUSL}"]
+        lock["packages"][f"node_modules/{MUSL}"] = musl
+        change(lock)
+
+    with pytest.raises(VerificationFailed) as caught:
+        run_step("confirm-lockfile", tmp_path, registry, change=with_musl)
+
+    assert reason in caught.value.message
+    # one broken entry, one problem (moving sharp itself also strands its binaries)
+    assert len(caught.value.fields["problems"]) == (4 if reason.endswith("0.33.5 entry") else 1)
+
+
+def test_confirm_lockfile_wants_a_changed_integrity_when_the_version_changed(
+    tmp_path: Path, registry: Verdaccio
+) -> None:
+    # The base lockfile already had 0.33.5's bytes under 0.33.4: a version bump without new bytes.
+    previous = registry_lockfile(registry, family_versions("0.33.4", "0.33.4", "1.0.2"))
+    rotated = registry_lockfile(registry, family_versions("0.33.5", "0.33.5", "1.0.4"))
+    previous["packages"][f"node_modules/{LINUX}"]["integrity"] = rotated["packages"][
+        f"node_modules/{LINUX}"
+    ]["integrity"]
+    (tmp_path / "package-lock.json").write_text(json.dumps(rotated))
+    ctx = make_context(
+        tmp_path,
+        registry.url,
+        rotation_for("0.33.5", PINS),
+        workspace=BaseFiles({"package-lock.json": json.dumps(previous)}),
+    )
+
+    with pytest.raises(VerificationFailed, match="integrity did not change although the version"):
+        get_step("confirm-lockfile")(ctx)
+
+
+def test_confirm_lockfile_refuses_new_bytes_under_an_unchanged_version(
+    tmp_path: Path, registry: Verdaccio
+) -> None:
+    previous = registry_lockfile(registry, family_versions("0.33.4", "0.33.4", "1.0.4"))
+    previous["packages"][f"node_modules/{LINUX_VIPS}"]["integrity"] = "sha512-" + "A" * 86 + "=="
+    (tmp_path / "package-lock.json").write_text(
+        json.dumps(registry_lockfile(registry, family_versions("0.33.5", "0.33.5", "1.0.4")))
+    )
+    ctx = make_context(
+        tmp_path,
+        registry.url,
+        rotation_for("0.33.5", {LINUX: ("0.33.4", "0.33.5"), LINUX_VIPS: ("1.0.4", "1.0.4")}),
+        workspace=BaseFiles({"package-lock.json": json.dumps(previous)}),
+    )
+
+    with pytest.raises(VerificationFailed, match="integrity changed although 1.0.4 did not"):
+        get_step("confirm-lockfile")(ctx)

@@ -446,8 +446,10 @@ class TestSigstore:
         subject_sha512: str | None = None,
         signed_at: datetime | None = None,
         with_sct: bool = True,
+        predicate_repository: str | None = None,
     ) -> dict[str, Any]:
-        """A certificate-signed SLSA v1 provenance bundle, as npm publishes with --provenance."""
+        """A certificate-signed SLSA v1 provenance bundle, as npm publishes with --provenance
+        (`predicate_repository`: what the predicate claims, default the signer's repository)."""
         ref = ref or f"refs/tags/v{version}"
         when = signed_at or datetime.now(UTC) - timedelta(hours=1)
         key = ec.generate_private_key(ec.SECP256R1())
@@ -464,7 +466,8 @@ class TestSigstore:
                     "externalParameters": {
                         "workflow": {
                             "ref": ref,
-                            "repository": f"https://github.com/{repository}",
+                            "repository": predicate_repository
+                            or f"https://github.com/{repository}",
                             "path": ".github/workflows/release.yml",
                         }
                     },
@@ -499,14 +502,16 @@ class TestSigstore:
         *,
         registry: str = "https://registry.npmjs.org",
         signed_at: datetime | None = None,
+        predicate: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """The npm publish attestation, signed with the registry's key and logged."""
+        """The npm publish attestation, signed with the registry's key and logged
+        (`predicate` replaces fields of its `{name, version, registry}` predicate)."""
         when = signed_at or datetime.now(UTC) - timedelta(hours=1)
         statement = _statement(
             purl(name, version),
             _hex(integrity),
             PUBLISH_V01,
-            {"name": name, "version": version, "registry": registry},
+            {"name": name, "version": version, "registry": registry, **(predicate or {})},
         )
         signature = registry_key.private_key.sign(_pae(statement), ec.ECDSA(hashes.SHA256()))
         return {

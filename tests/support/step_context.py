@@ -20,6 +20,17 @@ from bot.sources.npm.settings import NpmSettings
 from bot.steps.registry import StepContext
 
 
+class BaseFiles:
+    """The part of `bot.workspace.Workspace` the verify steps read: files at the base commit."""
+
+    def __init__(self, files: Mapping[str, str]) -> None:
+        self.files = dict(files)
+
+    def read_text(self, path: str) -> str | None:
+        """The file's text at the base commit, None when it does not exist there."""
+        return self.files.get(path)
+
+
 def rotation_for(
     new_version: str,
     pins: Mapping[str, tuple[str | None, str]],

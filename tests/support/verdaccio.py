@@ -7,6 +7,7 @@ fixture registry with a dozen packages is ready in about a second.
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import io
 import json
@@ -31,7 +32,7 @@ TOOLS = HARNESS / "tools"
 def make_tarball(manifest: Mapping[str, Any], files: Mapping[str, bytes] | None = None) -> bytes:
     """A deterministic npm tarball: package/package.json plus `files`."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=9) as archive:
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
         entries = {"package.json": json.dumps(manifest, indent=2).encode(), **(files or {})}
         for name, data in sorted(entries.items()):
             info = tarfile.TarInfo(f"package/{name}")
@@ -39,7 +40,8 @@ def make_tarball(manifest: Mapping[str, Any], files: Mapping[str, bytes] | None 
             info.mtime = 499162500
             info.mode = 0o644
             archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+    # gzip's header carries a time: fix it, or two calls a second apart differ
+    return gzip.compress(buffer.getvalue(), compresslevel=9, mtime=0)
 
 
 def integrity_of(data: bytes) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from bot.config import Settings
 from bot.forges.base import Advisory, ApiUsage, ExistingProposal, Notice, Reaction
 from bot.forges.github.advisories import Advisories
-from bot.forges.github.client import GitHubClient, GitHubOptions
+from bot.forges.github.client import GitHubClient, GitHubOptions, RequestBudget
 from bot.forges.github.comments import Comments
 from bot.forges.github.issues import (
     APPROVAL_LABEL,
@@ -35,6 +35,7 @@ __all__ = [
     "INCIDENT_LABEL",
     "GitHubForge",
     "GitHubOptions",
+    "RequestBudget",
 ]
 
 
@@ -52,9 +53,11 @@ class GitHubForge:
         app_id: str | None = None,
         app_key: str | None = None,
         options: GitHubOptions | None = None,
+        budget: RequestBudget | None = None,
     ) -> None:
+        """`budget`, when given, is spent one request at a time before each API request."""
         self.client = GitHubClient(
-            base_url, token=token, app_id=app_id, app_key=app_key, options=options
+            base_url, token=token, app_id=app_id, app_key=app_key, options=options, budget=budget
         )
         self.pulls = Pulls(self.client)
         self.issues = Issues(self.client)
@@ -63,7 +66,11 @@ class GitHubForge:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, options: GitHubOptions | None = None
+        cls,
+        settings: Settings,
+        *,
+        options: GitHubOptions | None = None,
+        budget: RequestBudget | None = None,
     ) -> GitHubForge:
         """The forge configured by `ROTATION_BOT_GITHUB_*` settings."""
         return cls(
@@ -72,6 +79,7 @@ class GitHubForge:
             app_id=settings.github_app_id,
             app_key=settings.github_app_key,
             options=options,
+            budget=budget,
         )
 
     # --- repositories ----------------------------------------------------------------------

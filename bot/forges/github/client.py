@@ -58,15 +58,24 @@ T = TypeVar("T")
 # --- counting and auth ---------------------------------------------------------------------
 
 
-class _Counter:
-    """A thread-safe request counter shared by every client of one forge."""
+# Spend one request of the named budget (`token`, `app`, `installation/ID`), waiting for it if
+# need be; the fleet shares one budget per installation (bot/service/distributed/shared.py).
+RequestBudget = Callable[[str], None]
 
-    def __init__(self) -> None:
+
+class _Counter:
+    """A thread-safe request counter shared by every client of one forge (and the budget each
+    request is spent from, if any)."""
+
+    def __init__(self, budget: RequestBudget | None = None) -> None:
         self._lock = threading.Lock()
+        self.budget = budget
         self.requests = 0
         self.not_modified = 0
 
-    def add(self, *, not_modified: bool = False) -> None:
+    def add(self, *, not_modified: bool = False, budget: str | None = None) -> None:
+        if budget is not None and self.budget is not None:
+            self.budget(budget)
         with self._lock:
             if not_modified:
                 self.not_modified += 1
@@ -86,7 +95,7 @@ class _CountingToken(Auth.Token):
         self._counter = counter
 
     def authentication(self, headers: dict[str, str]) -> None:
-        self._counter.add()
+        self._counter.add(budget="token")
         super().authentication(headers)
 
 
@@ -98,7 +107,7 @@ class _CountingAppAuth(Auth.AppAuth):
         self._counter = counter
 
     def authentication(self, headers: dict[str, str]) -> None:
-        self._counter.add()
+        self._counter.add(budget="app")
         super().authentication(headers)
 
     def get_installation_auth(
@@ -129,7 +138,7 @@ class _CountingInstallationAuth(Auth.AppInstallationAuth):
 
     def authentication(self, headers: dict[str, str]) -> None:
         token = self.token  # may fetch a fresh installation token (counted by the App auth)
-        self._counter.add()
+        self._counter.add(budget=f"installation/{self.installation_id}")
         headers["Authorization"] = f"{self.token_type} {token}"
 
     def _get_installation_authorization(self) -> InstallationAuthorization:
@@ -257,13 +266,15 @@ class GitHubClient:
         app_id: str | None = None,
         app_key: str | None = None,
         options: GitHubOptions | None = None,
+        budget: RequestBudget | None = None,
     ) -> None:
+        """`budget`, when given, is spent one request at a time before each API request."""
         if not base_url.startswith(("https://", "http://")):
             raise ConfigError(f"ROTATION_BOT_GITHUB_URL {base_url!r} must be an http(s) URL")
         self.base_url = base_url.rstrip("/")
         self.host = host_of(self.base_url)
         self.options = options or GitHubOptions()
-        self._counter = _Counter()
+        self._counter = _Counter(budget)
         self._lock = threading.Lock()
         self._listings: dict[tuple[str, tuple[tuple[str, str], ...]], _Listing] = {}
         self._clone_urls: dict[str, str] = {}

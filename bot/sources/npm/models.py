@@ -99,6 +99,14 @@ class Packument:
         """Every published version (validated strict semver)."""
         return tuple(self._versions)
 
+    def unpublished(self) -> tuple[str, ...]:
+        """Versions the `time` map records but `versions` no longer holds (unpublished)."""
+        return tuple(
+            version
+            for version in self._times
+            if version not in ("created", "modified") and version not in self._versions
+        )
+
     def releases(self) -> tuple[Release, ...]:
         """Every version as a `Release`, oldest first by semver."""
         ordered = sorted(self._versions, key=semver.Version.parse)

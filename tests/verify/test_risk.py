@@ -211,6 +211,53 @@ def test_assess_risk_step_skips_digest_rotations(tmp_path: Path) -> None:
     assert result.status == "skipped" and ctx.outputs.risk is None
 
 
+def test_an_unchanged_install_script_gives_no_signal_and_a_changed_one_names_the_package() -> None:
+    same = {"install": "node install/check"}
+    assert (
+        compare_versions(
+            version("1.0.0", install_scripts=same), version("1.0.1", install_scripts=same)
+        )
+        == ()
+    )
+
+    (signal,) = compare_versions(
+        version("1.0.0", install_scripts=same),
+        version("1.0.1", install_scripts={"install": "node evil.js"}),
+    )
+    assert (signal.package, signal.signal) == ("pkg", "install-script-changed")
+
+
+@pytest.mark.parametrize(
+    ("previous", "new", "dropped"),
+    [
+        ({"attestations_url": "https://r/a"}, {}, True),
+        ({"provenance": PROVENANCE}, {}, True),
+        ({"provenance": PROVENANCE}, {"attestations_url": "https://r/a"}, False),
+        ({"attestations_url": "https://r/a"}, {"provenance": PROVENANCE}, False),
+    ],
+    ids=["url-only-before", "predicate-only-before", "url-only-after", "predicate-only-after"],
+)
+def test_provenance_counts_with_either_announcement(
+    previous: dict[str, Any], new: dict[str, Any], dropped: bool
+) -> None:
+    found = compare_versions(version("1.0.0", **previous), version("1.0.1", **new))
+
+    assert ("provenance-dropped" in [signal.signal for signal in found]) is dropped
+
+
+def test_new_publisher_after_an_unknown_one_says_unknown() -> None:
+    (signal,) = compare_versions(
+        version("1.0.0", publisher=None),
+        version("1.0.1", publisher="mallory"),
+        earlier_publishers=["lovell"],
+    )
+
+    assert signal.detail == (
+        "1.0.1 was published by `mallory`, who published none of the earlier versions "
+        "(e.g. 1.0.0 by `unknown`)"
+    )
+
+
 def test_an_unusable_previous_manifest_is_not_compared_and_stops_nothing() -> None:
     from bot.sources.npm.models import Packument
     from bot.steps.assess_risk import _manifest_or_none

@@ -8,13 +8,16 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from bot.errors import VerificationFailed
+from bot.errors import ConfigError, InvalidRemoteData, VerificationFailed
 from bot.sources.http import HttpSource
 from bot.sources.npm.models import Dist, PackageVersion, Signature
 from bot.sources.npm.settings import PUBLIC_REGISTRY, NpmSettings
@@ -257,6 +260,79 @@ def test_shipped_npm_keys_are_the_ones_their_keyids_name() -> None:
     assert keys[0].expires == datetime(2025, 1, 29, tzinfo=UTC) and keys[1].expires is None
 
 
+def _p384() -> str:
+    public = ec.generate_private_key(ec.SECP384R1()).public_key()
+    der = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(der).decode()
+
+
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [
+        ([], 'expected {"keys": [...]}'),
+        ({"keys": {}}, 'expected {"keys": [...]}'),
+        ({"keys": ["k"]}, "a key entry is not an object"),
+        ({"keys": [{"keyid": "", "key": "AAAA"}]}, "a key entry has no keyid or key"),
+        ({"keys": [{"keyid": 7, "key": "AAAA"}]}, "a key entry has no keyid or key"),
+        ({"keys": [{"keyid": "k"}]}, "a key entry has no keyid or key"),
+        ({"keys": [{"keyid": "k", "key": "AAAA!"}]}, "key k is not base64 SPKI"),
+        ({"keys": [{"keyid": "k", "key": "AAAA"}]}, "key k is not base64 SPKI"),
+        ({"keys": [{"keyid": "k", "key": "P384"}]}, "key k is not an ECDSA P-256 key"),
+    ],
+    ids=[
+        "list",
+        "keys-object",
+        "entry",
+        "empty-keyid",
+        "keyid-type",
+        "no-key",
+        "base64",
+        "not-spki",
+        "p384",
+    ],
+)
+def test_a_bad_keys_document_is_named(document: Any, reason: str) -> None:
+    if "P384" in json.dumps(document):
+        document["keys"][0]["key"] = _p384()
+
+    with pytest.raises(InvalidRemoteData) as caught:
+        parse_keys(document, source="registry.example/-/npm/v1/keys")
+
+    assert caught.value.message == f"registry.example/-/npm/v1/keys: {reason}"
+
+
+def test_a_key_of_another_scheme_is_left_out_and_the_next_one_kept(key: RegistryKeyPair) -> None:
+    other = {**key.entry(), "keyid": "SHA256:other", "scheme": "ed25519"}
+
+    keys = parse_keys(keys_document(other, key.entry()), source="test")
+
+    assert [item.keyid for item in keys] == [key.keyid]
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "cannot read pinned registry keys (No such file or directory)"),
+        ("{", "pinned registry keys are not valid JSON"),
+        ("[]", "expected an object mapping registry URLs to key sets"),
+        ('{"https://npm.example.com": {"keys": [{}]}}', "a key entry has no keyid or key"),
+    ],
+    ids=["missing", "not-json", "not-object", "bad-key"],
+)
+def test_a_bad_pinned_keys_file_is_named(tmp_path: Path, content: str | None, reason: str) -> None:
+    path = tmp_path / "npm-registry-keys.json"
+    if content is not None:
+        path.write_text(content)
+
+    with pytest.raises(ConfigError) as caught:
+        load_pinned_keys(path)
+
+    where = f"{path} [https://npm.example.com]" if reason.startswith("a key") else str(path)
+    assert caught.value.message == f"{where}: {reason}"
+
+
 def test_state_dir_trust_file_replaces_the_shipped_keys(tmp_path: Path) -> None:
     own = RegistryKeyPair()
     assert pinned_keys_for(tmp_path) == load_pinned_keys(PINNED_KEYS_FILE)
@@ -373,3 +449,83 @@ def test_step_rejects_signatures_by_a_key_the_registry_no_longer_trusts(
             get_step("verify-signatures")(ctx)
     finally:
         signing.serve_keys(keys_document(signing.signer.entry()))
+
+
+def test_failures_carry_the_exact_message_and_fields(key: RegistryKeyPair) -> None:
+    stranger = RegistryKeyPair()
+    with pytest.raises(VerificationFailed) as caught:
+        verify_signatures(manifest(stranger), keys_of(key), "required")
+
+    assert caught.value.message == (
+        "registry signature check failed for @img/sharp-linux-x64@0.33.5 from http://127.0.0.1:4873 "
+        f"(policy required): signed with unknown key {stranger.keyid}; do not bypass — keep "
+        "the known-good pins"
+    )
+    assert caught.value.fields == {
+        "package": "@img/sharp-linux-x64@0.33.5",
+        "registry": "http://127.0.0.1:4873",
+        "policy": "required",
+        "keyid": stranger.keyid,
+    }
+
+    with pytest.raises(VerificationFailed) as caught:
+        verify_signatures(manifest(None), keys_of(key), "required")
+    assert caught.value.message.endswith(
+        "(policy required): the version carries no dist.signatures (stripped or never signed); "
+        "do not bypass — keep the known-good pins"
+    )
+
+    late = manifest(key, published_at=datetime(2025, 2, 1, tzinfo=UTC))
+    with pytest.raises(VerificationFailed) as caught:
+        verify_signatures(late, keys_of(key, expires="2025-01-29T00:00:00Z"), "required")
+    assert (
+        f"key {key.keyid} expired 2025-01-29T00:00:00+00:00 before the version was published "
+        "(2025-02-01T00:00:00+00:00)" in caught.value.message
+    )
+    assert caught.value.fields["keyid"] == key.keyid
+
+
+def test_a_key_expiring_at_the_publish_time_no_longer_covers_it(key: RegistryKeyPair) -> None:
+    at_expiry = manifest(key, published_at=datetime(2025, 1, 29, tzinfo=UTC))
+
+    with pytest.raises(VerificationFailed, match="expired"):
+        verify_signatures(at_expiry, keys_of(key, expires="2025-01-29T00:00:00Z"), "required")
+
+
+def test_a_signature_must_be_canonical_base64(key: RegistryKeyPair) -> None:
+    good = manifest(key)
+    (signature,) = good.dist.signatures
+    spaced = replace(
+        good,
+        dist=replace(good.dist, signatures=(Signature(key.keyid, "\n" + signature.sig),)),
+    )
+
+    with pytest.raises(VerificationFailed) as caught:
+        verify_signatures(spaced, keys_of(key), "required")
+    assert caught.value.fields["keyid"] == key.keyid
+
+
+def test_an_unknown_key_served_but_not_pinned_says_how_to_refresh(key: RegistryKeyPair) -> None:
+    other = RegistryKeyPair()
+    served = parse_keys(keys_document(key.entry(), other.entry()), source="test")
+    pinned_only_key = trusted_keys(REGISTRY, pinned={REGISTRY: (served[0],)}, served=served)
+
+    with pytest.raises(VerificationFailed) as caught:
+        verify_signatures(manifest(other), pinned_only_key, "required")
+    assert (
+        f"signed with unknown key {other.keyid}; the registry serves it but it is not pinned: "
+        "refresh the pinned keys from /-/npm/v1/keys; do not bypass"
+    ) in caught.value.message
+
+    with pytest.raises(VerificationFailed) as caught:
+        verify_signatures(manifest(RegistryKeyPair()), pinned_only_key, "required")
+    assert "not pinned" not in caught.value.message
+
+
+def test_a_key_expiry_without_zone_is_refused() -> None:
+    entry = {**RegistryKeyPair().entry(), "expires": "2025-01-29T00:00:00"}
+    with pytest.raises(InvalidRemoteData) as caught:
+        parse_keys({"keys": [entry]}, source="keys.json")
+    assert caught.value.message == (
+        "keys.json: key expiry '2025-01-29T00:00:00' is not an ISO timestamp with zone"
+    )

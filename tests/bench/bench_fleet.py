@@ -1,0 +1,342 @@
+"""Benchmark (not a test): the distributed mode's throughput on this machine.
+
+A fleet of repositories (local bare git repositories served by the GitHub-shaped server over
+git's HTTP protocol), a private Verdaccio with the fake sharp family behind a counting proxy, a
+real PostgreSQL, and `rotation-bot serve --role worker` processes:
+
+- no-op cycle: every repository is at the newest sharp; one scheduled request each is enqueued
+  and the wall time until the queue is empty is measured, cold (fresh workers: every repository
+  cloned) and warm (the same workers again: fetches only); with registry requests per cycle
+  (should equal the distinct packages the plans read) and GitHub API calls per repository;
+- wave: every repository of a smaller set is one patch behind (sharp 0.34.0 → 0.34.1); the
+  rotations per minute with 1, 2, … workers, and with the one-process mode (`serve` without a
+  database URL: SQLite and the in-process queue, its default two worker threads).
+
+    .venv/bin/python -m tests.bench.bench_fleet [--repos 200,1000] [--workers 1,2,4] [--wave 24]
+
+Targets: a 200-repository no-op cycle within 10 s; rotations per minute at least 1.7x from one
+worker to two.  The machine is shared: the load average is printed with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import git
+import httpx
+import psycopg
+
+from bot.audit import AuditStore
+from bot.config import Settings
+from bot.forges.github import GitHubForge, GitHubOptions
+from bot.models import RunRequest, Trigger
+from bot.pipeline import Pipeline
+from bot.runbook import DEFAULT_RUNBOOKS_DIR, load_runbooks
+from bot.service.distributed.fleet import FleetQueue, conninfo
+from bot.service.locks import RepositoryLocks
+from bot.service.metrics import Metrics
+from bot.service.workqueue import WorkQueue, WorkResult
+from bot.services import build_services
+from tests.conftest import Env, make_project, publish_family
+from tests.support.bot_process import BotProcess, start_bot
+from tests.support.github_api import GitHubApi, start_github_api
+from tests.support.postgres import Postgres, start_postgres
+from tests.support.verdaccio import start_verdaccio
+
+TOKEN = "ghp_benchfleet"
+NO_OP_CONFIG = "version: 1\nrunbooks:\n  sharp:\n    minimum-release-age: 0\n"
+WAVE_CONFIG = NO_OP_CONFIG + "    major: false\n"
+_GIT = re.compile(r"\.git/(info/refs|git-upload-pack|git-receive-pack)$")
+
+
+class CountingProxy:
+    """Forwards GETs to the registry and counts packument requests (everything but tarballs)."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.packuments: list[str] = []
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                if not self.path.endswith(".tgz"):
+                    with proxy.lock:
+                        proxy.packuments.append(self.path)
+                headers = {
+                    key: value
+                    for key, value in self.headers.items()
+                    if key.lower() in ("accept", "authorization", "if-none-match", "npm-command")
+                }
+                answer = httpx.get(proxy.upstream + self.path, headers=headers, timeout=60)
+                body = answer.content
+                self.send_response(answer.status_code)
+                for key in ("content-type", "etag", "last-modified"):
+                    if key in answer.headers:
+                        self.send_header(key, answer.headers[key])
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def take(self) -> list[str]:
+        with self.lock:
+            taken, self.packuments = self.packuments, []
+        return taken
+
+
+@dataclass
+class Bench:
+    root: Path
+    env: Env
+    api: GitHubApi
+    postgres: Postgres
+    proxy: CountingProxy
+
+    def repositories(self, prefix: str, count: int, sharp: str, config: str) -> list[str]:
+        """`count` repositories `fleet/<prefix>N`, bare clones of one project."""
+        template = self.root / "templates" / prefix
+        make_project(template, self.env, sharp=sharp, config=config)
+        names = []
+        for index in range(count):
+            bare = self.root / "bare" / f"{prefix}{index}.git"
+            git.Repo.clone_from(template, bare, bare=True)
+            name = f"fleet/{prefix}{index}"
+            self.api.add_repository(name, bare)
+            names.append(name)
+        return names
+
+    def database(self, name: str) -> str:
+        url = self.postgres.create_database(name)
+        environ = {**self.env.variables(), "ROTATION_BOT_DATABASE_URL": url}
+        process = start_bot(self.root / f"migrate-{name}", environ, "migrate")
+        if process.finish(120) != 0:
+            raise SystemExit(process.output())
+        return url
+
+    def workers(self, url: str, count: int, label: str) -> list[BotProcess]:
+        started = []
+        for index in range(count):
+            name = f"{label}-w{index}"
+            environ = {
+                **self.env.variables(),
+                "ROTATION_BOT_STATE_DIR": str(self.root / name / "state"),
+                "ROTATION_BOT_DATABASE_URL": url,
+                "ROTATION_BOT_GITHUB_URL": self.api.api_url,
+                "ROTATION_BOT_GITHUB_TOKEN": TOKEN,
+                "ROTATION_BOT_PACKUMENT_TTL": "30m",
+            }
+            started.append(start_bot(self.root / name, environ, "serve", "--role", "worker"))
+        for process in started:
+            process.wait_for_output("rotation-bot: serving", timeout=120)
+        return started
+
+
+def stop(processes: list[BotProcess]) -> None:
+    for process in processes:
+        process.signal(signal.SIGTERM)
+    for process in processes:
+        process.finish(120)
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load {one:.1f}/{five:.1f}"
+
+
+def run_ids(url: str) -> set[str]:
+    return {str(run["id"]) for run in AuditStore(url).list_runs(limit=5000)}
+
+
+def cycle(bench: Bench, url: str, names: list[str]) -> tuple[float, dict[str, int]]:
+    """Enqueue one scheduled request per repository; (seconds until the queue is empty,
+    outcomes of the runs it made)."""
+    before = run_ids(url)
+    queue = FleetQueue(url)
+    started = time.perf_counter()
+    try:
+        for name in names:
+            request = RunRequest(name, Trigger(kind="schedule", actor="schedule"))
+            if queue.submit(request, if_busy="wait") != "queued":
+                raise SystemExit(f"{name} not queued")
+        with psycopg.connect(conninfo(url), autocommit=True) as connection:
+            while True:
+                row = connection.execute(
+                    "SELECT count(*) FROM procrastinate_jobs WHERE queue_name = 'rotations' "
+                    "AND status IN ('todo', 'doing')"
+                ).fetchone()
+                if row is not None and row[0] == 0:
+                    break
+                time.sleep(0.05)
+        seconds = time.perf_counter() - started
+    finally:
+        queue.close()
+    counts: dict[str, int] = {}
+    for run in AuditStore(url).list_runs(limit=5000):
+        if str(run["id"]) not in before:
+            counts[str(run["outcome"])] = counts.get(str(run["outcome"]), 0) + 1
+    return seconds, counts
+
+
+def no_op(bench: Bench, repos: int, workers: int) -> None:
+    names = bench.repositories(f"n{repos}w{workers}r", repos, "0.34.1", NO_OP_CONFIG)
+    url = bench.database(f"noop_{repos}_{workers}")
+    processes = bench.workers(url, workers, f"noop-{repos}-{workers}")
+    try:
+        for label in ("cold", "warm"):
+            bench.api.clear_requests()
+            bench.proxy.take()
+            seconds, counts = cycle(bench, url, names)
+            packuments = bench.proxy.take()
+            rest = [r for r in bench.api.requests if not _GIT.search(r.path)]
+            git_requests = len(bench.api.requests) - len(rest)
+            kinds = Counter(
+                f"{r.method} {re.sub(r'/repos/fleet/[^/]+', '/repos/R', r.path)}" for r in rest
+            )
+            print(
+                f"no-op {repos:>5} repos  {workers} worker(s)  {label}: {seconds:7.1f} s  "
+                f"registry requests {len(packuments)} ({len(set(packuments))} distinct)  "
+                f"GitHub API calls/repo {len(rest) / repos:.2f} {dict(kinds)}  "
+                f"git HTTP requests/repo {git_requests / repos:.1f}  outcomes {counts}  {load()}",
+                flush=True,
+            )
+    finally:
+        stop(processes)
+
+
+def wave(bench: Bench, size: int, workers: int) -> float:
+    names = bench.repositories(f"v{size}w{workers}r", size, "0.34.0", WAVE_CONFIG)
+    url = bench.database(f"wave_{size}_{workers}")
+    processes = bench.workers(url, workers, f"wave-{size}-{workers}")
+    try:
+        seconds, counts = cycle(bench, url, names)
+    finally:
+        stop(processes)
+    rate = counts.get("proposed", 0) / seconds * 60
+    print(
+        f"wave  {size:>5} repos  {workers} worker(s): {seconds:7.1f} s  {rate:6.1f} rotations/min"
+        f"  outcomes {counts}  {load()}",
+        flush=True,
+    )
+    return rate
+
+
+def wave_one_process(bench: Bench, size: int) -> float:
+    """The same wave through the embedded mode's in-process queue (SQLite, two threads)."""
+    names = bench.repositories(f"e{size}r", size, "0.34.0", WAVE_CONFIG)
+    state = bench.root / "embedded"
+    settings = Settings(
+        github_url=bench.api.api_url,
+        github_token=TOKEN,
+        state_dir=state,
+        tools_dir=bench.env.tools,
+        database_url=f"sqlite:///{state / 'audit.sqlite3'}",
+        release_notes_url="http://127.0.0.1:9",
+    )
+    audit = AuditStore(settings.resolved_database_url)
+    forge = GitHubForge.from_settings(settings, options=GitHubOptions())
+    pipeline = Pipeline(
+        services=build_services(settings, bench.env.variables(), forge=forge),
+        audit=audit,
+        runbooks=load_runbooks(DEFAULT_RUNBOOKS_DIR),
+    )
+    queue = WorkQueue(pipeline, locks=RepositoryLocks(state / "locks"), metrics=Metrics())
+    done = threading.Semaphore(0)
+    results: list[WorkResult] = []
+
+    def finished(result: WorkResult) -> None:
+        results.append(result)
+        done.release()
+
+    queue.start()
+    started = time.perf_counter()
+    for name in names:
+        request = RunRequest(name, Trigger(kind="schedule", actor="schedule"))
+        while queue.submit(request, if_busy="wait", on_done=finished) == "queue-full":
+            time.sleep(0.1)
+    for _ in names:
+        done.acquire()
+    seconds = time.perf_counter() - started
+    queue.stop(10)
+    proposed = sum(1 for r in results for s in r.summaries if s.outcome == "proposed")
+    problems = [result.error for result in results if result.error] + [
+        summary.message
+        for result in results
+        for summary in result.summaries
+        if summary.outcome not in ("proposed", "nothing-to-do")
+    ]
+    rate = proposed / seconds * 60
+    print(
+        f"wave  {size:>5} repos  one process (2 threads, SQLite): {seconds:7.1f} s  "
+        f"{rate:6.1f} rotations/min  proposed {proposed}  {load()}  {problems[:3]}",
+        flush=True,
+    )
+    return rate
+
+
+@contextmanager
+def environment(root: Path) -> Iterator[Bench]:
+    verdaccio = start_verdaccio(root / "verdaccio")
+    postgres = start_postgres()
+    running = start_github_api(root / "github")
+    try:
+        publish_family(verdaccio)
+        proxy = CountingProxy(verdaccio.url)
+        running.api.add_token(TOKEN, login="rotation-bot")
+        env = Env(root, proxy.url, verdaccio.token, tools=root / "tools")
+        yield Bench(root, env, running.api, postgres, proxy)
+    finally:
+        running.stop()
+        postgres.stop()
+        verdaccio.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repos", default="200,1000")
+    parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--wave", type=int, default=24)
+    parser.add_argument("--skip", default="", help="comma-separated: noop, wave, embedded")
+    arguments = parser.parse_args()
+    skip = set(arguments.skip.split(","))
+    workers = [int(count) for count in arguments.workers.split(",")]
+    root = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
+    print(f"cores {os.cpu_count()}  {load()}", flush=True)
+    try:
+        with environment(root) as bench:
+            if "noop" not in skip:
+                for repos in (int(count) for count in arguments.repos.split(",")):
+                    for count in workers:
+                        no_op(bench, repos, count)
+            if "wave" not in skip:
+                rates = {count: wave(bench, arguments.wave, count) for count in workers}
+                if 1 in rates and 2 in rates and rates[1]:
+                    print(f"scaling 1 -> 2 workers: {rates[2] / rates[1]:.2f}x", flush=True)
+            if "embedded" not in skip:
+                wave_one_process(bench, arguments.wave)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

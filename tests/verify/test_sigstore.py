@@ -1,0 +1,327 @@
+"""Real sigstore bundles (tests/fixtures/sigstore, sources in its README) against their roots.
+
+Every happy bundle must verify; one character changed in any field must fail; the published
+failure cases must fail for their own reason.  Nothing here is generated: these are the
+encodings production Rekor v1, Rekor v2, Fulcio and the timestamp authorities really use.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.config import Policy
+from bot.errors import BotError, InvalidRemoteData, VerificationFailed
+from bot.sources.npm.models import Dist, PackageVersion
+from bot.verify.provenance import Attestation, check_provenance
+from bot.verify.signatures import trusted_keys
+from bot.verify.sigstore import (
+    TRUSTED_ROOT_FILE,
+    IdentityPolicy,
+    TrustedRoot,
+    load_trusted_root,
+    parse_bundle,
+    parse_trusted_root,
+    verify_bundle,
+)
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "sigstore"
+CONFORMANCE = FIXTURES / "conformance"
+SIGSTORE_JS = FIXTURES / "sigstore-js"
+NPM_BUNDLE = FIXTURES / "npm" / "sigstore-3.1.0.sigstore.json"
+SLSA_V1 = "https://slsa.dev/provenance/v1"
+
+
+def _root(path: Path) -> TrustedRoot:
+    return load_trusted_root(path)
+
+
+def _case(name: str) -> tuple[Path, Path, bytes]:
+    """Bundle, trusted root and artifact of a conformance or sigstore-js fixture."""
+    if name.endswith(".sigstore.json"):
+        return (
+            SIGSTORE_JS / name,
+            SIGSTORE_JS / "trusted_root.json",
+            (SIGSTORE_JS / "artifact.txt").read_bytes(),
+        )
+    directory = CONFORMANCE / name
+    root = directory / "trusted_root.json"
+    artifact = directory / "artifact"
+    return (
+        directory / "bundle.sigstore.json",
+        root if root.is_file() else TRUSTED_ROOT_FILE,
+        (artifact if artifact.is_file() else CONFORMANCE / "a.txt").read_bytes(),
+    )
+
+
+def _verify(name: str, data: Any | None = None) -> Any:
+    bundle_path, root_path, artifact = _case(name)
+    raw = data if data is not None else json.loads(bundle_path.read_text(encoding="utf-8"))
+    bundle = parse_bundle(raw, source=name)
+    return verify_bundle(bundle, _root(root_path), label=name, artifact=artifact)
+
+
+# name → (log index, earliest trusted signing time)
+HAPPY = {
+    "happy-path-v0.1": (27246492, "2023-07-12T15:56:36+00:00"),
+    "happy-path-v0.2": (27246492, "2023-07-12T15:56:36+00:00"),
+    "happy-path-v0.3": (79571823, "2024-03-19T17:26:26+00:00"),
+    "happy-path-v0.3-new-mediaType": (79571823, "2024-03-19T17:26:26+00:00"),
+    "happy-path-intoto-in-dsse-v3": (155690850, "2024-12-16T18:42:56+00:00"),
+    "rekor2-happy-path": (735, "2025-06-12T12:02:20+00:00"),
+    "rekor2-dsse-happy-path": (4026478, "2026-05-13T19:23:33+00:00"),
+    "rekor2-timestamp-with-embedded-cert": (29469, "2025-08-06T18:51:36+00:00"),
+    "v0.1-hashedrekord-certificate.sigstore.json": (6757503, "2022-11-09T01:33:10+00:00"),
+    "v0.1-dsse-intoto-0.0.2.sigstore.json": (6751924, "2022-11-08T22:58:07+00:00"),
+    "v0.1-dsse-dsse-0.0.1.sigstore.json": (22797666, "2023-06-05T17:52:55+00:00"),
+    "v0.3-rekor2-dsse-0.0.2.sigstore.json": (544346, "2025-12-11T19:36:08+00:00"),
+    "v0.3-rekor2-hashedrekord-0.0.2.sigstore.json": (547661, "2025-12-14T02:04:50+00:00"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HAPPY))
+def test_real_bundle_verifies_against_its_trusted_root(name: str) -> None:
+    verified = _verify(name)
+    log_index, signed_at = HAPPY[name]
+    assert verified.entry.log_index == log_index
+    assert verified.signed_at == datetime.fromisoformat(signed_at)
+
+
+# The published failure cases, and the reason each must fail with.
+FAILING = {
+    "bundle-unknown-version_fail": "unsupported sigstore bundle media type",
+    "checkpoint-wrong-roothash_fail": "checkpoint names another",
+    "dsse-mismatch-envelope_fail": "records another payload hash",
+    "integrated-time-in-future_fail": "not valid at validation time",
+    "intoto-log-entry-mismatch_fail": "records other signatures or another signer",
+    "invalid-ct-key_fail": "no SCT on the signing certificate verifies",
+    "invalid-inclusion-proof_fail": "checkpoint is missing",
+    "rekor2-checkpoint-no-matching-signature_fail": "checkpoint's origin",
+    "rekor2-no-timestamp_fail": "no trusted signing time",
+    "rekor2-timestamp-payload-mismatch_fail": "RFC 3161 timestamp does not verify",
+    "rekor2-timestamp-untrusted-tsa-without-embedded-cert_fail": "RFC 3161 timestamp does not",
+    "set-invalid-signature_fail": "signed entry timestamp does not verify",
+    "v0.3-tsa-only-message-signature.sigstore.json": "expected one transparency-log entry",
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAILING))
+def test_published_failure_case_fails_for_its_reason(name: str) -> None:
+    with pytest.raises((VerificationFailed, InvalidRemoteData), match=FAILING[name]):
+        _verify(name)
+
+
+def test_every_fixture_case_is_checked() -> None:
+    on_disk = {path.name for path in CONFORMANCE.iterdir() if path.is_dir()} | {
+        path.name for path in SIGSTORE_JS.glob("*.sigstore.json")
+    }
+    assert on_disk == set(HAPPY) | set(FAILING)
+
+
+# --- one character changed anywhere -----------------------------------------------------------
+
+B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+# Fields no verifier reads: DSSE `keyid` hints, and the witness cosignatures of a Rekor v2
+# checkpoint (other parties' signatures; only the log's own one is required).
+UNCHECKED = ("keyid",)
+
+
+def _leaves(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], str]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _leaves(item, (*path, index))
+    elif isinstance(value, str) and value and path[-1] not in UNCHECKED:
+        yield path, value
+
+
+def _changed(text: str, path: tuple[Any, ...]) -> str:
+    """One character of `text` changed where it carries meaning."""
+    if path[-1] == "envelope":  # a checkpoint: change the log's own signature line
+        note, _, signatures = text.partition("\n\n")
+        first, *others = signatures.split("\n")
+        return (
+            note
+            + "\n\n"
+            + first[:-3]
+            + ("A" if first[-3] != "A" else "B")
+            + first[-2:]
+            + ("\n" + "\n".join(others) if others else "")
+        )
+    # base64: change a character well inside the decoded bytes (padding stays valid)
+    position = len(text) // 2
+    replacement = next(
+        c for c in (B64 if text[position] in B64 else "0123456789xy") if c != text[position]
+    )
+    return text[:position] + replacement + text[position + 1 :]
+
+
+def _set(data: Any, path: tuple[Any, ...], value: str) -> None:
+    for key in path[:-1]:
+        data = data[key]
+    data[path[-1]] = value
+
+
+@pytest.mark.parametrize("name", sorted(HAPPY))
+def test_one_character_changed_in_any_field_fails(name: str) -> None:
+    original = json.loads(_case(name)[0].read_text(encoding="utf-8"))
+    survivors = []
+    for path, text in _leaves(original):
+        data = copy.deepcopy(original)
+        _set(data, path, _changed(text, path))
+        try:
+            _verify(name, data)
+        except BotError:
+            continue
+        survivors.append("/".join(map(str, path)))
+    assert survivors == []
+
+
+def test_tampered_artifact_fails() -> None:
+    bundle_path, root_path, _ = _case("happy-path-v0.3")
+    bundle = parse_bundle(json.loads(bundle_path.read_text(encoding="utf-8")), source="x")
+    with pytest.raises(VerificationFailed, match="message digest is not the artifact's"):
+        verify_bundle(bundle, _root(root_path), label="x", artifact=b"another artifact\n")
+
+
+def test_rekor_v2_bundle_fails_without_the_timestamp_authority() -> None:
+    bundle_path, _, artifact = _case("v0.3-rekor2-dsse-0.0.2.sigstore.json")
+    data = json.loads((SIGSTORE_JS / "trusted_root.json").read_text(encoding="utf-8"))
+    data["timestampAuthorities"] = []
+    bundle = parse_bundle(json.loads(bundle_path.read_text(encoding="utf-8")), source="x")
+    with pytest.raises(VerificationFailed, match="RFC 3161 timestamp does not verify"):
+        verify_bundle(bundle, parse_trusted_root(data, source="x"), label="x", artifact=artifact)
+
+
+def test_rekor_v2_bundle_fails_outside_the_log_key_validity() -> None:
+    bundle_path, _, artifact = _case("v0.3-rekor2-dsse-0.0.2.sigstore.json")
+    data = json.loads((SIGSTORE_JS / "trusted_root.json").read_text(encoding="utf-8"))
+    for log in data["tlogs"]:
+        log["publicKey"]["validFor"] = {"start": "2026-01-01T00:00:00Z"}
+    bundle = parse_bundle(json.loads(bundle_path.read_text(encoding="utf-8")), source="x")
+    with pytest.raises(VerificationFailed, match="log key was not valid at the bundle's time"):
+        verify_bundle(bundle, parse_trusted_root(data, source="x"), label="x", artifact=artifact)
+
+
+# --- npm provenance: the real bundle through the bot's provenance check ----------------------
+
+
+def _sigstore_js_release() -> PackageVersion:
+    statement = json.loads(
+        base64.b64decode(
+            json.loads(NPM_BUNDLE.read_text(encoding="utf-8"))["dsseEnvelope"]["payload"]
+        )
+    )
+    sha512 = bytes.fromhex(statement["subject"][0]["digest"]["sha512"])
+    return PackageVersion(
+        name="sigstore",
+        version="3.1.0",
+        dist=Dist(
+            tarball="https://registry.npmjs.org/sigstore/-/sigstore-3.1.0.tgz",
+            integrity="sha512-" + base64.b64encode(sha512).decode(),
+            attestations_url="https://registry.npmjs.org/-/npm/v1/attestations/sigstore@3.1.0",
+            provenance_predicate=SLSA_V1,
+        ),
+    )
+
+
+def _npm_check(bundle: Any, policy: IdentityPolicy, manifest: PackageVersion | None = None) -> Any:
+    keys = trusted_keys("https://registry.npmjs.org/", pinned={}, served=None)
+    required: Policy = "required"
+    return check_provenance(
+        manifest or _sigstore_js_release(),
+        (Attestation(SLSA_V1, bundle),),
+        previous=None,
+        policy=required,
+        root=load_trusted_root(),
+        identity_policy=policy,
+        keys=keys,
+    )
+
+
+SIGSTORE_JS_RELEASES = IdentityPolicy(("sigstore/sigstore-js",), ref_prefix="refs/heads/main")
+
+
+def test_real_npm_provenance_verifies_with_its_identity() -> None:
+    result = _npm_check(json.loads(NPM_BUNDLE.read_text(encoding="utf-8")), SIGSTORE_JS_RELEASES)
+    evidence = result.as_evidence()
+    assert evidence["provenance"] == "verified"
+    assert evidence["source_repository"] == "https://github.com/sigstore/sigstore-js"
+    assert evidence["source_ref"] == "refs/heads/main"
+    assert evidence["log_index"] == 168704762
+    assert evidence["signed_at"] == datetime(2025, 2, 4, 20, 35, 47, tzinfo=UTC).isoformat()
+    assert evidence["signer"] == (
+        "https://github.com/sigstore/sigstore-js/.github/workflows/release.yml@refs/heads/main"
+    )
+
+
+def test_real_npm_provenance_refuses_another_identity() -> None:
+    with pytest.raises(VerificationFailed, match="source repository"):
+        _npm_check(
+            json.loads(NPM_BUNDLE.read_text(encoding="utf-8")),
+            IdentityPolicy(("lovell/sharp",), ref_prefix="refs/heads/main"),
+        )
+
+
+def test_real_npm_provenance_refuses_another_tarball() -> None:
+    manifest = _sigstore_js_release()
+    other = PackageVersion(
+        name=manifest.name,
+        version=manifest.version,
+        dist=Dist(
+            tarball=manifest.dist.tarball,
+            integrity="sha512-" + base64.b64encode(hashlib.sha512(b"other").digest()).decode(),
+            attestations_url=manifest.dist.attestations_url,
+            provenance_predicate=SLSA_V1,
+        ),
+    )
+    with pytest.raises(VerificationFailed, match="subject sha512 differs"):
+        _npm_check(json.loads(NPM_BUNDLE.read_text(encoding="utf-8")), SIGSTORE_JS_RELEASES, other)
+
+
+def test_real_npm_provenance_one_character_changed_fails() -> None:
+    original = json.loads(NPM_BUNDLE.read_text(encoding="utf-8"))
+    survivors = []
+    for path, text in _leaves(original):
+        data = copy.deepcopy(original)
+        _set(data, path, _changed(text, path))
+        try:
+            _npm_check(data, SIGSTORE_JS_RELEASES)
+        except BotError:
+            continue
+        survivors.append("/".join(map(str, path)))
+    assert survivors == []
+
+
+@pytest.mark.parametrize(
+    "name", ["v0.3-rekor2-dsse-0.0.2.sigstore.json", "v0.3-rekor2-hashedrekord-0.0.2.sigstore.json"]
+)
+def test_shipped_root_verifies_production_rekor_v2_with_its_timestamp_authority(name: str) -> None:
+    bundle_path, _, artifact = _case(name)
+    bundle = parse_bundle(json.loads(bundle_path.read_text(encoding="utf-8")), source=name)
+
+    verified = verify_bundle(bundle, load_trusted_root(), label=name, artifact=artifact)
+
+    assert verified.signed_at == datetime.fromisoformat(HAPPY[name][1])
+
+
+def test_a_timestamp_from_a_tsa_the_root_does_not_trust_fails_even_beside_a_log_time() -> None:
+    # sigstore-js's v0.1 bundles carry a timestamp from its local test TSA: the shipped
+    # production root does not trust it, and an unverifiable timestamp is never ignored
+    name = "v0.1-dsse-intoto-0.0.2.sigstore.json"
+    bundle_path, _, artifact = _case(name)
+    bundle = parse_bundle(json.loads(bundle_path.read_text(encoding="utf-8")), source=name)
+
+    with pytest.raises(VerificationFailed, match="RFC 3161 timestamp does not verify"):
+        verify_bundle(bundle, load_trusted_root(), label=name, artifact=artifact)
