@@ -94,7 +94,7 @@ def parse_pnpm_lock(text: str, *, source: str = "pnpm-lock.yaml") -> LockedTree:
     if not isinstance(metadata, dict) or not isinstance(snapshots, dict):
         raise ManifestError(f"{source}: packages and snapshots must be mappings")
     packages: list[LockedPackage] = []
-    for raw_key, snapshot in snapshots.items():
+    for raw_key in snapshots:
         key = str(raw_key).lstrip("/")
         try:
             name, locked_version = split_key(key)

@@ -53,7 +53,9 @@ def load_yaml(text: str, *, source: str) -> Any:
         where = getattr(error, "problem_mark", None)
         line = f" at line {where.line + 1}" if where is not None else ""
         problem = getattr(error, "problem", None) or "malformed"
-        raise ManifestError(f"{source} is not valid YAML ({problem}{line}); fix it and retry") from error
+        raise ManifestError(
+            f"{source} is not valid YAML ({problem}{line}); fix it and retry"
+        ) from error
 
 
 @dataclass(frozen=True)
@@ -248,7 +250,9 @@ def apply_yaml_edits(text: str, edits: Sequence[ManifestEdit], *, source: str) -
     for edit in (edit for edit in edits if edit.kind == "insert"):
         document = YamlDocument.parse(text, source=source)
         parent, key = edit.location[:-1], edit.location[-1]
-        value: str | Mapping[str, str] = json.loads(edit.new) if edit.new.startswith("{") else edit.new
+        value: str | Mapping[str, str] = (
+            json.loads(edit.new) if edit.new.startswith("{") else edit.new
+        )
         text = _insert(document, parent, key, value)
     result = YamlDocument.parse(text, source=source)
     for edit in edits:

@@ -104,7 +104,9 @@ def _real_name(name: str, spec: str) -> str:
     return name
 
 
-def _pick(name: str, spec: str, by_descriptor: Mapping[str, str], copies: list[LockedPackage]) -> str | None:
+def _pick(
+    name: str, spec: str, by_descriptor: Mapping[str, str], copies: list[LockedPackage]
+) -> str | None:
     """The key a dependency resolves to: its descriptor, else the only copy of the package, else
     the newest copy the range accepts (a `resolutions` entry rewrites ranges)."""
     key = by_descriptor.get(f"{name}@{spec}")
@@ -206,11 +208,12 @@ def _conditions(value: object) -> dict[str, tuple[str, ...]]:
 
 
 def parse_berry_lock(text: str, *, source: str = "yarn.lock") -> LockedTree:
-    """Parse a Yarn Berry (2–4) lockfile; a Yarn 1 or malformed one is a `ManifestError`."""
+    """Parse a Yarn Berry (2 to 4) lockfile; a Yarn 1 or malformed one is a `ManifestError`."""
     data = load_yaml(text, source=source)
     if not isinstance(data, dict) or not isinstance(data.get("__metadata"), dict):
         raise ManifestError(
-            f"{source} is not a Yarn Berry lockfile (no __metadata); regenerate it with yarn install"
+            f"{source} is not a Yarn Berry lockfile (no __metadata); regenerate it with "
+            "yarn install"
         )
     packages: list[LockedPackage] = []
     by_descriptor: dict[str, str] = {}

@@ -15,7 +15,7 @@ edits that move every controlled place: an exact pin stays exact, a caret's floo
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -25,7 +25,8 @@ import semver
 
 from bot.errors import UsageError
 from bot.manifests.locked import ROOT_IMPORTER, LockedTree
-from bot.manifests.package_json import PackageJson, respec
+from bot.manifests.overrides import Target, npm_override
+from bot.manifests.package_json import Manifest, respec
 from bot.models import (
     KeptCopy,
     ManifestEdit,
@@ -67,17 +68,35 @@ class FamilyPolicy:
 
 @dataclass(frozen=True)
 class ProjectInput:
-    """One project as the watcher read it at the base commit."""
+    """One project as the watcher read it at the base commit.
+
+    `manifests` holds every package.json of the project, and the file with its overrides when
+    that is not package.json (pnpm-workspace.yaml).  The overrides are `override_field` of
+    `override_manifest` (default: the root package.json), their keys read in the manager's
+    syntax (`override_target`); `overrides_follow_dependencies` is npm's EOVERRIDE rule."""
 
     project: Project
-    manifests: Mapping[str, PackageJson]
+    manifests: Mapping[str, Manifest]
     lock: LockedTree
     override_field: tuple[str, ...] = ("overrides",)
+    override_manifest: str | None = None
+    override_target: Callable[[tuple[str, ...]], Target | None] = npm_override
+    overrides_follow_dependencies: bool = True
 
     @property
-    def root(self) -> PackageJson:
+    def root(self) -> Manifest:
         """The project root's package.json."""
         return self.manifests[self.project.path("package.json")]
+
+    @property
+    def overrides_path(self) -> str:
+        """The file holding the project's overrides."""
+        return self.override_manifest or self.project.path("package.json")
+
+    @property
+    def overrides(self) -> Manifest:
+        """The document holding the project's overrides."""
+        return self.manifests[self.overrides_path]
 
 
 @dataclass(frozen=True)
@@ -109,25 +128,23 @@ def _holder_name(lock: LockedTree, holder: str) -> str:
     return "the project root" if holder == ROOT_IMPORTER else f"workspace {holder}"
 
 
-def _package_of(key: str) -> str:
-    """The package name of an overrides key (`next`, `next@15`, `@scope/x@^2`)."""
-    return key.rsplit("@", 1)[0] if "@" in key[1:] else key
-
-
-def _override_sites(
-    data: PackageJson, manifest: str, field_path: tuple[str, ...], name: str
-) -> tuple[list[Site], list[tuple[str, Site]]]:
-    """(flat, nested) override sites for `name`: a flat one (`"sharp": …` or
-    `"sharp": {".": …}`) applies to every copy; a nested one to the copies its parent holds."""
+def _override_sites(item: ProjectInput, name: str) -> tuple[list[Site], list[tuple[str, Site]]]:
+    """(flat, nested) override sites for `name`: a flat one (`"sharp": …`, `"sharp": {".": …}`,
+    pnpm's `sharp`, Yarn's `**/sharp`) applies to every copy; a nested one (`next>sharp`,
+    `next/sharp`) to the copies its parent holds."""
     flat: list[Site] = []
     nested: list[tuple[str, Site]] = []
-    depth = len(field_path)
-    for location, spec in data.strings_under(field_path):
-        relative = location[depth:]
-        if relative in ((name,), (name, ".")):
-            flat.append(Site(manifest, location, name, spec))
-        elif len(relative) >= 2 and relative[-1] == name:
-            nested.append((_package_of(relative[-2]), Site(manifest, location, name, spec)))
+    depth = len(item.override_field)
+    for location, spec in item.overrides.strings_under(item.override_field):
+        target = item.override_target(location[depth:])
+        if target is None or target[1] != name:
+            continue
+        holder, _ = target
+        site = Site(item.overrides_path, location, name, spec)
+        if holder is None:
+            flat.append(site)
+        else:
+            nested.append((holder, site))
     return flat, nested
 
 
@@ -143,7 +160,7 @@ def survey(item: ProjectInput, parent: Packument, policy: FamilyPolicy) -> Surve
         and isinstance(manifest.data[field_name].get(name), str)
     )
     root_path = project.path("package.json")
-    flat, nested = _override_sites(item.root, root_path, item.override_field, name)
+    flat, nested = _override_sites(item, name)
     copies = lock.find(name)
     if not declarations and not flat and not nested:
         if not copies:
@@ -206,9 +223,10 @@ def survey(item: ProjectInput, parent: Packument, policy: FamilyPolicy) -> Surve
         for pin, spec in manifest.data[field_name].items()
         if pin in pin_names and isinstance(spec, str)
     ) + tuple(
-        Site(root_path, location, location[-1], spec)
-        for location, spec in item.root.strings_under(item.override_field)
-        if location[-1] in pin_names
+        Site(item.overrides_path, location, override[1], spec)
+        for location, spec in item.overrides.strings_under(item.override_field)
+        if (override := item.override_target(location[len(item.override_field) :])) is not None
+        and override[1] in pin_names
     )
     sharp_key = controlled[0]
     locked_pins = []
@@ -337,7 +355,7 @@ def _edits(
         for edit in edits
         if edit.manifest == root and edit.location[0] in DEPENDENCY_FIELDS
     }
-    if len(direct) == 1:
+    if len(direct) == 1 and found.input.overrides_follow_dependencies:
         (declared,) = direct
         edits = [
             ManifestEdit(edit.manifest, edit.location, edit.kind, edit.previous, declared)
@@ -370,13 +388,14 @@ def _edits(
             )
     elif not found.pin_sites and policy.add_pins:
         field_path = found.input.override_field
-        existing = found.input.root.get(field_path)
+        existing = found.input.overrides.get(field_path)
+        where = found.input.overrides_path
         if isinstance(existing, dict):
             for name in policy.pin_names:
-                edits.append(ManifestEdit(root, (*field_path, name), "insert", "", wanted[name]))
+                edits.append(ManifestEdit(where, (*field_path, name), "insert", "", wanted[name]))
         else:
             block = json.dumps({name: wanted[name] for name in policy.pin_names})
-            edits.append(ManifestEdit(root, field_path, "insert", "", block))
+            edits.append(ManifestEdit(where, field_path, "insert", "", block))
     for manifest, location in found.script_keys:
         edits.append(
             ManifestEdit(manifest, location, "key", location[-1], f"{policy.parent}@{target}")

@@ -4,9 +4,11 @@ For each project: every copy of the parent the repository controls is at the tar
 them resolves every configured platform's binary (npm is known to drop other platforms' optional
 packages) at the pin the target declares, with its os/cpu/libc fields; each such entry's sha512
 changed when its version changed (and did not when it did not) and equals the registry's
-`dist.integrity`.  Copies another package holds at its own range are checked against their own
-version's `optionalDependencies`, so no copy loads binaries built for another version.  Nothing
-outside the parent's dependency closure may change.
+`dist.integrity` (where the lockfile records one: Yarn Berry's `checksum` is Yarn's own, so there
+the registry's integrity is the evidence, matched by verify-tarballs; Yarn 1 records no
+os/cpu/libc, and the evidence says so).  Copies another package holds at its own range are
+checked against their own version's `optionalDependencies`, so no copy loads binaries built for
+another version.  Nothing outside the parent's dependency closure may change.
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ def _check(
     project: str,
     entry: LockedPackage,
     manifest: PackageVersion,
-    before: LockedTree,
+    trees: tuple[LockedTree, LockedTree],
     problems: list[str],
 ) -> LockedEntry:
+    before, after = trees
     where = f"{project}: {entry.key}"
     previous = _previous_of(before, entry)
     if entry.version != manifest.version:
@@ -49,7 +52,7 @@ def _check(
         ("cpu", manifest.cpu, entry.cpu),
         ("libc", manifest.libc, entry.libc),
     ):
-        if expected and tuple(actual) != tuple(expected):
+        if after.records_platforms and expected and tuple(actual) != tuple(expected):
             problems.append(f"{where} has {field_name} {list(actual)}, expected {list(expected)}")
     if entry.integrity is not None:
         if not entry.integrity.startswith("sha512-"):
@@ -72,6 +75,8 @@ def _check(
         os=entry.os,
         cpu=entry.cpu,
         libc=entry.libc,
+        registry_integrity=manifest.dist.integrity,
+        lock_checksum=entry.checksum,
     )
 
 
@@ -102,7 +107,7 @@ def _name_at(key: str, *trees: LockedTree) -> str | None:
 
 def _confirm_project(
     ctx: StepContext, part: ProjectRotation, problems: list[str]
-) -> tuple[list[LockedEntry], int]:
+) -> tuple[list[LockedEntry], int, LockedTree]:
     project = part.project
     manager = get_manager(project.manager)
     rotation = ctx.rotation
@@ -129,7 +134,7 @@ def _confirm_project(
             )
     parent = ctx.npm.packument(rotation.subject).manifest(part.new_version)
     for copy in targets:
-        entries.append(_check(label, copy, parent, before, problems))
+        entries.append(_check(label, copy, parent, (before, after), problems))
         for name, entry in _binaries_of(ctx, after, copy, set(pins)).items():
             if entry is None:
                 problems.append(
@@ -138,7 +143,7 @@ def _confirm_project(
                 )
                 continue
             manifest = ctx.npm.packument(name).manifest(pins[name])
-            entries.append(_check(label, entry, manifest, before, problems))
+            entries.append(_check(label, entry, manifest, (before, after), problems))
     for copy in after.find(rotation.subject):
         if copy.version == part.new_version:
             continue
@@ -163,7 +168,32 @@ def _confirm_project(
             f"{rotation.subject}'s dependency closure changed ({', '.join(churn[:SHOWN])}); "
             "refusing a rotation that moves unrelated packages"
         )
-    return entries, len(churn)
+    return entries, len(churn), after
+
+
+def _notes(part: ProjectRotation, tree: LockedTree, entries: list[LockedEntry]) -> list[str]:
+    """What this lockfile cannot prove by itself, said in the evidence and the proposal."""
+    lockfile = part.project.lockfile
+    notes = []
+    if not tree.records_platforms:
+        notes.append(
+            f"{lockfile} records no os/cpu/libc: each platform's binary is identified by its "
+            "package name and checked against the registry's manifest of that version"
+        )
+    unrecorded = [entry.name for entry in entries if entry.new_integrity is None]
+    if unrecorded:
+        checksums = any(entry.lock_checksum for entry in entries)
+        notes.append(
+            f"{lockfile} records no npm integrity for {len(unrecorded)} of these entries"
+            + (
+                " (its `checksum` is the package manager's own archive checksum)"
+                if checksums
+                else ""
+            )
+            + ": their sha512 is the registry's `dist.integrity`, which verify-tarballs matches "
+            "against the downloaded tarballs"
+        )
+    return notes
 
 
 @step("confirm-lockfile")
@@ -171,15 +201,18 @@ def confirm_lockfile(ctx: StepContext) -> StepResult:
     """Check every regenerated lockfile against the pins and the registry."""
     problems: list[str] = []
     entries: list[LockedEntry] = []
+    notes: list[str] = []
     churn = 0
     for part in ctx.rotation.projects:
-        found, changed = _confirm_project(ctx, part, problems)
+        found, changed, tree = _confirm_project(ctx, part, problems)
         entries.extend(found)
+        notes.extend(_notes(part, tree, found))
         churn += changed
     output = LockfileConfirmed(
         entries=tuple(entries),
         kept=tuple(copy for part in ctx.rotation.projects for copy in part.kept),
         changed_outside=churn,
+        notes=tuple(notes),
     )
     if problems:
         raise VerificationFailed(

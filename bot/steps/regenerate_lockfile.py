@@ -1,23 +1,27 @@
 """Step `regenerate-lockfile`: each project's package manager rewrites its lockfile, isolated.
 
 Nothing from the repository runs.  For each project of the rotation the step copies only the
-files its manager needs (manifests, lockfile, workspace file) from the worktree into a scratch
-directory outside it: no `node_modules`, no scripts, no repository `.npmrc`, no links.  It writes
-the sanitised project config there (the repository's `.npmrc` reduced to an allowlist of keys
-that shape resolution; what was dropped is recorded), gives the manager an allowlisted
-environment and a 0600 userconfig with the operator's registries and credentials and scripts
-off, runs the manager's own tool at the version the repository declares (`packageManager`) or
-the bot's pinned default, and copies the lockfile back.
+files its manager needs (manifests, lockfile, workspace file, rc file) from the worktree into a
+scratch directory outside it: no `node_modules`, no scripts, no hooks (`.pnpmfile.cjs`, Yarn's
+`yarnPath` and plugins), no repository `.npmrc`, no links.  The manager sanitises its config
+there (the repository's `.npmrc`, pnpm-workspace.yaml or `.yarnrc.yml` reduced to an allowlist
+of keys that shape resolution; what was dropped, and which hooks were not run, is recorded),
+gets an allowlisted environment and a 0600 config outside the worktree with the operator's
+registries and credentials and scripts off, runs its own tool at the version the repository
+declares (`packageManager`) or the bot's pinned default for that lockfile format, and the
+lockfile is copied back.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 
 from bot import paths
 from bot.errors import CommandFailed, ManifestError, StepFailed
 from bot.managers import get_manager
-from bot.managers.base import PackageManager, ScratchProject, Tool
+from bot.managers.base import PackageManager, ScratchProject, Tool, ToolPlaces
 from bot.managers.tools import ensure_tool, parse_package_manager
 from bot.models import Project, StepResult
 from bot.shell import run
@@ -26,17 +30,18 @@ from bot.steps.outputs import LockfileRegenerated, LockfilesRegenerated
 from bot.steps.registry import StepContext, passed, step
 
 
-def tool_for(ctx: StepContext, project: Project, manager: PackageManager) -> Tool:
-    """The manager's CLI at the version `packageManager` names, or the bot's default."""
-    version, digest = manager.default_version, None
+def tool_for(ctx: StepContext, project: Project, manager: PackageManager, lock_text: str) -> Tool:
+    """The manager's CLI at the version `packageManager` names, or the bot's default for the
+    lockfile's format."""
+    version, digest = manager.default_tool_version(lock_text), None
     if project.package_manager is not None:
         name, version, digest = parse_package_manager(
             project.package_manager, source=project.path("package.json")
         )
-        if name != manager.declared_as:
+        if name != manager.declared_as or not manager.accepts(version):
             raise ManifestError(
-                f"{project.path('package.json')}: packageManager says {name} but the project's "
-                f"lockfile is {project.lockfile}; make them agree"
+                f"{project.path('package.json')}: packageManager says {name}@{version} but the "
+                f"project's lockfile {project.lockfile} is {manager.name}'s; make them agree"
             )
     return ensure_tool(
         manager,
@@ -64,23 +69,44 @@ def scratch_copy(ctx: StepContext, project: Project, manager: PackageManager) ->
     return ScratchProject(directory, directory / manager.lockfile)
 
 
-def environment(ctx: StepContext, *, omit_resolved: bool) -> dict[str, str]:
-    """The environment every package-manager command of a run gets."""
-    return isolated_npm_environment(
+def environment(
+    ctx: StepContext, manager: PackageManager, *, omit_resolved: bool
+) -> dict[str, str]:
+    """The environment a package-manager command of a run gets: npm's isolated one (the
+    allowlisted variables, the 0600 userconfig), plus what `manager` needs."""
+    state = ctx.services.settings.state_dir
+    base = isolated_npm_environment(
         ctx.services.environ,
         ctx.npm_settings,
         userconfig=ctx.scratch / "npmrc",
-        cache=ctx.services.settings.state_dir / "npm-cache",
+        cache=state / "npm-cache",
         omit_resolved=omit_resolved,
+    )
+    return manager.environment(base, ctx.npm_settings, ToolPlaces(ctx.scratch, state))
+
+
+def hooks_present(ctx: StepContext, project: Project, manager: PackageManager) -> tuple[str, ...]:
+    """The manager's hook files the project has (never copied, never run), for the evidence."""
+    return tuple(
+        f"{project.path(name)} not run"
+        for name in manager.hook_files
+        if os.path.lexists(ctx.worktree / project.path(name))
     )
 
 
-def _npm_error(error: CommandFailed) -> str:
-    """npm's own error code and lines (`npm error code EOVERRIDE` …), not the log path."""
+# a manager's own error lines: npm's codes, pnpm's ERR_PNPM_*, Yarn 1's `error …`, Berry's
+# `YN<code>` messages other than YN0000 (information)
+_ERROR_LINE = re.compile(r"^(npm error|npm ERR!|ERR_PNPM|error |.*\bYN(?!0000)\d{4}:)")
+
+
+def _tool_error(error: CommandFailed) -> str:
+    """The manager's own error lines (`npm error code EOVERRIDE`, `ERR_PNPM_…`, `YN0001: …`),
+    not the log path."""
+    output = f"{error.fields.get('stderr', '')}\n{error.fields.get('stdout', '')}"
     lines = [
         line.strip()
-        for line in str(error.fields.get("stderr", "")).splitlines()
-        if line.strip().startswith(("npm error", "npm ERR!", "ERR_PNPM", "error "))
+        for line in output.splitlines()
+        if _ERROR_LINE.match(line.strip())
         and "A complete log" not in line
         and "/_logs/" not in line
     ]
@@ -97,17 +123,18 @@ def regenerate_lockfile(ctx: StepContext) -> StepResult:
         before = paths.read_text(ctx.worktree, project.lockfile)
         if before is None:
             raise StepFailed(f"{project.lockfile} disappeared from the worktree")
-        tool = tool_for(ctx, project, manager)
+        tool = tool_for(ctx, project, manager, before)
         scratch = scratch_copy(ctx, project, manager)
-        manager.prepare(scratch, ctx.npm_settings.project.text())
+        prepared = manager.prepare(scratch, ctx.npm_settings)
         argv = manager.regenerate_argv(tool)
         omit = not manager.parse_lock(before, source=project.lockfile).records_resolved
+        env = environment(ctx, manager, omit_resolved=omit)
         try:
-            run(argv, cwd=scratch.directory, env=environment(ctx, omit_resolved=omit), timeout=900)
+            run(argv, cwd=scratch.directory, env=env, timeout=900)
         except CommandFailed as error:
             raise StepFailed(
                 f"{tool.name} {tool.version} could not regenerate {project.lockfile}: "
-                f"{_npm_error(error)}",
+                f"{_tool_error(error)}",
                 stderr=error.fields.get("stderr", ""),
             ) from error
         after = scratch.lockfile.read_text(encoding="utf-8")
@@ -125,7 +152,8 @@ def regenerate_lockfile(ctx: StepContext) -> StepResult:
                 manager=manager.name,
                 tool=f"{tool.name}@{tool.version}",
                 command=" ".join(argv[2:] if argv[0] == "node" else argv),
-                ignored_config=ctx.npm_settings.project.dropped,
+                ignored_config=prepared.ignored,
+                not_run=(*hooks_present(ctx, project, manager), *prepared.notes),
             )
         )
     ctx.outputs.lockfiles = LockfilesRegenerated(tuple(regenerated))
