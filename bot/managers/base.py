@@ -86,6 +86,8 @@ class PackageManager(ABC):
     default_version: ClassVar[str]
     # where the bot adds pins in the root package.json when the repository has none
     pin_field: ClassVar[tuple[str, ...]]
+    # what a user runs to bring the lockfile up to date (named in advice)
+    install_command: ClassVar[str]
     # npm's EOVERRIDE rule: an override of a direct dependency must equal its spec
     overrides_follow_dependencies: ClassVar[bool] = False
     # repository files the manager would run or obey (hooks, its own rc with a binary path):

@@ -25,6 +25,7 @@ class Npm(PackageManager):
     tool_package = "npm"
     declared_as = "npm"
     pin_field = ("overrides",)
+    install_command = "npm install"
     default_version = DEFAULT_NPM
     overrides_follow_dependencies = True
 

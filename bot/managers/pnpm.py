@@ -105,6 +105,7 @@ class Pnpm(PackageManager):
     tool_package = "pnpm"
     declared_as = "pnpm"
     pin_field = ("pnpm", "overrides")
+    install_command = "pnpm install"
     default_version = DEFAULT_PNPM
     hook_files = (".pnpmfile.cjs", ".pnpmfile.mjs")
 

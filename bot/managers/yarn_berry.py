@@ -148,6 +148,7 @@ class YarnBerry(PackageManager):
     tool_package = "@yarnpkg/cli-dist"
     declared_as = "yarn"
     pin_field = ("resolutions",)
+    install_command = "yarn install"
     default_version = DEFAULT_YARN_BERRY
     hook_files = (".yarn/releases", ".yarn/plugins", ".pnp.cjs")
 

@@ -37,6 +37,7 @@ class YarnClassic(PackageManager):
     tool_package = "yarn"
     declared_as = "yarn"
     pin_field = ("resolutions",)
+    install_command = "yarn install"
     default_version = DEFAULT_YARN_CLASSIC
     hook_files = (".yarnrc",)
 

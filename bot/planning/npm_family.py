@@ -73,7 +73,8 @@ class ProjectInput:
     `manifests` holds every package.json of the project, and the file with its overrides when
     that is not package.json (pnpm-workspace.yaml).  The overrides are `override_field` of
     `override_manifest` (default: the root package.json), their keys read in the manager's
-    syntax (`override_target`); `overrides_follow_dependencies` is npm's EOVERRIDE rule."""
+    syntax (`override_target`); `overrides_follow_dependencies` is npm's EOVERRIDE rule;
+    `install_command` is what a user runs to refresh the lockfile."""
 
     project: Project
     manifests: Mapping[str, Manifest]
@@ -82,6 +83,7 @@ class ProjectInput:
     override_manifest: str | None = None
     override_target: Callable[[tuple[str, ...]], Target | None] = npm_override
     overrides_follow_dependencies: bool = True
+    install_command: str = "npm install"
 
     @property
     def root(self) -> Manifest:
@@ -171,7 +173,7 @@ def survey(item: ProjectInput, parent: Packument, policy: FamilyPolicy) -> Surve
             return Skipped(
                 label,
                 f"{project.lockfile} says the project depends on {name}, but no package.json of "
-                f"it declares {name}: the lockfile is out of date; run {project.manager} install "
+                f"it declares {name}: the lockfile is out of date; run {item.install_command} "
                 "and commit it",
             )
         holders = sorted(
@@ -203,7 +205,7 @@ def survey(item: ProjectInput, parent: Packument, policy: FamilyPolicy) -> Surve
         return Skipped(
             label,
             f"{project.lockfile} has no {name} entry although {root_path} asks for it; run "
-            f"{project.manager} install and commit the lockfile",
+            f"{item.install_command} and commit the lockfile",
         )
     if len(versions) > 1:
         return Skipped(

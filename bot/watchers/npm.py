@@ -78,6 +78,7 @@ def read_project(workspace: Workspace, project: Project) -> ProjectInput:
         override_manifest=overrides_path,
         override_target=manager.override_target,
         overrides_follow_dependencies=manager.overrides_follow_dependencies,
+        install_command=manager.install_command,
     )
 
 
