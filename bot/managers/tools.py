@@ -82,7 +82,7 @@ def ensure_tool(
     entry = manager.tool_entry(target / "package")
     if not entry.is_file():
         raise InvalidRemoteData(f"{package}@{version} has no {entry.name}; cannot run it")
-    return Tool(manager.name, version, ("node", str(entry)))
+    return Tool(package, version, ("node", str(entry)))
 
 
 def _unpack(data: bytes, target: Path, integrity: str, *, source: str) -> None:

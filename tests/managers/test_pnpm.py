@@ -20,8 +20,12 @@ WORKSPACE_OVERRIDES = "09-pnpm10-workspace-yaml-overrides"
 
 def expected_lines(name: str, file: str) -> list[tuple[str, str]]:
     """The fixture's expected (line before, line after) pairs for one file."""
-    (project,) = layout(name)["expect"]["projects"]
-    return [(e["line_before"], e["line_after"]) for e in project["edits"] if e["file"] == file]
+    return [
+        (edit["line_before"], edit["line_after"])
+        for project in layout(name)["expect"]["projects"]
+        for edit in project.get("edits", ())
+        if edit["file"] == file
+    ]
 
 
 def integrity(registry: Verdaccio, name: str, version: str) -> str:
@@ -117,7 +121,8 @@ def test_pnpm_workspace_overrides_rotate_without_running_the_repository_pnpmfile
     server = path / "server" / "package.json"
     server.write_text(
         server.read_text().replace(
-            '"build": "nest build",', f'"postinstall": "touch {markers[2]}",\n    "build": "nest build",'
+            '"build": "nest build",',
+            f'"postinstall": "touch {markers[2]}",\n    "build": "nest build",',
         )
     )
     repo = commit_directory(path, "the attacker's change")

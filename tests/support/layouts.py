@@ -98,9 +98,7 @@ def lock_environment(manager: str, root: Path, registry: Verdaccio) -> dict[str,
     }
 
 
-def lock_with(
-    manager: str, version: str, project: Path, registry: Verdaccio, tools: Path
-) -> None:
+def lock_with(manager: str, version: str, project: Path, registry: Verdaccio, tools: Path) -> None:
     """Write `project`'s lockfile with the real `manager` at `version`, keeping nothing else it
     creates (node_modules, .yarn install state)."""
     package, arguments = LOCK_COMMANDS[manager]
