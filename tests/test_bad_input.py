@@ -73,13 +73,49 @@ CASES: dict[str, tuple[Callable[[Path], None], int, str]] = {
         2,
         "cannot rotate sharp: no project depends on sharp",
     ),
-    "a yarn project": (
+    "a yarn.lock without sharp": (
         lambda root: (
             (root / "package-lock.json").unlink(),
             (root / "yarn.lock").write_text("# yarn lockfile v1\n"),
         ),
         2,
-        "cannot rotate sharp: .: uses yarn (yarn.lock)",
+        "cannot rotate sharp: .: yarn.lock has no sharp entry although package.json asks for it; "
+        "run yarn install and commit the lockfile",
+    ),
+    "a bun project": (
+        lambda root: (
+            (root / "package-lock.json").unlink(),
+            (root / "bun.lock").write_text("{}\n"),
+        ),
+        2,
+        "cannot rotate sharp: .: uses bun (bun.lock)",
+    ),
+    "a pnpm lockfile v5": (
+        lambda root: (
+            (root / "package-lock.json").unlink(),
+            (root / "pnpm-lock.yaml").write_text("lockfileVersion: 5.4\n"),
+        ),
+        2,
+        "pnpm-lock.yaml has lockfileVersion '5.4'; rotation-bot reads v6 (pnpm 8) and v9",
+    ),
+    "a pnpm-workspace.yaml that is not YAML": (
+        lambda root: (
+            (root / "package-lock.json").unlink(),
+            (root / "pnpm-lock.yaml").write_text("lockfileVersion: '9.0'\n"),
+            (root / "pnpm-workspace.yaml").write_text("packages: [unclosed\n"),
+        ),
+        2,
+        "pnpm-workspace.yaml is not valid YAML",
+    ),
+    "a Berry yarn.lock with an alias": (
+        lambda root: (
+            (root / "package-lock.json").unlink(),
+            (root / "yarn.lock").write_text(
+                "__metadata:\n  version: 8\na: &x {resolution: 'a@npm:1.0.0'}\nb: *x\n"
+            ),
+        ),
+        2,
+        "yarn.lock uses a YAML alias (*x); rotation-bot refuses aliases",
     ),
     "package.json not UTF-8": (
         lambda root: (root / "package.json").write_bytes(b'{"name": "caf\xe9"}'),

@@ -87,6 +87,8 @@ class YamlDocument:
     values: Mapping[Path_, Scalar]
     keys: Mapping[Path_, Scalar]
     blocks: Mapping[Path_, Block]
+    # where each value (scalar, list or mapping) ends in the text
+    ends: Mapping[Path_, int]
     source: str
 
     @classmethod
@@ -100,11 +102,12 @@ class YamlDocument:
         values: dict[Path_, Scalar] = {}
         keys: dict[Path_, Scalar] = {}
         blocks: dict[Path_, Block] = {}
+        ends: dict[Path_, int] = {}
         # the pure-Python composer: its marks count characters of `text`
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         if node is not None:
-            _index(node, (), values, keys, blocks)
-        return cls(text, data, values, keys, blocks, source)
+            _index(node, (), values, keys, blocks, ends)
+        return cls(text, data, values, keys, blocks, ends, source)
 
     def get(self, location: Path_) -> object:
         """The value at a key path, or None."""
@@ -135,7 +138,9 @@ def _index(
     values: dict[Path_, Scalar],
     keys: dict[Path_, Scalar],
     blocks: dict[Path_, Block],
+    ends: dict[Path_, int],
 ) -> None:
+    ends[path] = node.end_mark.index
     if isinstance(node, yaml.MappingNode):
         column = node.value[0][0].start_mark.column if node.value else node.start_mark.column
         blocks[path] = Block(
@@ -146,7 +151,7 @@ def _index(
                 continue
             child = (*path, str(key_node.value))
             keys[child] = Scalar(key_node.start_mark.index, key_node.end_mark.index, key_node.style)
-            _index(value_node, child, values, keys, blocks)
+            _index(value_node, child, values, keys, blocks, ends)
     elif isinstance(node, yaml.ScalarNode):
         values[path] = Scalar(node.start_mark.index, node.end_mark.index, node.style)
 
@@ -166,9 +171,12 @@ def render_scalar(value: str, style: str | None) -> str:
 
 
 def _line_end(text: str, position: int) -> int:
-    """The index just past the newline that ends the line holding `position - 1`."""
-    if position > 0 and text[position - 1] == "\n":
-        return position
+    """Where a line can be inserted after the content that ends at `position`: the start of
+    `position`'s line when only indentation precedes it there (a node's end mark sits at the
+    next token), else just past the end of that line."""
+    line_start = text.rfind("\n", 0, position) + 1
+    if not text[line_start:position].strip():
+        return line_start
     newline = text.find("\n", position)
     return len(text) if newline < 0 else newline + 1
 
@@ -194,20 +202,7 @@ def _insert(document: YamlDocument, parent: Path_, key: str, value: str | Mappin
         for path in document.keys
         if len(path) == len(parent) + 1 and path[: len(parent)] == parent
     ]
-    last_end = max(
-        (
-            max(
-                (
-                    scalar.end
-                    for path, scalar in (*document.values.items(), *document.keys.items())
-                    if path[: len(member)] == member
-                ),
-                default=document.keys[member].end,
-            )
-            for member in members
-        ),
-        default=block.end,
-    )
+    last_end = max((document.ends[member] for member in members), default=block.end)
     position = _line_end(text, last_end)
     rendered = _render_block(key, value, block.column, _unit(document))
     prefix = "" if position == 0 or text[position - 1] == "\n" else "\n"

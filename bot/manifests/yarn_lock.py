@@ -209,7 +209,7 @@ def _conditions(value: object) -> dict[str, tuple[str, ...]]:
 
 def parse_berry_lock(text: str, *, source: str = "yarn.lock") -> LockedTree:
     """Parse a Yarn Berry (2 to 4) lockfile; a Yarn 1 or malformed one is a `ManifestError`."""
-    data = load_yaml(text, source=source)
+    data = load_yaml(text, source=source) if is_berry_lock(text) else None
     if not isinstance(data, dict) or not isinstance(data.get("__metadata"), dict):
         raise ManifestError(
             f"{source} is not a Yarn Berry lockfile (no __metadata); regenerate it with "

@@ -1,0 +1,142 @@
+"""The planner through pnpm's and Yarn's hooks: overrides in pnpm-workspace.yaml in pnpm's
+`parent>child` syntax, Yarn `resolutions` (paths and kinds kept: npm's EOVERRIDE rule is npm's)."""
+
+from __future__ import annotations
+
+import json
+
+from bot.managers import MANAGERS
+from bot.manifests.package_json import PackageJson
+from bot.manifests.yaml_document import YamlDocument
+from bot.models import Project
+from bot.planning.npm_family import ProjectInput
+from tests.planning.test_npm_family import NAMES, edits, plan
+
+
+def manager_input(
+    manager_name: str,
+    lockfile: str,
+    lock: str,
+    manifest: dict[str, object],
+    *,
+    workspace_file: str | None = None,
+) -> ProjectInput:
+    manager = MANAGERS[manager_name]
+    manifests: dict[str, object] = {"package.json": PackageJson.parse(json.dumps(manifest))}
+    overrides_path, field = ("package.json", manager.pin_field)
+    if workspace_file is not None:
+        manifests["pnpm-workspace.yaml"] = YamlDocument.parse(
+            workspace_file, source="pnpm-workspace.yaml"
+        )
+        overrides_path, field = "pnpm-workspace.yaml", ("overrides",)
+    return ProjectInput(
+        Project("", manager_name, lockfile),
+        manifests,  # type: ignore[arg-type]
+        manager.parse_lock(lock, source=lockfile, manifests={"": manifest}),
+        field,
+        override_manifest=overrides_path,
+        override_target=manager.override_target,
+        overrides_follow_dependencies=manager.overrides_follow_dependencies,
+        install_command=manager.install_command,
+    )
+
+
+YARN1_LOCK = f"""# yarn lockfile v1
+
+"{NAMES[0]}@0.33.4":
+  version "0.33.4"
+
+"{NAMES[1]}@1.0.2":
+  version "1.0.2"
+
+sharp@0.33.4, sharp@^0.33.4:
+  version "0.33.4"
+  optionalDependencies:
+    "{NAMES[0]}" "0.33.4"
+    "{NAMES[1]}" "1.0.2"
+"""
+
+
+def test_yarn_resolutions_keep_their_kind_beside_a_caret_dependency() -> None:
+    item = manager_input(
+        "yarn-classic",
+        "yarn.lock",
+        YARN1_LOCK,
+        {
+            "dependencies": {"sharp": "^0.33.4"},
+            "resolutions": {"sharp": "0.33.4", f"**/{NAMES[0]}": "0.33.4"},
+        },
+    )
+
+    (patch, _) = plan(item).rotations
+
+    assert edits(patch) == [
+        ("dependencies.sharp", "value", "^0.33.4", "^0.33.5"),
+        ("resolutions.sharp", "value", "0.33.4", "0.33.5"),  # exact stays exact
+        (f"resolutions.**/{NAMES[0]}", "value", "0.33.4", "0.33.5"),
+        # the missing libvips pin joins the others, in Yarn's key form
+        (f"resolutions.{NAMES[1]}", "insert", "", "1.0.4"),
+    ]
+
+
+PNPM_LOCK = f"""lockfileVersion: '9.0'
+
+importers:
+  .:
+    dependencies:
+      next:
+        specifier: 15.0.0
+        version: 15.0.0
+
+packages:
+  next@15.0.0:
+    resolution: {{integrity: sha512-next}}
+  sharp@0.33.4:
+    resolution: {{integrity: sha512-sharp}}
+  '{NAMES[0]}@0.33.4':
+    resolution: {{integrity: sha512-bin}}
+  '{NAMES[1]}@1.0.2':
+    resolution: {{integrity: sha512-vips}}
+
+snapshots:
+  next@15.0.0:
+    optionalDependencies:
+      sharp: 0.33.4
+  sharp@0.33.4:
+    optionalDependencies:
+      '{NAMES[0]}': 0.33.4
+      '{NAMES[1]}': 1.0.2
+  '{NAMES[0]}@0.33.4': {{}}
+  '{NAMES[1]}@1.0.2': {{}}
+"""
+
+
+def test_a_pnpm_parent_child_override_in_the_workspace_file_controls_the_copy() -> None:
+    workspace = "packages:\n  - web\noverrides:\n  next>sharp: 0.33.4\n"
+    item = manager_input(
+        "pnpm",
+        "pnpm-lock.yaml",
+        PNPM_LOCK,
+        {"dependencies": {"next": "15.0.0"}},
+        workspace_file=workspace,
+    )
+
+    (patch, _) = plan(item).rotations
+
+    (part,) = patch.projects
+    assert part.kept == ()
+    assert [(e.manifest, e.location, e.previous, e.new) for e in part.edits] == [
+        ("pnpm-workspace.yaml", ("overrides", "next>sharp"), "0.33.4", "0.33.5")
+    ]
+
+
+def test_without_an_override_a_pnpm_copy_held_by_another_package_is_skipped_with_pnpm_advice() -> (
+    None
+):
+    item = manager_input("pnpm", "pnpm-lock.yaml", PNPM_LOCK, {"dependencies": {"next": "15.0.0"}})
+
+    result = plan(item)
+
+    assert result.rotations == ()
+    (skip,) = result.skipped
+    assert "sharp arrives only through next@15.0.0" in skip.reason
