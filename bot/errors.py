@@ -1,9 +1,10 @@
 """One error tree for the whole bot: each error has a slug, an exit code and a one-line message.
 
-Everything below `cli.py` raises a `BotError`; `cli.py` (and the service loop) catch it in
-one place.  Messages name the file or host involved and say what to do.  Secrets registered
-with `register_secret` are masked in every message, log line and audit record that passes
-through `redact`.
+Everything below the pipeline raises a `BotError`: `Pipeline` records it as the outcome of the
+run it ended (one `RunRecorder` per run), and `cli.py` turns anything that reaches it into a
+one-line message and an exit code.  Messages name the file or host involved and say what to
+do.  Secrets registered with `register_secret` are masked in every message, log line and audit
+record that passes through `redact`.
 """
 
 from __future__ import annotations

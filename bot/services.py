@@ -14,7 +14,7 @@ from bot.config import Settings
 from bot.forges.base import Forge
 from bot.models import utc_now
 from bot.sources.http import HttpSource
-from bot.sources.oci import OciClient, make_oci_client
+from bot.sources.oci.client import OciClient, make_oci_client
 from bot.sources.releases import ReleaseNotes
 
 

@@ -7,7 +7,10 @@ bash deploy/bootstrap.sh --test
 export PATH="$PWD/.venv/bin:$PATH"
 echo "+ ruff check ."
 ruff check .
+echo "+ ruff format --check ."
+ruff format --check .
 echo "+ mypy --strict bot"
 mypy
 echo "+ pytest"
+# pytest-randomly shuffles the order (the seed is printed; -p no:randomly turns it off)
 exec python -m pytest -n 2 -p no:cacheprovider "$@"

@@ -16,7 +16,7 @@ from bot.audit import AuditStore
 from bot.cli import main
 from bot.config import Settings
 from bot.services import build_services
-from bot.sources.oci import OciClient
+from bot.sources.oci.client import OciClient
 from tests.support.git_fixture import commit_directory
 from tests.support.oci_registry import (
     BrokenRegistry,

@@ -56,10 +56,14 @@ BRANCH_NAMES = [
 
 
 @pytest.mark.parametrize("name", BRANCH_NAMES)
-def test_base_branch_follows_git_check_ref_format(name: str) -> None:
+def test_base_branch_follows_git_check_ref_format(name: str, tmp_path: Path) -> None:
+    # outside any repository: inside one, git expands `@{-1}` to the previously checked-out branch
     git_accepts = (
         subprocess.run(
-            ["git", "check-ref-format", "--branch", name], capture_output=True, check=False
+            ["git", "check-ref-format", "--branch", name],
+            capture_output=True,
+            check=False,
+            cwd=tmp_path,
         ).returncode
         == 0
     )

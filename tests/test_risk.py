@@ -209,3 +209,17 @@ def test_assess_risk_step_skips_digest_rotations(tmp_path: Path) -> None:
     result = get_step("assess-risk")(ctx)
 
     assert result.status == "skipped" and ctx.outputs.risk is None
+
+
+def test_an_unusable_previous_manifest_is_not_compared_and_stops_nothing() -> None:
+    from bot.sources.npm.models import Packument
+    from bot.steps.assess_risk import _manifest_or_none
+
+    packument = Packument(
+        "sharp",
+        {"versions": {"0.33.4": {"name": "sharp", "version": "0.33.4"}}},  # no dist
+        host="r.test",
+    )
+    assert _manifest_or_none(packument, "0.33.4") is None
+    assert _manifest_or_none(packument, "0.33.3") is None
+    assert _manifest_or_none(packument, None) is None

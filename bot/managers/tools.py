@@ -18,9 +18,10 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+import semver
+
 from bot.errors import InvalidRemoteData, ManifestError
 from bot.managers.base import PackageManager, Tool
-from bot.models import strict_version
 from bot.sources.npm.registry import NpmRegistry
 
 TOOL_LIMIT = 64 * 1024 * 1024
@@ -40,12 +41,10 @@ def parse_package_manager(value: object, *, source: str) -> tuple[str, str, tupl
             'fix it (e.g. "pnpm@9.15.0")'
         )
     version = match.group("version")
-    try:
-        strict_version(version, source=source)
-    except InvalidRemoteData:
+    if not semver.Version.is_valid(version):
         raise ManifestError(
             f"{source}: packageManager {value!r} does not name an exact version; pin one"
-        ) from None
+        )
     digest = (match.group("algorithm"), match.group("hash")) if match.group("hash") else None
     return match.group("name"), version, digest
 

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot.manifests.dockerfile import BaseImage
 from bot.models import DigestChange, Pin, Plan, Rotation, Skipped, strict_digest
-from bot.sources.oci import platform_matches
+from bot.sources.oci.models import platform_matches
 
 DEFAULT_PLATFORM = "linux/amd64"
 UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -375,8 +375,9 @@ class ChatCommands:
         return True
 
     def close(self) -> None:
-        """Stop handling comments; those not started are dropped."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stop taking comments and let those being handled finish (their replies are short
+        API calls; a rotation they request is refused by the stopping queue)."""
+        self._pool.shutdown(wait=True)
 
     def _guarded(self, event: CommentEvent) -> None:
         try:

@@ -1,7 +1,8 @@
 """Step `assess-risk`: compare registry metadata of the previous and the new version of the
 parent and of every pinned package (install scripts, dependencies, publisher, provenance,
 unpacked size) and record the signals for the pull request body.  Signals inform the reviewer;
-they never stop a rotation (the verification steps do that)."""
+they never stop a rotation: a previous version with unusable metadata is simply not compared
+(an unusable manifest of the new version stops it, as any step reading it would)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import semver
 
 from bot.errors import InvalidRemoteData
 from bot.models import StepResult
-from bot.sources.npm.models import Packument
+from bot.sources.npm.models import PackageVersion, Packument
 from bot.steps.outputs import RiskAssessed
 from bot.steps.registry import StepContext, passed, skipped, step
 from bot.steps.verify_signatures import pinned_packages
@@ -32,6 +33,17 @@ def _earlier_publishers(packument: Packument, version: str) -> set[str]:
     return publishers
 
 
+def _manifest_or_none(packument: Packument, version: str | None) -> PackageVersion | None:
+    """The previous version's manifest, or None when there is none to compare with (never
+    published here, or unusable: that says nothing about the new version)."""
+    if version is None or version not in packument.versions:
+        return None
+    try:
+        return packument.manifest(version)
+    except InvalidRemoteData:
+        return None
+
+
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
@@ -45,7 +57,7 @@ def assess_risk(ctx: StepContext) -> StepResult:
     signals: list[RiskSignal] = []
     for change in changes:
         packument = ctx.npm.packument(change.name)
-        previous = packument.manifest(change.previous_version) if change.previous_version else None
+        previous = _manifest_or_none(packument, change.previous_version)
         signals += compare_versions(
             previous,
             packument.manifest(change.new_version),

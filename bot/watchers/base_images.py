@@ -35,7 +35,8 @@ from bot.planning.base_images import (
     unusable_created,
 )
 from bot.services import Services
-from bot.sources.oci import ImageDetails, ManifestHead, OciClient, TagNotFound
+from bot.sources.oci.client import OciClient
+from bot.sources.oci.models import ImageDetails, ManifestHead, TagNotFound
 from bot.watchers import WatchRequest, watcher
 
 log = logging.getLogger(__name__)

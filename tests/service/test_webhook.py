@@ -9,7 +9,7 @@ interface), so these tests see exactly which requests reached the pipeline.
 
 from __future__ import annotations
 
-import time
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -200,7 +200,7 @@ def test_replayed_delivery_is_ignored_even_after_a_restart(world: World, tmp_pat
     world.service = start(tmp_path, world.api, world.runner)
     after_restart = deliver(world.client, world.url, payload, delivery="delivery-1")
     assert (after_restart.status_code, after_restart.json()["result"]) == (200, "duplicate")
-    time.sleep(0.3)
+    world.service.stop()  # waits for every comment being handled and every queued run
     assert len(world.runner.calls) == 1
 
 
@@ -209,7 +209,7 @@ def test_deliveries_during_shutdown_are_refused_for_redelivery(world: World) -> 
     response, _ = world.command("/rotate sharp")
     assert (response.status_code, response.json()["result"]) == (503, "stopping")
     world.service.app.stopping.clear()
-    time.sleep(0.2)
+    world.service.stop()  # waits for every comment being handled and every queued run
     assert world.api.requests == [] and world.runner.calls == []
 
 
@@ -233,9 +233,8 @@ def test_writers_trigger_a_rotation_and_get_the_pull_request_link(
     world: World, permission: str
 ) -> None:
     world.api.set_permission(REPO, "alice", permission)
-    started = time.monotonic()
     response, comment = world.command("/rotate sharp", login="alice")
-    assert response.status_code == 202 and time.monotonic() - started < 1.0
+    assert response.status_code == 202  # acknowledged before the rotation runs
 
     (call,) = world.runner.wait_for_calls(1)
     (reply,) = world.wait_reply()
@@ -264,7 +263,7 @@ def test_others_get_a_polite_reply_and_nothing_runs(world: World, permission: st
     (reply,) = world.wait_reply()
     assert "only people with write, maintain or admin permission" in reply
     assert "@mallory" in reply
-    time.sleep(0.3)
+    world.service.stop()  # waits for every comment being handled and every queued run
     assert world.runner.calls == []
     assert world.reactions(comment) == []
     assert world.metric("rotation_bot_chat_commands_total", result="denied") == 1
@@ -338,7 +337,7 @@ def test_junk_edits_and_bots_are_ignored_without_any_api_call(
 ) -> None:
     response, _ = world.command(body, **changes)
     assert (response.status_code, response.json()["result"]) == (200, "ignored")
-    time.sleep(0.2)
+    world.service.stop()  # waits for every comment being handled and every queued run
     assert world.api.requests == [] and world.runner.calls == []
 
 
@@ -442,12 +441,13 @@ def test_status_reports_running_scheduled_and_recent_runs(world: World) -> None:
     assert "eyes" in world.reactions(comment)
 
 
-def test_ack_is_immediate_even_when_github_is_slow(world: World) -> None:
-    world.api.inject(Fault.timeout("GET", f"/repos/{REPO}/collaborators/*", seconds=2))
-    started = time.monotonic()
-    response, _ = world.command("/rotate sharp")
-    elapsed = time.monotonic() - started
-    assert response.status_code == 202 and elapsed < 1.0
+def test_ack_does_not_wait_for_github(world: World) -> None:
+    answer = threading.Event()
+    world.api.inject(Fault.held("GET", f"/repos/{REPO}/collaborators/*", answer))
+    response, _ = world.command("/rotate sharp")  # GitHub has not answered the permission check
+    assert response.status_code == 202
+    assert world.runner.calls == []
+    answer.set()
     world.runner.wait_for_calls(1, timeout=15)
 
 

@@ -14,13 +14,9 @@ import pytest
 from bot.config import Settings
 from bot.errors import ConfigError, InvalidRemoteData, ServiceUnavailable
 from bot.sources.http import Body, HttpSource
-from bot.sources.oci import (
-    OciClient,
-    TagNotFound,
-    load_docker_credentials,
-    make_oci_client,
-    platform_matches,
-)
+from bot.sources.oci.client import OciClient, make_oci_client
+from bot.sources.oci.credentials import load_docker_credentials
+from bot.sources.oci.models import TagNotFound, platform_matches
 from tests.support.oci_registry import (
     PASSWORD,
     USERNAME,

@@ -123,6 +123,7 @@ class Fault:
     perform: bool = False
     delay: float = 0.0
     times: int = 1
+    gate: threading.Event | None = None
 
     def matches(self, method: str, path: str) -> bool:
         """Whether this fault applies to a request."""
@@ -145,6 +146,11 @@ class Fault:
     ) -> Fault:
         """Do the work (if `perform`), then answer only after `seconds`."""
         return cls(method, path, status=0, perform=perform, delay=seconds, times=times)
+
+    @classmethod
+    def held(cls, method: str, path: str, gate: threading.Event) -> Fault:
+        """Answer normally, but only once the test sets `gate` (a request the test controls)."""
+        return cls(method, path, status=0, perform=True, gate=gate)
 
     @classmethod
     def secondary_rate_limit(
@@ -1316,11 +1322,13 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None:
             if fault.status:
                 status, answer, extra = fault.status, fault.body, dict(fault.headers)
-            if status == 0:  # a timeout that performs keeps the real answer for after the delay
+            if status == 0 and fault.gate is None:  # a timeout answers 504 after the delay
                 status, answer, extra = 504, {"message": "timeout"}, {}
         api.record(RecordedRequest(self.command, path, query, headers, body, status))
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
+        if fault is not None and fault.gate is not None:
+            fault.gate.wait(30)
         self.send_json(status, answer, extra, headers, path, query)
 
     def answer(

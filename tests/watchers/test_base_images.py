@@ -15,7 +15,7 @@ from bot.models import DigestChange, Plan, Rotation, StepResult
 from bot.runbook import DEFAULT_RUNBOOKS_DIR, Runbook, load_runbook
 from bot.services import Services
 from bot.sources.http import HttpSource
-from bot.sources.oci import make_oci_client
+from bot.sources.oci.client import make_oci_client
 from bot.steps.registry import StepContext, get_step
 from bot.steps.repin_base_images import apply_changes
 from bot.watchers import WatchRequest, get_watcher

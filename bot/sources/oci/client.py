@@ -18,17 +18,11 @@ Rate-limit headers (`RateLimit-Remaining`) are respected: with nothing left, no 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import ipaddress
-import json
 import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urljoin
 
@@ -37,125 +31,51 @@ import httpx
 from bot.config import Settings
 from bot.errors import ConfigError, InvalidRemoteData, ServiceUnavailable, register_secret
 from bot.sources.http import Body, HttpSource
+from bot.sources.oci.credentials import Credential, load_docker_credentials
+from bot.sources.oci.models import (
+    INDEX_TYPES,
+    MANIFEST_ACCEPT,
+    MANIFEST_TYPES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    ImageDetails,
+    Manifest,
+    ManifestHead,
+    PlatformManifest,
+    TagNotFound,
+    canonical_host,
+    is_loopback,
+    parse_created,
+    platform_matches,
+    platform_of,
+)
 
 log = logging.getLogger(__name__)
 
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
-MANIFEST_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFEST)
-MANIFEST_ACCEPT = ", ".join(MANIFEST_TYPES)
 MANIFEST_LIMIT = 4 * 1024 * 1024
+
+
 CONFIG_LIMIT = 8 * 1024 * 1024
+
+
 TOKEN_LIMIT = 1024 * 1024
-DOCKER_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
-DOCKER_HUB_REGISTRY = "registry-1.docker.io"
+
+
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
 _MAX_REDIRECTS = 5
+
+
 _CHALLENGE_PARAMETER = re.compile(
     r'([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))'
 )
+
+
 _TOKEN = re.compile(r"^[\x21-\x7e]{1,8192}$")
+
+
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-_FRACTION = re.compile(r"(\.\d{6})\d+")
-
-
-class TagNotFound(InvalidRemoteData):
-    """The registry has no manifest for the tag (or digest) asked for."""
-
-    slug = "tag-not-found"
-
-
-def _canonical_host(name: str) -> str:
-    """`index.docker.io`, `docker.io` → `registry-1.docker.io`; other hosts as given, lower-case."""
-    host = name.lower()
-    return DOCKER_HUB_REGISTRY if host in DOCKER_HUB_ALIASES else host
-
-
-def _bare_host(host: str) -> str:
-    """The host name of `host[:port]` (IPv6 brackets removed)."""
-    return httpx.URL(f"http://{host}").host
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host[:port]` is `localhost` or in 127.0.0.0/8 (or ::1)."""
-    name = _bare_host(host)
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
-@dataclass(frozen=True)
-class Credential:
-    """A user name and password for one registry, from the docker config."""
-
-    username: str
-    password: str
-
-    def header(self) -> str:
-        """The `Authorization: Basic …` value."""
-        raw = f"{self.username}:{self.password}".encode()
-        return "Basic " + base64.b64encode(raw).decode("ascii")
-
-
-def docker_config_path(environ: Mapping[str, str]) -> Path:
-    """`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json` (HOME from `environ`)."""
-    if environ.get("DOCKER_CONFIG"):
-        return Path(environ["DOCKER_CONFIG"]) / "config.json"
-    return Path(environ.get("HOME") or Path.home()) / ".docker" / "config.json"
-
-
-def load_docker_credentials(environ: Mapping[str, str]) -> dict[str, Credential]:
-    """Credentials by registry host from the docker config's `auths` (none when no file)."""
-    path = docker_config_path(environ)
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read ({error.strerror})") from error
-    except ValueError as error:
-        raise ConfigError(f"{path}: not valid JSON; fix or remove it") from error
-    auths = data.get("auths") if isinstance(data, dict) else None
-    if not isinstance(auths, dict):
-        return {}
-    credentials: dict[str, Credential] = {}
-    for key, entry in auths.items():
-        if not isinstance(entry, dict):
-            continue
-        credential = _credential(entry, source=f"{path} auths[{key!r}]")
-        if credential is None:
-            continue
-        address = str(key) if "://" in str(key) else f"https://{key}"
-        url = httpx.URL(address)
-        host = f"{url.host}:{url.port}" if url.port else url.host
-        credentials[_canonical_host(host)] = credential
-    return credentials
-
-
-def _credential(entry: Mapping[str, Any], *, source: str) -> Credential | None:
-    auth = entry.get("auth")
-    if isinstance(auth, str) and auth:
-        try:
-            username, colon, password = (
-                base64.b64decode(auth, validate=True).decode().partition(":")
-            )
-        except (binascii.Error, UnicodeDecodeError) as error:
-            raise ConfigError(f"{source}: auth is not base64 of user:password") from error
-        if not colon:
-            raise ConfigError(f"{source}: auth is not base64 of user:password")
-    else:
-        username, password = str(entry.get("username") or ""), str(entry.get("password") or "")
-    if not username or not password:
-        return None
-    register_secret(password)
-    register_secret(auth if isinstance(auth, str) else None)
-    return Credential(username, password)
 
 
 @dataclass(frozen=True)
@@ -171,86 +91,6 @@ class Endpoint:
         return f"{self.base_url}/v2/{self.prefix}{repository}/{path}"
 
 
-@dataclass(frozen=True)
-class ManifestHead:
-    """What a `HEAD` (or the fallback `GET`) of a tag says: its digest and media type."""
-
-    digest: str
-    media_type: str
-
-    @property
-    def is_index(self) -> bool:
-        """Whether the tag is a multi-platform index (the digest a Dockerfile pins)."""
-        return self.media_type in INDEX_TYPES
-
-
-@dataclass(frozen=True)
-class PlatformManifest:
-    """One entry of an index: a platform (`linux/arm64/v8`) and its manifest digest."""
-
-    platform: str
-    digest: str
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """A fetched and verified manifest: an index's entries, or an image's config digest."""
-
-    digest: str
-    media_type: str
-    platforms: tuple[PlatformManifest, ...] = ()
-    config_digest: str | None = None
-
-    @property
-    def is_index(self) -> bool:
-        """Whether this is an image index / manifest list."""
-        return self.media_type in INDEX_TYPES
-
-
-@dataclass(frozen=True)
-class ImageDetails:
-    """Facts about one digest: the platforms it serves and the build date of one of them."""
-
-    digest: str
-    platforms: tuple[str, ...]
-    created: datetime | None
-
-
-def platform_matches(wanted: str, offered: str) -> bool:
-    """`linux/arm64` matches `linux/arm64/v8`; a requested variant must match exactly."""
-    wanted_parts = wanted.split("/")
-    offered_parts = offered.split("/")
-    if wanted_parts[:2] != offered_parts[:2]:
-        return False
-    if len(wanted_parts) < 3:
-        return True
-    offered_variant = offered_parts[2] if len(offered_parts) > 2 else ""
-    if wanted_parts[1] == "arm64" and {wanted_parts[2], offered_variant} <= {"v8", ""}:
-        return True
-    return wanted_parts[2] == offered_variant
-
-
-def _platform_of(data: Mapping[str, Any]) -> str:
-    os_name, architecture = data.get("os"), data.get("architecture")
-    if not isinstance(os_name, str) or not isinstance(architecture, str):
-        return "unknown/unknown"
-    variant = data.get("variant")
-    return "/".join(
-        [os_name, architecture, *([variant] if isinstance(variant, str) and variant else [])]
-    )
-
-
-def parse_created(value: object) -> datetime | None:
-    """An image config's RFC 3339 `created` (nanoseconds allowed) as an aware datetime."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(_FRACTION.sub(r"\1", value.replace("Z", "+00:00")))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 class OciClient:
     """Looks up tags, manifests and image configs in OCI registries (or their mirrors)."""
 
@@ -264,10 +104,10 @@ class OciClient:
     ) -> None:
         self.http = http
         self.credentials = {
-            _canonical_host(host): item for host, item in (credentials or {}).items()
+            canonical_host(host): item for host, item in (credentials or {}).items()
         }
-        self.insecure_registries = frozenset(_canonical_host(host) for host in insecure_registries)
-        self.mirrors = {_canonical_host(host): mirror for host, mirror in (mirrors or {}).items()}
+        self.insecure_registries = frozenset(canonical_host(host) for host in insecure_registries)
+        self.mirrors = {canonical_host(host): mirror for host, mirror in (mirrors or {}).items()}
         self._authorization: dict[tuple[str, str], str] = {}
         self._remaining: dict[str, tuple[int, str]] = {}
         self._manifests: dict[tuple[str, str, str], Manifest] = {}
@@ -276,13 +116,13 @@ class OciClient:
 
     def endpoint(self, registry: str) -> Endpoint:
         """The endpoint serving `registry`: its mirror if one is configured, else itself."""
-        host = _canonical_host(registry)
+        host = canonical_host(registry)
         target = self.mirrors.get(host, host)
         scheme, separator, rest = target.partition("://")
         if not separator:
             scheme, rest = "", target
         address, _, prefix = rest.partition("/")
-        address = _canonical_host(address)
+        address = canonical_host(address)
         if not scheme:
             plain = is_loopback(address) or address in self.insecure_registries
             scheme = "http" if plain else "https"
@@ -296,7 +136,7 @@ class OciClient:
     def _plain_http_allowed(self, url: str) -> bool:
         parsed = httpx.URL(url)
         host = f"{parsed.host}:{parsed.port}" if parsed.port else parsed.host
-        return is_loopback(host) or _canonical_host(host) in self.insecure_registries
+        return is_loopback(host) or canonical_host(host) in self.insecure_registries
 
     # --- public lookups ----------------------------------------------------------------
 
@@ -370,7 +210,7 @@ class OciClient:
             offered, image = (), manifest
         config = self._config(registry, repository, image)
         if not manifest.is_index:
-            offered = (_platform_of(config),)
+            offered = (platform_of(config),)
         return ImageDetails(digest, offered, parse_created(config.get("created")))
 
     # --- internals ---------------------------------------------------------------------
@@ -581,7 +421,7 @@ class OciClient:
                 platform = entry.get("platform")
                 platforms.append(
                     PlatformManifest(
-                        _platform_of(platform if isinstance(platform, dict) else {}), child
+                        platform_of(platform if isinstance(platform, dict) else {}), child
                     )
                 )
             return Manifest(digest, media_type, platforms=tuple(platforms))

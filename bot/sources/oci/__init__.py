@@ -1,0 +1,1 @@
+"""OCI registries: validated documents (models), credentials, the distribution-API client."""
