@@ -5,15 +5,19 @@ pnpm 8/9/10, Yarn 1.22 and Yarn 4.18 write (tests/managers regenerates real ones
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from bot.errors import ManifestError
+from bot.errors import BotError, ManifestError
 from bot.manifests.pnpm_lock import parse_pnpm_lock, split_key
+from bot.manifests.yaml_document import YamlDocument
 from bot.manifests.yarn_lock import (
     berry_lock_version,
     is_berry_lock,
     parse_berry_lock,
     parse_classic_lock,
 )
+from tests.test_hostile_inputs import SETTINGS
 
 SHA = "sha512-" + "A" * 86 + "=="
 PNPM_V9 = f"""lockfileVersion: '9.0'
@@ -287,3 +291,37 @@ def test_berry_refusals() -> None:
         parse_berry_lock("__metadata:\n  version: 8\na@npm:1:\n  version: 1\n")
     with pytest.raises(ManifestError, match=r"uses a YAML alias \(\*x\)"):
         parse_berry_lock("__metadata: &x {version: 8}\nb: *x\n")
+
+
+LOCK_PIECES = st.sampled_from(
+    [
+        "lockfileVersion: '9.0'\n", "lockfileVersion: '6.0'\n", "lockfileVersion: 9\n",
+        "importers:\n", "  .:\n", "    dependencies:\n", "      sharp:\n",
+        "        specifier: ^0.33.4\n", "        version: 0.33.4\n", "        version: [1]\n",
+        "packages:\n", "snapshots:\n", "  sharp@0.33.4:\n", "  /sharp@0.33.4:\n", "  '@x':\n",
+        "    resolution: {integrity: sha512-x}\n", "    resolution: 7\n", "    os: linux\n",
+        "    dependencies: {a: 1}\n", "    optionalDependencies: [a]\n", "  sharp: null\n",
+        "__metadata:\n", "  version: 8\n", '"sharp@npm:^0.33.4, sharp@npm:0.33.4":\n',
+        '  resolution: "sharp@npm:0.33.4"\n', "  conditions: os=linux & libc\n",
+        "  checksum: 10c0/ab\n", "# yarn lockfile v1\n", 'sharp@^0.33.4, "sharp@0.33.4":\n',
+        '  version "0.33.4"\n', "  integrity sha512-x\n", "  optionalDependencies:\n",
+        '    "@img/sharp-linux-x64" "0.33.4"\n', "&a [*a]\n", "- - -\n", "{{\n", ": :\n", "\t\n",
+    ]
+)  # fmt: skip
+
+
+@SETTINGS
+@given(pieces=st.lists(LOCK_PIECES, max_size=14), noise=st.text(max_size=40))
+def test_hostile_pnpm_and_yarn_files_parse_or_fail_in_one_line(
+    pieces: list[str], noise: str
+) -> None:
+    text = "".join(pieces) + noise
+    for parse in (parse_pnpm_lock, parse_classic_lock, parse_berry_lock):
+        try:
+            parse(text)
+        except BotError as error:
+            assert "\n" not in error.message
+    try:
+        YamlDocument.parse(text, source="pnpm-workspace.yaml")
+    except BotError as error:
+        assert "\n" not in error.message
