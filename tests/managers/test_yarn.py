@@ -17,6 +17,7 @@ from tests.support.verdaccio import Verdaccio
 
 CLASSIC_WORKSPACE = "10-yarn1-workspace-resolutions"
 BERRY_SUBDIRECTORY = "11-yarn4-subdir-projects"
+PNP_SUPPORTED_ARCHITECTURES = "11b-yarn3-pnp-subdir-supported-architectures"
 
 
 def test_yarn1_workspace_resolutions_rotate_patch_and_major(
@@ -189,3 +190,44 @@ def test_a_tampered_binary_fails_a_yarn4_rotation_closed(
     (summary,) = outcome.summaries
     assert summary["outcome"] == "failed" and "verify-tarballs" in summary["message"]
     assert list(branches(repo)) == ["main"]
+
+
+def test_yarn3_plug_n_play_project_keeps_every_supported_architecture(
+    tmp_path: Path, staged_registry: Verdaccio, tools_dir: Path
+) -> None:
+    env = Env(tmp_path, staged_registry.url, staged_registry.token, tools=tools_dir)
+    publish_releases(staged_registry, ["0.33.4"])
+    path = tmp_path / "storyteller"
+    repo = layout_repository(
+        PNP_SUPPORTED_ARCHITECTURES,
+        path,
+        staged_registry,
+        tools_dir,
+        # docs declares yarn@3.6.3; its lockfile is only read, never regenerated
+        versions={"web": "3.6.0", "docs": "3.6.0"},
+        config=DEFAULT_CONFIG,
+    )
+    publish_releases(staged_registry, NEWER)
+
+    outcome = run_bot(env, path, "--target", "0.33.6")
+
+    assert outcome.code == 0, outcome.summaries
+    branch = "rotation-bot/sharp-0.33.6"
+    assert changed_lines(repo, branch, "web/package.json") == expected_lines(
+        PNP_SUPPORTED_ARCHITECTURES, "web/package.json"
+    )
+    assert show(repo, branch, "web/.yarnrc.yml") == show(repo, "main", "web/.yarnrc.yml")
+    text = show(repo, branch, "web/yarn.lock")
+    assert "\n  version: 6\n" in text  # still Yarn 3's lockfile
+    lock = parse_berry_lock(text)
+    assert [p.key for p in lock.find("sharp")] == ["sharp@npm:0.33.6"]
+    platforms = {
+        (p.name, p.version, p.os, p.cpu, p.libc)
+        for p in lock.packages
+        if p.name.startswith("@img/")
+    }
+    assert ("@img/sharp-darwin-arm64", "0.33.6", ("darwin",), ("arm64",), ()) in platforms
+    assert ("@img/sharp-linuxmusl-x64", "0.33.6", ("linux",), ("x64",), ("musl",)) in platforms
+    regenerated = outcome.evidence("0.33.6", "regenerate-lockfile")["lockfiles"]
+    assert [(r["project"], r["tool"]) for r in regenerated] == [("web", "@yarnpkg/cli-dist@3.6.0")]
+    assert any(".yarn/releases/yarn-3.6.0.cjs" in note for note in regenerated[0]["not_run"])

@@ -52,11 +52,13 @@ def publish_fake_packages(registry: Verdaccio, name: str) -> None:
 
 
 def tool_entry(package: str, version: str, directory: Path) -> Path:
-    """The CLI entry of a packed tool, unpacked under `directory` once."""
-    target = directory / f"{package.replace('/', '+')}@{version}"
+    """The CLI entry of a packed tool, unpacked under `directory`/harness once (apart from the
+    bot's own verified copies in `directory`)."""
+    target = directory / "harness" / f"{package.replace('/', '+')}@{version}"
+    target.parent.mkdir(parents=True, exist_ok=True)
     if not target.exists():
         tarball = TOOLS / f"{package.removeprefix('@').replace('/', '-')}-{version}.tgz"
-        staging = directory / f".{target.name}.staging-{os.getpid()}"
+        staging = target.parent / f".{target.name}.staging-{os.getpid()}"
         with tarfile.open(fileobj=io.BytesIO(tarball.read_bytes()), mode="r:gz") as archive:
             archive.extractall(staging, filter="data")
         try:
