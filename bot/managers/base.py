@@ -121,6 +121,17 @@ class PackageManager(ABC):
         """What one override key path applies to, in this manager's syntax."""
         return npm_override(relative)
 
+    def documents(self, project: Project) -> tuple[str, ...]:
+        """Files besides package.json that can hold a version spec of the project (read when
+        present): pnpm-workspace.yaml with pnpm's catalogs and overrides."""
+        return ()
+
+    def spec_reference(self, name: str, spec: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """Where a dependency spec that refers elsewhere really lives, as (file name in the
+        project directory, key path) candidates in order (`catalog:` → pnpm-workspace.yaml
+        `catalog.<name>`); empty for a spec that is its own value."""
+        return ()
+
     @abstractmethod
     def project_files(self, directory: str, members: Sequence[str]) -> tuple[str, ...]:
         """The repository-relative files that make up a project rooted at `directory` with

@@ -140,6 +140,23 @@ class Pnpm(PackageManager):
         """`sharp`, `sharp@<0.34`, `next>sharp`."""
         return pnpm_override(relative)
 
+    def documents(self, project: Project) -> tuple[str, ...]:
+        """pnpm-workspace.yaml (catalogs, overrides)."""
+        return (project.path(WORKSPACE_FILE),)
+
+    def spec_reference(self, name: str, spec: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """`catalog:` / `catalog:default` → `catalog.<name>` (or `catalogs.default.<name>`);
+        `catalog:NAME` → `catalogs.NAME.<name>`, in pnpm-workspace.yaml."""
+        if not spec.startswith("catalog:"):
+            return ()
+        catalog = spec.removeprefix("catalog:").strip() or "default"
+        if catalog == "default":
+            return (
+                (WORKSPACE_FILE, ("catalog", name)),
+                (WORKSPACE_FILE, ("catalogs", "default", name)),
+            )
+        return ((WORKSPACE_FILE, ("catalogs", catalog, name)),)
+
     def project_files(self, directory: str, members: Sequence[str]) -> tuple[str, ...]:
         """package.json, pnpm-lock.yaml, pnpm-workspace.yaml and the members' package.json."""
         return (

@@ -74,7 +74,9 @@ class ProjectInput:
     that is not package.json (pnpm-workspace.yaml).  The overrides are `override_field` of
     `override_manifest` (default: the root package.json), their keys read in the manager's
     syntax (`override_target`); `overrides_follow_dependencies` is npm's EOVERRIDE rule;
-    `install_command` is what a user runs to refresh the lockfile."""
+    `install_command` is what a user runs to refresh the lockfile; `spec_reference` says where
+    a declaration like pnpm's `catalog:` really keeps its version (that document is in
+    `manifests`)."""
 
     project: Project
     manifests: Mapping[str, Manifest]
@@ -84,6 +86,10 @@ class ProjectInput:
     override_target: Callable[[tuple[str, ...]], Target | None] = npm_override
     overrides_follow_dependencies: bool = True
     install_command: str = "npm install"
+    # where a spec that refers elsewhere lives (pnpm `catalog:`), as (file, key path) candidates
+    spec_reference: Callable[[str, str], tuple[tuple[str, tuple[str, ...]], ...]] = (
+        lambda name, spec: ()
+    )
 
     @property
     def root(self) -> Manifest:
@@ -150,16 +156,30 @@ def _override_sites(item: ProjectInput, name: str) -> tuple[list[Site], list[tup
     return flat, nested
 
 
+def _dereference(item: ProjectInput, site: Site) -> Site:
+    """The site a referring spec (pnpm `catalog:`) names, when it exists; `site` otherwise."""
+    for path, location in item.spec_reference(site.name, site.spec):
+        document = item.manifests.get(path)
+        value = document.get(location) if document is not None else None
+        if isinstance(value, str):
+            return Site(path, location, site.name, value)
+    return site
+
+
 def survey(item: ProjectInput, parent: Packument, policy: FamilyPolicy) -> Survey | Skipped | None:
     """Where the family lives in one project; None when the project has nothing of it."""
     project, lock, name = item.project, item.lock, policy.parent
     label = project.label
     declarations = tuple(
-        Site(path, (field_name, name), name, manifest.data[field_name][name])
-        for path, manifest in item.manifests.items()
-        for field_name in DEPENDENCY_FIELDS
-        if isinstance(manifest.data.get(field_name), dict)
-        and isinstance(manifest.data[field_name].get(name), str)
+        dict.fromkeys(
+            _dereference(
+                item, Site(path, (field_name, name), name, manifest.data[field_name][name])
+            )
+            for path, manifest in item.manifests.items()
+            for field_name in DEPENDENCY_FIELDS
+            if isinstance(manifest.data.get(field_name), dict)
+            and isinstance(manifest.data[field_name].get(name), str)
+        )
     )
     root_path = project.path("package.json")
     flat, nested = _override_sites(item, name)

@@ -95,6 +95,11 @@ def _binaries_of(
     return resolved
 
 
+def _holder(tree: LockedTree, key: str) -> str:
+    package = tree.package(key)
+    return f"{package.name}@{package.version}" if package else f"importer {key}"
+
+
 def _closure_names(tree: LockedTree, name: str) -> set[str]:
     """Names of `name`'s copies and everything they depend on, transitively."""
     keys = tree.closure([copy.key for copy in tree.find(name)])
@@ -129,8 +134,15 @@ def _confirm_project(
         )
     for copy in after.find(rotation.subject):
         if copy.version != part.new_version and (copy.key, copy.version) not in kept:
+            holders = sorted({_holder(after, edge.holder) for edge in after.dependents(copy.key)})
             problems.append(
                 f"{label}: {copy.key} is still {copy.version}; the rotation controls it"
+                + (
+                    f" ({project.manager} kept it for {', '.join(holders)}: force every copy "
+                    f"with an override of {rotation.subject}, or align those packages)"
+                    if holders
+                    else ""
+                )
             )
     parent = ctx.npm.packument(rotation.subject).manifest(part.new_version)
     for copy in targets:

@@ -62,10 +62,10 @@ def read_project(workspace: Workspace, project: Project) -> ProjectInput:
     overrides_path, override_field = manager.pin_location(
         project, lambda name: workspace.read_text(project.path(name))
     )
-    if overrides_path not in manifests:
-        manifests[overrides_path] = YamlDocument.parse(
-            workspace.read_text(overrides_path) or "", source=overrides_path
-        )
+    for path in (*manager.documents(project), overrides_path):
+        text = workspace.read_text(path)
+        if path not in manifests and (text is not None or path == overrides_path):
+            manifests[path] = YamlDocument.parse(text or "", source=path)
     lock_text = workspace.read_text(project.lockfile)
     if lock_text is None:
         raise ManifestError(f"{project.lockfile} is not in the repository")
@@ -79,6 +79,9 @@ def read_project(workspace: Workspace, project: Project) -> ProjectInput:
         override_target=manager.override_target,
         overrides_follow_dependencies=manager.overrides_follow_dependencies,
         install_command=manager.install_command,
+        spec_reference=lambda name, spec: tuple(
+            (project.path(file), location) for file, location in manager.spec_reference(name, spec)
+        ),
     )
 
 

@@ -182,3 +182,85 @@ def test_a_tampered_binary_fails_a_pnpm_rotation_closed(
     assert summary["outcome"] == "failed" and "verify-tarballs" in summary["message"]
     assert "@img/sharp-linuxmusl-x64@0.33.6" in summary["message"]
     assert list(branches(repo)) == ["main"]
+
+
+def catalog_without_override(root: Path) -> None:
+    """immich's layout with sharp declared `catalog:` (directus's way) instead of overridden."""
+    server = root / "server" / "package.json"
+    server.write_text(server.read_text().replace('"sharp": "^0.33.4"', '"sharp": "catalog:"'))
+    workspace_file = root / "pnpm-workspace.yaml"
+    text = workspace_file.read_text().replace("  sharp: ^0.33.5\n", "")
+    workspace_file.write_text(text + "catalog:\n  sharp: ^0.33.5\n")
+
+
+def use_the_catalog(root: Path) -> None:
+    """The catalog variant, and web without the dev tool that shares server's copy."""
+    catalog_without_override(root)
+    web = root / "web" / "package.json"
+    web.write_text(web.read_text().replace('"@sveltejs/enhanced-img": "^0.9.0"', ""))
+
+
+def test_a_pnpm_catalog_declaration_is_rotated_in_the_workspace_file(
+    tmp_path: Path, staged_registry: Verdaccio, tools_dir: Path
+) -> None:
+    env = Env(tmp_path, staged_registry.url, staged_registry.token, tools=tools_dir)
+    publish_releases(staged_registry, ["0.33.4", "0.33.5"])
+    path = tmp_path / "immich"
+    repo = layout_repository(
+        WORKSPACE_OVERRIDES,
+        path,
+        staged_registry,
+        tools_dir,
+        versions={".": "10.32.1"},
+        config=DEFAULT_CONFIG,
+        change=use_the_catalog,
+    )
+    publish_releases(staged_registry, [v for v in NEWER if v != "0.33.5"])
+
+    outcome = run_bot(env, path, "--target", "0.33.6")
+
+    assert outcome.code == 0, [s["message"] for s in outcome.summaries]
+    branch = "rotation-bot/sharp-0.33.6"
+    assert changed_lines(repo, branch, "pnpm-workspace.yaml") == [
+        ("  sharp: ^0.33.5", "  sharp: ^0.33.6")
+    ]
+    assert show(repo, branch, "pnpm-workspace.yaml").endswith("catalog:\n  sharp: ^0.33.6")
+    assert show(repo, branch, "server/package.json") == show(repo, "main", "server/package.json")
+    text = show(repo, branch, "pnpm-lock.yaml")
+    assert yaml.safe_load(text)["catalogs"]["default"]["sharp"] == {
+        "specifier": "^0.33.6",
+        "version": "0.33.6",
+    }
+    assert [p.version for p in parse_pnpm_lock(text).find("sharp")] == ["0.33.6"]
+
+
+def test_a_copy_pnpm_keeps_for_another_package_fails_closed_and_names_it(
+    tmp_path: Path, staged_registry: Verdaccio, tools_dir: Path
+) -> None:
+    """With sharp from the catalog and no override, pnpm keeps the dev tool's resolution of the
+    copy it shared with the member: the rotation would leave a second sharp behind."""
+    env = Env(tmp_path, staged_registry.url, staged_registry.token, tools=tools_dir)
+    publish_releases(staged_registry, ["0.33.4", "0.33.5"])
+    path = tmp_path / "immich"
+
+    repo = layout_repository(
+        WORKSPACE_OVERRIDES,
+        path,
+        staged_registry,
+        tools_dir,
+        versions={".": "10.32.1"},
+        config=DEFAULT_CONFIG,
+        change=catalog_without_override,
+    )
+    publish_releases(staged_registry, [v for v in NEWER if v != "0.33.5"])
+
+    outcome = run_bot(env, path, "--target", "0.33.6")
+
+    assert outcome.code == 1
+    (summary,) = outcome.summaries
+    assert "confirm-lockfile" in summary["message"]
+    assert (
+        "sharp@0.33.5 is still 0.33.5; the rotation controls it (pnpm kept it for "
+        "imagetools-core@8.0.0: force every copy with an override of sharp"
+    ) in summary["message"]
+    assert list(branches(repo)) == ["main"]

@@ -38,6 +38,7 @@ def manager_input(
         override_target=manager.override_target,
         overrides_follow_dependencies=manager.overrides_follow_dependencies,
         install_command=manager.install_command,
+        spec_reference=manager.spec_reference,
     )
 
 
@@ -140,3 +141,30 @@ def test_without_an_override_a_pnpm_copy_held_by_another_package_is_skipped_with
     assert result.rotations == ()
     (skip,) = result.skipped
     assert "sharp arrives only through next@15.0.0" in skip.reason
+
+
+PNPM_DIRECT_LOCK = PNPM_LOCK.replace(
+    "      next:\n        specifier: 15.0.0\n        version: 15.0.0\n",
+    "      sharp:\n        specifier: 'catalog:'\n        version: 0.33.4\n",
+)
+
+
+def test_a_pnpm_catalog_entry_is_where_a_catalog_declaration_is_rotated() -> None:
+    workspace = (
+        "packages:\n  - web\ncatalog:\n  sharp: ^0.33.4\ncatalogs:\n  img:\n    sharp: 0.33.4\n"
+    )
+    item = manager_input(
+        "pnpm",
+        "pnpm-lock.yaml",
+        PNPM_DIRECT_LOCK,
+        {"dependencies": {"sharp": "catalog:"}, "devDependencies": {"sharp": "catalog:img"}},
+        workspace_file=workspace,
+    )
+
+    (patch, _) = plan(item).rotations
+
+    (part,) = patch.projects
+    assert [(e.manifest, e.location, e.previous, e.new) for e in part.edits] == [
+        ("pnpm-workspace.yaml", ("catalog", "sharp"), "^0.33.4", "^0.33.5"),
+        ("pnpm-workspace.yaml", ("catalogs", "img", "sharp"), "0.33.4", "0.33.5"),
+    ]

@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -130,11 +131,14 @@ def layout_repository(
     *,
     versions: dict[str, str],
     config: str,
+    change: Callable[[Path], None] | None = None,
 ) -> git.Repo:
-    """The layout `name` as a committed repository at `path`: its files, `.github/rotation-bot.yml`
-    = `config`, and each project directory in `versions` (directory → tool version) locked
-    with the layout's manager."""
+    """The layout `name` as a committed repository at `path`: its files (then `change`d, for a
+    variant of the layout), `.github/rotation-bot.yml` = `config`, and each project directory
+    in `versions` (directory → tool version) locked with the layout's manager."""
     shutil.copytree(LAYOUTS / name, path, ignore=shutil.ignore_patterns("fixture.json"))
+    if change is not None:
+        change(path)
     (path / ".github").mkdir(exist_ok=True)
     (path / ".github" / "rotation-bot.yml").write_text(config)
     publish_fake_packages(registry, name)
