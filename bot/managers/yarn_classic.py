@@ -83,11 +83,13 @@ class YarnClassic(PackageManager):
     def environment(
         self, base: Mapping[str, str], settings: NpmSettings, places: ToolPlaces
     ) -> dict[str, str]:
-        """npm's environment (Yarn 1 reads the userconfig from the lower-case variable), its
-        cache in the bot's cache, scripts and the self-update check off."""
+        """npm's environment (Yarn 1 reads the userconfig from the lower-case variable, and sends
+        the registry's credentials for unscoped packages only with `always-auth`), its cache in
+        the bot's cache, scripts and the self-update check off."""
         return {
             **base,
             "npm_config_userconfig": base["NPM_CONFIG_USERCONFIG"],
+            "npm_config_always_auth": "true",
             "npm_config_ignore_scripts": "true",
             "YARN_IGNORE_SCRIPTS": "true",
             "YARN_CACHE_FOLDER": str(places.cache / "yarn-classic-cache"),

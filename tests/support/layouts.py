@@ -79,6 +79,7 @@ def lock_environment(manager: str, root: Path, registry: Verdaccio) -> dict[str,
     (home / ".yarnrc.yml").write_text(
         f'npmRegistryServer: "{registry.url.rstrip("/")}"\n'
         'unsafeHttpWhitelist: ["127.0.0.1"]\nenableTelemetry: false\n'
+        f'npmAuthToken: "{registry.token}"\nnpmAlwaysAuth: true\n'
     )
     base = {"PATH": os.environ["PATH"], "HOME": str(home)}
     if manager == "yarn-berry":
@@ -93,6 +94,7 @@ def lock_environment(manager: str, root: Path, registry: Verdaccio) -> dict[str,
         **base,
         "NPM_CONFIG_USERCONFIG": str(npmrc),
         "npm_config_userconfig": str(npmrc),
+        "npm_config_always_auth": "true",
         "NPM_CONFIG_GLOBALCONFIG": os.devnull,
         "npm_config_manage_package_manager_versions": "false",
         "npm_config_store_dir": str(root / "lock-cache" / "pnpm-store"),
