@@ -45,6 +45,9 @@ from bot.sources.npm.models import Packument
 
 Line = tuple[int, ...]
 DEPENDENCY_FIELDS = ("dependencies", "devDependencies", "optionalDependencies")
+# approvals of install scripts that may name a version: npm 11's `allowScripts` (package.json),
+# pnpm 11's `allowBuilds` (pnpm-workspace.yaml)
+SCRIPT_FIELDS = ("allowScripts", "allowBuilds")
 MajorPolicy = Literal["off", "next", "latest"]
 
 
@@ -273,10 +276,11 @@ def survey(item: ProjectInput, parent: Packument, policy: FamilyPolicy) -> Surve
                 f"{current} needs {wanted}; the rotation realigns it"
             )
     script_keys = tuple(
-        (path, ("allowScripts", key))
+        (path, (field_name, key))
         for path, manifest in item.manifests.items()
-        if isinstance(manifest.data.get("allowScripts"), dict)
-        for key in manifest.data["allowScripts"]
+        for field_name in SCRIPT_FIELDS
+        if isinstance(manifest.data.get(field_name), dict)
+        for key in manifest.data[field_name]
         if key == f"{name}@{current}"
     )
     status = ProjectStatus(

@@ -168,3 +168,23 @@ def test_a_pnpm_catalog_entry_is_where_a_catalog_declaration_is_rotated() -> Non
         ("pnpm-workspace.yaml", ("catalog", "sharp"), "^0.33.4", "^0.33.5"),
         ("pnpm-workspace.yaml", ("catalogs", "img", "sharp"), "0.33.4", "0.33.5"),
     ]
+
+
+def test_a_version_keyed_pnpm_allow_builds_entry_follows_the_rotation() -> None:
+    workspace = (
+        "overrides:\n  sharp: 0.33.4\nallowBuilds:\n  sharp@0.33.4: true\n  esbuild: false\n"
+    )
+    item = manager_input(
+        "pnpm",
+        "pnpm-lock.yaml",
+        PNPM_DIRECT_LOCK,
+        {"dependencies": {"sharp": "0.33.4"}},
+        workspace_file=workspace,
+    )
+
+    (patch, _) = plan(item).rotations
+
+    (part,) = patch.projects
+    assert ("pnpm-workspace.yaml", ("allowBuilds", "sharp@0.33.4"), "key", "sharp@0.33.5") in [
+        (e.manifest, e.location, e.kind, e.new) for e in part.edits
+    ]
