@@ -182,6 +182,14 @@ class ProjectRotation:
     pinned: bool
     edits: tuple[ManifestEdit, ...]
     kept: tuple[KeptCopy, ...] = ()
+    # how the project holds the parent and its pins, one sentence each (plan and proposal)
+    notes: tuple[str, ...] = ()
+    # configured binaries no manifest of the project pins (verified in the lockfile only)
+    unpinned: tuple[str, ...] = ()
+    # the inserts `runbooks.<name>.pin: true` would make to pin them (shown in the proposal)
+    suggested: tuple[ManifestEdit, ...] = ()
+    # False: the project pins the binaries but does not install the parent itself
+    installs_parent: bool = True
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,15 @@ and HTML (or fenced), `@mentions` are neutralised, and nothing outside the bot c
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bot.config import PullRequestSettings
 from bot.errors import StepFailed, redact
-from bot.managers import get_manager
+from bot.markdown import code, code_block, text
 from bot.models import (
+    ManifestEdit,
     Plan,
     ProjectRotation,
     Proposal,
@@ -32,32 +33,7 @@ from bot.steps.outputs import LockedEntry, Outputs
 from bot.steps.registry import StepContext
 
 MARKER = "<!-- rotation-bot:{runbook}:{version} -->"
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+!|~>])")
-_MENTION = re.compile(r"@(?=[A-Za-z0-9])")
-
-
-def text(value: object) -> str:
-    """External text for a Markdown line: HTML-escaped, Markdown syntax escaped, mentions and
-    comment markers neutralised, on one line."""
-    raw = " ".join(str(value).split())
-    escaped = raw.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    escaped = _MARKDOWN.sub(r"\\\1", escaped)
-    return _MENTION.sub("@\u200b", escaped)
-
-
-def code(value: object) -> str:
-    """External text as an inline code span (never interpreted), one line."""
-    raw = " ".join(str(value).split()).replace("<!--", "<!-\u200b-")
-    fence = "`" * (max((len(run) for run in re.findall(r"`+", raw)), default=0) + 1)
-    pad = " " if raw.startswith("`") or raw.endswith("`") else ""
-    return f"{fence}{pad}{raw}{pad}{fence}" if raw else "—"
-
-
-def code_block(value: str) -> list[str]:
-    """External multi-line text as a fenced block (no HTML, links, images or mentions)."""
-    body = value.replace("<!--", "<!-\u200b-")
-    fence = "`" * max(3, max((len(run) for run in re.findall(r"`+", body)), default=0) + 1)
-    return [f"{fence}text", *body.splitlines(), fence]
+WARNING_LINES = 20
 
 
 def title_for(rotation: Rotation) -> str:
@@ -78,9 +54,9 @@ def _project_table(part: ProjectRotation, rotation: Rotation, outputs: Outputs) 
     for entry in outputs.lockfile.entries if outputs.lockfile else ():
         if entry.project == part.project.label:
             entries.setdefault(entry.name, entry)
-    rows = [(rotation.subject, part.previous_version, part.new_version)] + [
-        (pin.name, pin.previous_version, pin.new_version) for pin in part.pins
-    ]
+    rows = [(pin.name, pin.previous_version, pin.new_version) for pin in part.pins]
+    if part.installs_parent:
+        rows.insert(0, (rotation.subject, part.previous_version, part.new_version))
     lines = ["| Package | Version | Integrity (sha512) |", "| --- | --- | --- |"]
     for name, previous, new in rows:
         found = entries.get(name)
@@ -109,6 +85,29 @@ def _project_table(part: ProjectRotation, rotation: Rotation, outputs: Outputs) 
     return lines
 
 
+def _edit_line(edit: ManifestEdit) -> str:
+    if len(edit.location) == 1:  # a member of the manifest itself (a whole pin block)
+        return f"- {code(edit.manifest)}: added {code(edit.location[0])} {code(edit.new)}"
+    where = f"{code(edit.manifest)} {code('.'.join(edit.location[:-1]))}"
+    if edit.kind == "key":
+        return f"- {where}: key {code(edit.previous)} → {code(edit.new)}"
+    if edit.kind == "insert":
+        return f"- {where}: added {code(edit.location[-1])} {code(edit.new)}"
+    return f"- {where}: {code(edit.location[-1])} {code(edit.previous)} → {code(edit.new)}"
+
+
+def _pin_block(edits: Sequence[ManifestEdit]) -> str:
+    """The JSON members the `suggested` inserts would add, nested as in the file."""
+    block: dict[str, Any] = {}
+    for edit in edits:
+        node = block
+        value: Any = json.loads(edit.new) if edit.new.startswith("{") else edit.new
+        for key in edit.location[:-1]:
+            node = node.setdefault(key, {})
+        node[edit.location[-1]] = value
+    return json.dumps(block, indent=2)
+
+
 def _project_section(
     part: ProjectRotation, rotation: Rotation, runbook: Runbook, outputs: Outputs, several: bool
 ) -> list[str]:
@@ -119,21 +118,35 @@ def _project_section(
             f"#### {code(project.label)} ({project.manager}, {code(project.lockfile)})",
             "",
         ]
+    lines += [f"- {text(note)}" for note in part.notes]
+    if part.notes:
+        lines.append("")
     lines += _project_table(part, rotation, outputs)
-    if not part.pinned:
-        manager = get_manager(project.manager)
-        block = json.dumps(
-            {".".join(manager.pin_field): {pin.name: pin.new_version for pin in part.pins}},
-            indent=2,
-        )
+    if part.edits:
+        lines += ["", "Changed in the manifests:", "", *map(_edit_line, part.edits)]
+    if part.unpinned:
+        names = ", ".join(code(name) for name in part.unpinned)
         lines += [
             "",
-            f"The platform binaries are **not pinned** in {code(project.path('package.json'))}; "
-            "their lockfile entries were verified above. To pin them (so a later install cannot "
-            f"pick other binaries), add this, or set `runbooks.{runbook.name}.pin: true`:",
-            "",
-            *code_block(block),
+            f"Not pinned: {names}; their lockfile entries were verified above, but a later "
+            "install may pick other binaries.",
         ]
+        if part.suggested:
+            files = ", ".join(sorted({code(edit.manifest) for edit in part.suggested}))
+            lines += [
+                f"To pin them, add this to {files}, or set "
+                f"`runbooks.{runbook.name}.pin: true` and rotation-bot adds it:",
+                "",
+                *code_block(_pin_block(part.suggested)),
+            ]
+    for regenerated in outputs.lockfiles.lockfiles if outputs.lockfiles else ():
+        if regenerated.project == project.label and regenerated.warnings:
+            lines += [
+                "",
+                f"{text(regenerated.tool)} warned while regenerating {code(regenerated.lockfile)}:",
+                "",
+                *code_block("\n".join(regenerated.warnings[:WARNING_LINES])),
+            ]
     if part.kept:
         lines += ["", f"Copies of {code(rotation.subject)} this rotation leaves alone:", ""]
         lines += [

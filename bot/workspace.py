@@ -83,6 +83,22 @@ _OPERATOR_ONLY = (
 _SYMLINK_MODE = 0o120000
 
 
+def _not_a_checkout(path: Path) -> str:
+    """Why `path` cannot be opened, and what to pass instead when it is inside a checkout."""
+    try:
+        top = git.Repo(path, search_parent_directories=True).working_tree_dir
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        top = None
+    if top is None:
+        return f"{path} is not a git repository; pass a checkout, a git URL or owner/name"
+    inside = Path(path).resolve().relative_to(Path(top).resolve())
+    return (
+        f"{path} is inside the checkout {top}: pass --repo {top} (rotation-bot finds every "
+        f"project in the repository; to rotate only this one, set runbooks.sharp.directories: "
+        f'["{inside.as_posix()}/"] in .github/rotation-bot.yml)'
+    )
+
+
 def is_owner_name(value: str) -> bool:
     """Whether `value` looks like `owner/name` (a repository on the forge)."""
     return bool(_OWNER_NAME.match(value)) and not Path(value).exists()
@@ -239,14 +255,17 @@ class Workspace:
         """A local checkout; the base is `base` or the checked-out branch."""
         try:
             repo = git.Repo(path)
-        except (git.NoSuchPathError, git.InvalidGitRepositoryError) as error:
+        except git.NoSuchPathError as error:
             raise RepositoryError(
                 f"{path} is not a git repository; pass a checkout, a git URL or owner/name"
             ) from error
+        except git.InvalidGitRepositoryError as error:
+            raise RepositoryError(_not_a_checkout(path)) from error
         if base is None:
             if repo.head.is_detached:
                 raise RepositoryError(
-                    f"{path}: HEAD is detached; check out a branch or pass --base"
+                    f"{path}: HEAD is detached; check out a branch, or set pull-requests.base "
+                    "in .github/rotation-bot.yml"
                 )
             base = repo.active_branch.name
         return cls(repo, name=str(Path(path).resolve()), local=True, base_branch=base, auth=None)

@@ -75,7 +75,8 @@ def test_external_text_cannot_forge_markers_sections_mentions_or_html() -> None:
     assert body.startswith("<!-- rotation-bot:sharp:0.34.1 -->")
     assert live.count("</details>") == 1, "only the bot's own details block closes"
     assert "<img" not in live and "<script" not in live and "<!--" not in live[5:]
-    assert "](javascript:" not in live and "![x](" not in live
+    assert not re.search(r"(?<!\\)\]\(javascript:", live), "an unescaped ] would form a link"
+    assert not re.search(r"!(?<!\\)\[x(?<!\\)\]\(", live), "an image must not form"
     assert not re.search(r"(?<![\w`])@octocat", live), "a mention must not ping anyone"
     assert "\n## Forged section" not in body and "\n### Forged" not in body
     # a fence in the notes cannot close the bot's fence: it is longer than any run inside
@@ -83,7 +84,7 @@ def test_external_text_cannot_forge_markers_sections_mentions_or_html() -> None:
 
 
 def test_text_and_code_helpers() -> None:
-    assert text("<b>@you</b> [a](b)") == "&lt;b&gt;@\u200byou&lt;/b&gt; \\[a\\]\\(b\\)"
+    assert text("<b>@you</b> [a](b) npm@11") == "&lt;b&gt;@\u200byou&lt;/b&gt; \\[a\\](b) npm@11"
     assert code("a`b") == "``a`b``"
     assert code("<!-- x -->") == "`<!-\u200b- x -->`"
     assert code("") == "—"

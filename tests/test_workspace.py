@@ -137,3 +137,16 @@ def test_files_are_read_within_their_kinds_cap(tmp_path: Path) -> None:
     assert workspace.read_text(".github/rotation-bot.yml") == "version: 1\n"
     assert workspace.read_text("docs/pins.md") == "| a | b |\n"
     assert workspace.read_text("missing.json") is None
+
+
+def test_a_path_inside_a_checkout_says_what_to_pass_instead(tmp_path: Path) -> None:
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "package.json").write_text("{}\n")
+    commit_directory(tmp_path)
+    with pytest.raises(RepositoryError) as error:
+        Workspace.open_local(tmp_path / "web")
+    assert error.value.message == (
+        f"{tmp_path / 'web'} is inside the checkout {tmp_path}: pass --repo {tmp_path} "
+        "(rotation-bot finds every project in the repository; to rotate only this one, set "
+        'runbooks.sharp.directories: ["web/"] in .github/rotation-bot.yml)'
+    )

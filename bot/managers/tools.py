@@ -56,8 +56,10 @@ def ensure_tool(
     npm: NpmRegistry,
     cache_dir: Path,
     declared_hash: tuple[str, str] | None = None,
+    declared_in: str = "package.json",
 ) -> Tool:
-    """The manager's CLI at `version`, installed into `cache_dir` once and verified."""
+    """The manager's CLI at `version`, installed into `cache_dir` once and verified
+    (`declared_in`: the file whose packageManager names the version and hash)."""
     package = manager.tool_package
     target = cache_dir / f"{package.replace('/', '+')}@{version}"
     marker = target / _MARKER
@@ -75,7 +77,9 @@ def ensure_tool(
             actual = hashlib.new(algorithm, data).hexdigest()
             if actual != expected:
                 raise InvalidRemoteData(
-                    f"{source} does not match the {algorithm} in packageManager; refusing to run it"
+                    f"{source} does not match the {algorithm} hash of packageManager in "
+                    f"{declared_in}; refusing to run it (check that field: it is the {algorithm} "
+                    "hex digest of the tool's tarball, as corepack writes it)"
                 )
         _unpack(data, target, integrity, source=source)
     entry = manager.tool_entry(target / "package")

@@ -589,6 +589,7 @@ class Dockerfile:
         self._stage_arguments: dict[str, int] = {}
         self._inherited: dict[str, int] = {}  # `ARG NAME` (no default) in a stage → its line
         self._platform_words: list[tuple[int, str]] = []
+        self._other_froms: list[tuple[int, str]] = []  # FROMs that are not base images
         outcomes: list[_From | _NotImage | Skipped] = []
         stages: set[str] = set()
         seen_from = False
@@ -597,7 +598,10 @@ class Dockerfile:
                 self._read_arguments(instruction, global_scope=not seen_from)
             elif instruction.keyword == "from":
                 seen_from = True
-                outcomes.append(self._read_from(instruction, stages))
+                outcome = self._read_from(instruction, stages)
+                if not isinstance(outcome, _From):
+                    self._other_froms.append((instruction.line, instruction.arguments.chars))
+                outcomes.append(outcome)
             elif instruction.keyword.startswith("from"):
                 outcomes.append(
                     Skipped(
@@ -776,7 +780,7 @@ class Dockerfile:
         )
 
     def _readers(self, name: str, chain: frozenset[str]) -> str:
-        """Where else the value of global ARG `name` is read, besides FROM image words."""
+        """Where else global ARG `name` is read, besides the FROMs naming base images."""
         places = []
         if name in self._inherited:
             places.append(f"the stage ARG at line {self._inherited[name]}")
@@ -788,6 +792,9 @@ class Dockerfile:
         used = re.compile(rf"\$(?:{re.escape(name)}\b|\{{{re.escape(name)}\b)")
         places += [
             f"--platform at line {line}" for line, text in self._platform_words if used.search(text)
+        ]
+        places += [
+            f"the FROM at line {line}" for line, text in self._other_froms if used.search(text)
         ]
         return ", ".join(places)
 

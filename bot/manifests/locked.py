@@ -5,7 +5,7 @@ Pure data with lookups; each package manager's parser builds a `LockedTree`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 ROOT_IMPORTER = "."
@@ -87,6 +87,29 @@ class LockedTree:
             seen.add(key)
             pending.extend(outgoing.get(key, ()))
         return frozenset(seen)
+
+    def reachable(
+        self, holders: Iterable[str], accept: Callable[[str], bool]
+    ) -> dict[str, LockedPackage]:
+        """name → the entry each accepted name resolves to from `holders`, following the
+        accepted packages' own dependencies (first found wins, breadth first)."""
+        found: dict[str, LockedPackage] = {}
+        outgoing: dict[str, list[Edge]] = {}
+        for edge in self.edges:
+            outgoing.setdefault(edge.holder, []).append(edge)
+        pending = list(holders)
+        seen: set[str] = set()
+        while pending:
+            holder = pending.pop(0)
+            if holder in seen:
+                continue
+            seen.add(holder)
+            for edge in outgoing.get(holder, ()):
+                package = self.package(edge.target) if edge.target else None
+                if package is not None and accept(edge.name) and edge.name not in found:
+                    found[edge.name] = package
+                    pending.append(package.key)
+        return found
 
     def signature(self) -> dict[str, tuple[str, str | None, str | None]]:
         """key → (version, integrity, checksum), to compare two lockfiles entry by entry."""

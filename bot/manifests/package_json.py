@@ -18,7 +18,7 @@ from bot.errors import ManifestError
 from bot.models import ManifestEdit
 
 DEPENDENCY_FIELDS = ("dependencies", "devDependencies", "optionalDependencies")
-_SIMPLE_SPEC = re.compile(r"^(?P<operator>\^|~|=|v)?(?P<version>\d+\.\d+\.\d+)$")
+_SIMPLE_SPEC = re.compile(r"^(?P<operator>\^|~|>=|=|v)?(?P<version>\d+\.\d+\.\d+)$")
 _LITERAL = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null")
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 
@@ -292,7 +292,7 @@ def apply_edits(text: str, edits: Sequence[ManifestEdit], *, source: str) -> str
 
 
 def simple_spec(spec: str) -> tuple[str, str] | None:
-    """(operator, version) of an exact, `^` or `~` spec (`=` and `v` count as exact)."""
+    """(operator, version) of an exact, `^`, `~` or `>=` spec (`=` and `v` count as exact)."""
     match = _SIMPLE_SPEC.match(spec.strip())
     if not match:
         return None
@@ -302,6 +302,7 @@ def simple_spec(spec: str) -> tuple[str, str] | None:
 
 def respec(spec: str, new_version: str) -> str | None:
     """`spec` with its version replaced by `new_version`, keeping its operator (`^0.33.4` →
-    `^0.33.6`, `0.33.4` → `0.33.6`); None for anything but an exact, `^` or `~` spec."""
+    `^0.33.6`, `0.33.4` → `0.33.6`, a `>=0.33.4` floor → `>=0.33.6`); None for anything but
+    an exact, `^`, `~` or `>=` spec."""
     parsed = simple_spec(spec)
     return None if parsed is None else parsed[0] + new_version

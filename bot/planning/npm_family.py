@@ -2,7 +2,8 @@
 
 No I/O.  The watcher hands in, for each project, the parsed manifests and lockfile, plus the
 parent's packument and the clock.  For each project this module finds where the parent is
-declared (dependencies of the root or a workspace, or forced through `overrides`), which locked
+declared (dependencies of the root or a workspace, or forced through the manager's overrides:
+npm `overrides`, pnpm's, Yarn's `resolutions`), which locked
 copies the repository controls (and which another package holds at its own range), the current
 version and pins; then decides the patch target (newest release on the current line) and the
 major target (the next line, or the newest with `major: latest`), derives each target's pin set
@@ -15,16 +16,18 @@ edits that move every controlled place: an exact pin stays exact, a caret's floo
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Literal
 
 import nodesemver
 import semver
 
 from bot.errors import UsageError
-from bot.manifests.locked import ROOT_IMPORTER, LockedTree
+from bot.manifests.locked import ROOT_IMPORTER, LockedPackage, LockedTree
 from bot.manifests.overrides import Target, npm_override
 from bot.manifests.package_json import Manifest, respec
 from bot.models import (
@@ -67,6 +70,21 @@ class FamilyPolicy:
     minimum_release_age: timedelta
     major: MajorPolicy = "next"
     add_pins: bool = False
+    # the runbook's name templates (`@img/sharp-{platform}`): a name matching one is a pin of the
+    # family on any platform, configured or not (a repository may pin darwin-arm64 too)
+    pin_templates: tuple[str, ...] = ()
+
+    def is_pin(self, name: str) -> bool:
+        """Whether `name` is one of the family's platform packages."""
+        return name in self.pin_names or any(
+            _template(template).fullmatch(name) for template in self.pin_templates
+        )
+
+
+@cache
+def _template(template: str) -> re.Pattern[str]:
+    """A `{platform}` name template as a regex over package names."""
+    return re.compile(re.escape(template).replace(re.escape("{platform}"), "[a-z0-9][a-z0-9-]*"))
 
 
 @dataclass(frozen=True)
@@ -112,12 +130,19 @@ class ProjectInput:
 
 @dataclass(frozen=True)
 class Site:
-    """A string in a manifest that holds a version spec for `name`."""
+    """A string in a manifest that holds a version spec for `name` (`selector`: the version
+    range of an overrides key like `sharp@0.33`, empty when the key is the bare name)."""
 
     manifest: str
     location: tuple[str, ...]
     name: str
     spec: str
+    selector: str = ""
+
+    @property
+    def path(self) -> str:
+        """The site as `file field.key`, for messages."""
+        return f"{self.manifest} {'.'.join(self.location)}"
 
 
 @dataclass(frozen=True)
@@ -130,6 +155,10 @@ class Survey:
     overrides: tuple[Site, ...]
     pin_sites: tuple[Site, ...]
     script_keys: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
+    # overrides that apply to every copy of the parent (top-level keys, `"."` included)
+    flat: tuple[Site, ...] = ()
+    # False: the project pins the family's binaries without installing the parent
+    installs_parent: bool = True
 
 
 def _holder_name(lock: LockedTree, holder: str) -> str:
@@ -139,23 +168,28 @@ def _holder_name(lock: LockedTree, holder: str) -> str:
     return "the project root" if holder == ROOT_IMPORTER else f"workspace {holder}"
 
 
+def _applies(site: Site, version: str) -> bool:
+    """Whether an override keyed with `site.selector` applies to a copy at `version`."""
+    return not site.selector or bool(nodesemver.satisfies(version, site.selector, loose=False))
+
+
 def _override_sites(item: ProjectInput, name: str) -> tuple[list[Site], list[tuple[str, Site]]]:
-    """(flat, nested) override sites for `name`: a flat one (`"sharp": …`, `"sharp": {".": …}`,
-    pnpm's `sharp`, Yarn's `**/sharp`) applies to every copy; a nested one (`next>sharp`,
-    `next/sharp`) to the copies its parent holds."""
+    """(flat, nested) override sites for `name`, keyed by name or `name@selector`: a flat one
+    (`"sharp": …`, `"sharp": {".": …}`, pnpm's `sharp`, Yarn's `**/sharp`) applies to every
+    copy; a nested one (`"next": {"sharp": …}`, `next>sharp`, `next/sharp`) to the copies its
+    parent holds."""
     flat: list[Site] = []
     nested: list[tuple[str, Site]] = []
     depth = len(item.override_field)
     for location, spec in item.overrides.strings_under(item.override_field):
         target = item.override_target(location[depth:])
-        if target is None or target[1] != name:
+        if target is None or target.name != name:
             continue
-        holder, _ = target
-        site = Site(item.overrides_path, location, name, spec)
-        if holder is None:
+        site = Site(item.overrides_path, location, name, spec, target.selector)
+        if target.holder is None:
             flat.append(site)
         else:
-            nested.append((holder, site))
+            nested.append((target.holder, site))
     return flat, nested
 
 
@@ -167,6 +201,93 @@ def _dereference(item: ProjectInput, site: Site) -> Site:
         if isinstance(value, str):
             return Site(path, location, site.name, value)
     return site
+
+
+def _pin_sites(item: ProjectInput, policy: FamilyPolicy) -> tuple[Site, ...]:
+    """Every pin of a family binary: in a dependency field of any manifest of the project, or
+    anywhere in the project's overrides (flat, or nested under the parent)."""
+    depth = len(item.override_field)
+    return tuple(
+        Site(path, (field_name, pin), pin, spec)
+        for path, manifest in item.manifests.items()
+        for field_name in DEPENDENCY_FIELDS
+        if isinstance(manifest.data.get(field_name), dict)
+        for pin, spec in manifest.data[field_name].items()
+        if policy.is_pin(pin) and isinstance(spec, str)
+    ) + tuple(
+        Site(item.overrides_path, location, target.name, spec)
+        for location, spec in item.overrides.strings_under(item.override_field)
+        if (target := item.override_target(location[depth:])) is not None
+        and policy.is_pin(target.name)
+    )
+
+
+def _pin_notes(
+    pin_sites: Sequence[Site],
+    expected: Mapping[str, str],
+    locked: Mapping[str, LockedPackage],
+    name: str,
+    current: str,
+    manager: str,
+) -> list[str]:
+    """One note per pin that disagrees with what the parent at `current` declares (`manager`:
+    the package manager that loads the pinned package today)."""
+    notes = []
+    for site in pin_sites:
+        wanted = expected.get(site.name)
+        if not wanted or site.spec.startswith("$") or respec(site.spec, wanted) == site.spec:
+            continue
+        loads = locked.get(site.name)
+        today = f" ({manager} loads {loads.key} {loads.version} today)" if loads is not None else ""
+        notes.append(
+            f"{site.path} is {site.spec!r} but {name} {current} needs {wanted}; the rotation "
+            f"realigns it{today}"
+        )
+    return notes
+
+
+def _survey_pins_only(
+    item: ProjectInput, parent: Packument, policy: FamilyPolicy, pin_sites: tuple[Site, ...]
+) -> Survey | Skipped:
+    """A project that pins the family's binaries without installing the parent (it loads the
+    parent at run time, or bundles it): the parent release those pins belong to is the one
+    whose `optionalDependencies` declare them at their locked versions."""
+    project, lock, name = item.project, item.lock, policy.parent
+    locked = lock.reachable(lock.importers, policy.is_pin)
+    releases = sorted(
+        {
+            package.version
+            for pin, package in locked.items()
+            if package.version in parent.versions
+            and parent.manifest(package.version).optional_dependencies.get(pin) == package.version
+        },
+        key=semver.Version.parse,
+    )
+    files = ", ".join(sorted({site.manifest for site in pin_sites}))
+    if not releases:
+        return Skipped(
+            project.label,
+            f"{files} pin{'s' if ',' not in files else ''} {name}'s binaries "
+            f"({', '.join(sorted({site.name for site in pin_sites}))}), but no {name} release in "
+            f"{parent.host} declares them at the versions {project.lockfile} locks; run "
+            f"{item.install_command} and commit the lockfile, or declare {name}",
+        )
+    current = releases[0]
+    notes = [
+        f"{name} is not installed by this project: {files} pin{'s' if ',' not in files else ''} "
+        f"its binaries, rotated to what {name}'s own optionalDependencies declare"
+    ]
+    declared = parent.manifest(current).optional_dependencies
+    notes += _pin_notes(pin_sites, declared, locked, name, current, project.manager)
+    names = [*policy.pin_names, *(s.name for s in pin_sites if s.name not in policy.pin_names)]
+    status = ProjectStatus(
+        project=project,
+        current_version=current,
+        pins=tuple(Pin(pin, locked[pin].version) for pin in dict.fromkeys(names) if pin in locked),
+        pinned=True,
+        notes=tuple(notes),
+    )
+    return Survey(item, status, (), (), pin_sites, installs_parent=False)
 
 
 def survey(item: ProjectInput, parent: Packument, policy: FamilyPolicy) -> Survey | Skipped | None:
@@ -186,10 +307,11 @@ def survey(item: ProjectInput, parent: Packument, policy: FamilyPolicy) -> Surve
     )
     root_path = project.path("package.json")
     flat, nested = _override_sites(item, name)
+    pin_sites = _pin_sites(item, policy)
     copies = lock.find(name)
     if not declarations and not flat and not nested:
         if not copies:
-            return None
+            return _survey_pins_only(item, parent, policy, pin_sites) if pin_sites else None
         if any(
             lock.package(edge.holder) is None for c in copies for edge in lock.dependents(c.key)
         ):
@@ -213,7 +335,7 @@ def survey(item: ProjectInput, parent: Packument, policy: FamilyPolicy) -> Surve
     for copy in copies:
         edges = lock.dependents(copy.key)
         direct = any(lock.package(edge.holder) is None for edge in edges)
-        forced = bool(flat) or any(
+        forced = any(_applies(site, copy.version) for site in flat) or any(
             (lock.package(edge.holder) or copy).name in nested_holders for edge in edges
         )
         if direct or forced or not edges:
@@ -239,42 +361,32 @@ def survey(item: ProjectInput, parent: Packument, policy: FamilyPolicy) -> Surve
     current = versions[0]
     if not semver.Version.is_valid(current):
         return Skipped(label, f"{project.lockfile} locks {name} at {current!r}, not a version")
-    pin_names = set(policy.pin_names)
-    pin_sites = tuple(
-        Site(path, (field_name, pin), pin, spec)
-        for path, manifest in item.manifests.items()
-        for field_name in DEPENDENCY_FIELDS
-        if isinstance(manifest.data.get(field_name), dict)
-        for pin, spec in manifest.data[field_name].items()
-        if pin in pin_names and isinstance(spec, str)
-    ) + tuple(
-        Site(item.overrides_path, location, override[1], spec)
-        for location, spec in item.overrides.strings_under(item.override_field)
-        if (override := item.override_target(location[len(item.override_field) :])) is not None
-        and override[1] in pin_names
-    )
     sharp_key = controlled[0]
-    locked_pins = []
-    for pin in policy.pin_names:
-        target = next(
-            (
-                edge.target
-                for edge in lock.edges
-                if edge.holder == sharp_key and edge.name == pin and edge.target
-            ),
-            None,
-        )
-        package = lock.package(target) if target else None
-        locked_pins.append(Pin(pin, package.version if package else ""))
-    notes = []
+    locked = lock.reachable([sharp_key], policy.is_pin)
     expected = parent.manifest(current).optional_dependencies if current in parent.versions else {}
-    for site in pin_sites:
-        wanted = expected.get(site.name)
-        if wanted and not site.spec.startswith("$") and respec(site.spec, wanted) != site.spec:
-            notes.append(
-                f"{site.manifest} {'.'.join(site.location)} is {site.spec!r} but {name} "
-                f"{current} needs {wanted}; the rotation realigns it"
-            )
+    notes = []
+    if not declarations:
+        bringers = sorted(
+            {
+                _holder_name(lock, edge.holder)
+                for key in controlled
+                for edge in lock.dependents(key)
+                if lock.package(edge.holder) is not None
+            }
+        )
+        forcing = ", ".join(".".join(site.location) for site in flat) or (
+            ", ".join(".".join(site.location) for _, site in nested)
+        )
+        notes.append(
+            f"{name} is not declared: {', '.join(bringers) or 'another package'} bring"
+            f"{'s' if len(bringers) == 1 else ''} it and {item.overrides_path} {forcing} "
+            "forces it"
+        )
+    for site in (*flat, *(site for _, site in nested)):
+        if site.spec.startswith("$"):
+            notes.append(f"{site.path} is {site.spec!r}: it follows the declaration")
+    notes += _pin_notes(pin_sites, expected, locked, name, current, project.manager)
+    names = [*policy.pin_names, *(s.name for s in pin_sites if s.name not in policy.pin_names)]
     script_keys = tuple(
         (path, (field_name, key))
         for path, manifest in item.manifests.items()
@@ -286,13 +398,13 @@ def survey(item: ProjectInput, parent: Packument, policy: FamilyPolicy) -> Surve
     status = ProjectStatus(
         project=project,
         current_version=current,
-        pins=tuple(pin for pin in locked_pins if pin.version),
+        pins=tuple(Pin(pin, locked[pin].version) for pin in dict.fromkeys(names) if pin in locked),
         pinned=bool(pin_sites),
         kept=tuple(kept),
         notes=tuple(notes),
     )
     overrides = tuple(flat) + tuple(site for _, site in nested)
-    return Survey(item, status, declarations, overrides, pin_sites, script_keys)
+    return Survey(item, status, declarations, overrides, pin_sites, script_keys, flat=tuple(flat))
 
 
 def _eligible(
@@ -354,12 +466,54 @@ def _resolves_to(parent: Packument, spec: str, target: str) -> bool:
     return bool(nodesemver.max_satisfying(published, spec, loose=False) == target)
 
 
+@dataclass(frozen=True)
+class _ProjectEdits:
+    """What moving one project takes: the edits, and the pins it could add but does not."""
+
+    edits: tuple[ManifestEdit, ...]
+    unpinned: tuple[str, ...]
+    suggested: tuple[ManifestEdit, ...]
+    notes: tuple[str, ...]
+
+
+def _pin_inserts(
+    found: Survey, names: Sequence[str], wanted: Mapping[str, str]
+) -> tuple[ManifestEdit, ...]:
+    """Inserts that pin `names` beside the project's existing pins (same object), or, when it
+    has none, in the manager's override field (of the root package.json, or of the file that
+    holds the project's overrides)."""
+    if found.pin_sites:
+        anchor = found.pin_sites[0]
+        container = anchor.location[:-1]
+        return tuple(
+            ManifestEdit(anchor.manifest, (*container, name), "insert", "", wanted[name])
+            for name in names
+        )
+    where = found.input.overrides_path
+    field_path = found.input.override_field
+    if isinstance(found.input.overrides.get(field_path), dict):
+        return tuple(
+            ManifestEdit(where, (*field_path, name), "insert", "", wanted[name]) for name in names
+        )
+    block = json.dumps({name: wanted[name] for name in names})
+    return (ManifestEdit(where, field_path, "insert", "", block),)
+
+
+def _reaches_every_copy(edit: ManifestEdit) -> bool:
+    """A pin in overrides (flat or under the parent) applies to every copy of the parent; one
+    in a dependency field only to the copy that resolves it."""
+    return edit.location[0] not in DEPENDENCY_FIELDS
+
+
 def _edits(
     found: Survey, target: str, pins: Sequence[PinChange], parent: Packument, policy: FamilyPolicy
-) -> tuple[ManifestEdit, ...] | Skipped:
+) -> _ProjectEdits | Skipped:
     """The manifest edits that move one project to `target` with `pins`."""
     label = found.input.project.label
+    name = policy.parent
+    root = found.input.project.path("package.json")
     edits: list[ManifestEdit] = []
+    specs: list[str] = []
     for site in (*found.declarations, *found.overrides):
         if site.spec.startswith("$"):
             continue
@@ -368,24 +522,36 @@ def _edits(
             return Skipped(
                 label,
                 f"{site.manifest}: {'.'.join(site.location)} is {site.spec!r}; rotation-bot "
-                f"rewrites exact, ^ and ~ specs only: use one of those",
+                "rewrites exact, ^, ~ and >= specs only: use one of those",
             )
-        if not _resolves_to(parent, new_spec, target):
-            new_spec = target
+        if not new_spec.startswith(">=") and not _resolves_to(parent, new_spec, target):
+            new_spec = target  # a range that would pick a newer (too young) release
+        specs.append(new_spec)
         if new_spec != site.spec:
             edits.append(ManifestEdit(site.manifest, site.location, "value", site.spec, new_spec))
-    # EOVERRIDE: an override of a direct dependency must equal that dependency's spec
-    root = found.input.project.path("package.json")
-    direct = {
+    if specs and not any(_resolves_to(parent, spec, target) for spec in specs):
+        newest = nodesemver.max_satisfying(
+            [version for version in parent.versions if "-" not in version], specs[0], loose=False
+        )
+        return Skipped(
+            label,
+            f"every spec of {name} in {root} is a floor ({', '.join(sorted(set(specs)))}): "
+            f"{found.input.project.manager} would install {name} {newest}, not {target}; "
+            f"declare {name} exactly or with ^ "
+            f'(e.g. "^{target}")',
+        )
+    # EOVERRIDE: a top-level override of a direct dependency must equal its spec (or be `$name`)
+    declared = {
         edit.new
         for edit in edits
         if edit.manifest == root and edit.location[0] in DEPENDENCY_FIELDS
     }
-    if len(direct) == 1 and found.input.overrides_follow_dependencies:
-        (declared,) = direct
+    if len(declared) == 1 and found.input.overrides_follow_dependencies:
+        (spec,) = declared
+        flat = {site.location for site in found.flat}
         edits = [
-            ManifestEdit(edit.manifest, edit.location, edit.kind, edit.previous, declared)
-            if edit.location[0] not in DEPENDENCY_FIELDS and edit.manifest == root
+            ManifestEdit(edit.manifest, edit.location, edit.kind, edit.previous, spec)
+            if edit.location in flat
             else edit
             for edit in edits
         ]
@@ -402,42 +568,63 @@ def _edits(
             )
         if new_spec != site.spec:
             edits.append(ManifestEdit(site.manifest, site.location, "value", site.spec, new_spec))
-    present = {site.name for site in found.pin_sites}
-    missing = [name for name in policy.pin_names if name not in present]
-    if found.pin_sites and missing:
-        anchor = found.pin_sites[0]
-        for name in missing:
-            edits.append(
-                ManifestEdit(
-                    anchor.manifest, (*anchor.location[:-1], name), "insert", "", wanted[name]
-                )
+    other_versions = [kept for kept in found.status.kept if kept.version != target]
+    for site in found.pin_sites:
+        if other_versions and _reaches_every_copy(
+            ManifestEdit(site.manifest, site.location, "value", "", "")
+        ):
+            kept = other_versions[0]
+            return Skipped(
+                label,
+                f"{kept.holder} keeps {name} {kept.version} ({kept.spec}), and the pins in "
+                f"{root} {'.'.join(site.location[:-1])} apply to every copy: {name} "
+                f"{kept.version} would load binaries built for {target}; move the pins to "
+                f'"optionalDependencies" of {root} or align the copies',
             )
-    elif not found.pin_sites and policy.add_pins:
-        field_path = found.input.override_field
-        existing = found.input.overrides.get(field_path)
-        where = found.input.overrides_path
-        if isinstance(existing, dict):
-            for name in policy.pin_names:
-                edits.append(ManifestEdit(where, (*field_path, name), "insert", "", wanted[name]))
-        else:
-            block = json.dumps({name: wanted[name] for name in policy.pin_names})
-            edits.append(ManifestEdit(where, field_path, "insert", "", block))
-    for manifest, location in found.script_keys:
-        edits.append(
-            ManifestEdit(manifest, location, "key", location[-1], f"{policy.parent}@{target}")
+    present = {site.name for site in found.pin_sites}
+    unpinned = tuple(pin for pin in policy.pin_names if pin not in present)
+    notes: list[str] = []
+    inserts = _pin_inserts(found, unpinned, wanted) if unpinned else ()
+    if other_versions and any(_reaches_every_copy(edit) for edit in inserts):
+        kept = other_versions[0]
+        notes.append(
+            f"no pin block is offered: pins in {'.'.join(inserts[0].location[:1])} would apply "
+            f"to the copy of {name} {kept.version} that {kept.holder} holds as well"
         )
-    flat_pins = [site for site in found.pin_sites if site.location[0] not in DEPENDENCY_FIELDS]
-    if flat_pins:
-        for kept in found.status.kept:
-            if kept.version != target:
-                return Skipped(
-                    label,
-                    f"{kept.holder} keeps {policy.parent} {kept.version} ({kept.spec}), and the "
-                    f"pins in {root} apply to every copy: {policy.parent} {kept.version} would "
-                    f"load binaries built for {target}; scope the pins under "
-                    f'"{policy.parent}" in overrides or align the copies',
-                )
-    return tuple(edits)
+        inserts = ()
+    if policy.add_pins:
+        edits += inserts
+        unpinned, inserts = (), ()
+    for manifest, location in found.script_keys:
+        edits.append(ManifestEdit(manifest, location, "key", location[-1], f"{name}@{target}"))
+    return _ProjectEdits(tuple(edits), unpinned, tuple(inserts), tuple(notes))
+
+
+def _project_pins(
+    found: Survey, parent: Packument, version: str, pins: Sequence[PinChange], policy: FamilyPolicy
+) -> tuple[PinChange, ...] | Skipped:
+    """The configured pins, plus every other platform the project itself pins, with the
+    project's own locked versions as the previous ones."""
+    before = {pin.name: pin.version for pin in found.status.pins}
+    declared = parent.manifest(version).optional_dependencies
+    changes = [PinChange(pin.name, before.get(pin.name) or None, pin.new_version) for pin in pins]
+    for site in found.pin_sites:
+        if site.name in policy.pin_names or any(c.name == site.name for c in changes):
+            continue
+        if site.name not in declared:
+            return Skipped(
+                found.input.project.label,
+                f"{site.path} pins {site.name}, which {policy.parent}@{version} does not "
+                "publish; remove that pin to rotate",
+            )
+        new_version = strict_version(declared[site.name], source=f"{parent.host} ({site.name})")
+        changes.append(PinChange(site.name, before.get(site.name) or None, new_version))
+    return tuple(changes)
+
+
+def _for_target(skipped: Skipped, parent: str, version: str) -> Skipped:
+    """A project's reason to stay out of the rotation to `parent@version`."""
+    return Skipped(f"{skipped.subject} → {parent}@{version}", skipped.reason)
 
 
 def plan_family(
@@ -518,13 +705,13 @@ def plan_family(
             continue
         parts: list[ProjectRotation] = []
         for found, _ in members:
-            before = {pin.name: pin.version for pin in found.status.pins}
-            project_pins = tuple(
-                PinChange(pin.name, before.get(pin.name) or None, pin.new_version) for pin in pins
-            )
-            edits = _edits(found, version, project_pins, parent, policy)
-            if isinstance(edits, Skipped):
-                notes.append(Skipped(f"{edits.subject} → {policy.parent}@{version}", edits.reason))
+            project_pins = _project_pins(found, parent, version, pins, policy)
+            if isinstance(project_pins, Skipped):
+                notes.append(_for_target(project_pins, policy.parent, version))
+                continue
+            moved = _edits(found, version, project_pins, parent, policy)
+            if isinstance(moved, Skipped):
+                notes.append(_for_target(moved, policy.parent, version))
                 continue
             parts.append(
                 ProjectRotation(
@@ -532,9 +719,13 @@ def plan_family(
                     previous_version=found.status.current_version,
                     new_version=version,
                     pins=project_pins,
-                    pinned=found.status.pinned,
-                    edits=edits,
+                    pinned=found.status.pinned or policy.add_pins,
+                    edits=moved.edits,
                     kept=found.status.kept,
+                    notes=(*found.status.notes, *moved.notes),
+                    unpinned=moved.unpinned,
+                    suggested=moved.suggested,
+                    installs_parent=found.installs_parent,
                 )
             )
         if not parts:
@@ -543,6 +734,7 @@ def plan_family(
             kind for found, kind in members if any(p.project == found.input.project for p in parts)
         }
         previous = sorted({part.previous_version for part in parts}, key=semver.Version.parse)
+        every_pin = {pin.name: pin for part in parts for pin in part.pins}
         rotations.append(
             Rotation(
                 runbook=policy.runbook,
@@ -551,7 +743,7 @@ def plan_family(
                 previous_version=previous[0],
                 new_version=version,
                 branch=f"rotation-bot/{policy.runbook}-{version}",
-                pins=pins,
+                pins=(*pins, *(pin for n, pin in every_pin.items() if n not in policy.pin_names)),
                 release=release_of[version],
                 projects=tuple(parts),
             )

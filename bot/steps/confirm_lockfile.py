@@ -2,13 +2,17 @@
 
 For each project: every copy of the parent the repository controls is at the target, and each of
 them resolves every configured platform's binary (npm is known to drop other platforms' optional
-packages) at the pin the target declares, with its os/cpu/libc fields; each such entry's sha512
-changed when its version changed (and did not when it did not) and equals the registry's
-`dist.integrity` (where the lockfile records one: Yarn Berry's `checksum` is Yarn's own, so there
-the registry's integrity is the evidence, matched by verify-tarballs; Yarn 1 records no
-os/cpu/libc, and the evidence says so).  Copies another package holds at its own range are
+packages) at the pin the target declares, with its os/cpu/libc fields (a field the lockfile
+never recorded before is not required: older npm versions do not write `libc`; Yarn 1 records no
+os/cpu/libc at all, and the evidence says so); each such entry's sha512 changed when its version
+changed (and did not when it did not) and equals the registry's `dist.integrity` (where the
+lockfile records one: Yarn Berry's `checksum` is Yarn's own, so there the registry's integrity is
+the evidence, matched by verify-tarballs).  Copies another package holds at its own range are
 checked against their own version's `optionalDependencies`, so no copy loads binaries built for
-another version.  Nothing outside the parent's dependency closure may change.
+another version, and a copy the package manager added or kept is named with who asked for it.  A
+project that pins the binaries without installing the parent has each pinned binary (and the
+libvips it brings) checked against what the parent's target declares.  Nothing outside the
+family's dependency closure may change.
 """
 
 from __future__ import annotations
@@ -47,13 +51,16 @@ def _check(
     previous = _previous_of(before, entry)
     if entry.version != manifest.version:
         problems.append(f"{where} is {entry.version}, expected {manifest.version}")
-    for field_name, expected, actual in (
-        ("os", manifest.os, entry.os),
-        ("cpu", manifest.cpu, entry.cpu),
-        ("libc", manifest.libc, entry.libc),
+    for field_name, expected, actual, earlier in (
+        ("os", manifest.os, entry.os, previous.os if previous else None),
+        ("cpu", manifest.cpu, entry.cpu, previous.cpu if previous else None),
+        ("libc", manifest.libc, entry.libc, previous.libc if previous else None),
     ):
-        if after.records_platforms and expected and tuple(actual) != tuple(expected):
-            problems.append(f"{where} has {field_name} {list(actual)}, expected {list(expected)}")
+        if not after.records_platforms or not expected or tuple(actual) == tuple(expected):
+            continue
+        if not actual and earlier == ():
+            continue  # this lockfile never recorded the field: its npm does not write it
+        problems.append(f"{where} has {field_name} {list(actual)}, expected {list(expected)}")
     if entry.integrity is not None:
         if not entry.integrity.startswith("sha512-"):
             problems.append(f"{where} has no sha512 integrity")
@@ -95,19 +102,118 @@ def _binaries_of(
     return resolved
 
 
-def _holder(tree: LockedTree, key: str) -> str:
-    package = tree.package(key)
-    return f"{package.name}@{package.version}" if package else f"importer {key}"
-
-
-def _closure_names(tree: LockedTree, name: str) -> set[str]:
-    """Names of `name`'s copies and everything they depend on, transitively."""
-    keys = tree.closure([copy.key for copy in tree.find(name)])
+def _closure_names(tree: LockedTree, names: set[str]) -> set[str]:
+    """Names of every copy of `names` and everything they depend on, transitively."""
+    keys = tree.closure([package.key for package in tree.packages if package.name in names])
     return {package.name for key in keys if (package := tree.package(key)) is not None}
 
 
 def _name_at(key: str, *trees: LockedTree) -> str | None:
     return next((package.name for tree in trees if (package := tree.package(key))), None)
+
+
+def _confirm_copies(
+    ctx: StepContext,
+    part: ProjectRotation,
+    before: LockedTree,
+    after: LockedTree,
+    problems: list[str],
+) -> list[LockedEntry]:
+    """Every copy the rotation controls is at the target with the target's binaries; every
+    other copy resolves the binaries its own version declares."""
+    project, subject = part.project, ctx.rotation.subject
+    label = project.label
+    kept = {(copy.key, copy.version) for copy in part.kept}
+    pins = {pin.name: pin.new_version for pin in part.pins}
+    entries: list[LockedEntry] = []
+    targets = [copy for copy in after.find(subject) if copy.version == part.new_version]
+    if not targets:
+        problems.append(f"{label}: {project.lockfile} has no {subject} {part.new_version} entry")
+    for copy in after.find(subject):
+        if copy.version == part.new_version or (copy.key, copy.version) in kept:
+            continue
+        previous = before.package(copy.key)
+        if previous is not None and previous.version == copy.version:
+            keepers = sorted({_holder(after, edge.holder) for edge in after.dependents(copy.key)})
+            problems.append(
+                f"{label}: {copy.key} is still {copy.version}; the rotation controls it"
+                + (
+                    f" ({project.manager} kept it for {', '.join(keepers)}: force every copy "
+                    f"with an override of {subject}, or align those packages)"
+                    if keepers
+                    else ""
+                )
+            )
+        else:
+            holders = ", ".join(
+                f"{edge.spec} from {_holder(after, edge.holder)}"
+                for edge in after.dependents(copy.key)
+            )
+            problems.append(
+                f"{label}: {project.manager} added {copy.key} {copy.version} "
+                f"({holders or 'nothing depends on it'}); the rotation would leave two copies"
+            )
+    parent = ctx.npm.packument(subject).manifest(part.new_version)
+    for copy in targets:
+        entries.append(_check(label, copy, parent, (before, after), problems))
+        for name, entry in _binaries_of(ctx, after, copy, set(pins)).items():
+            if entry is None:
+                problems.append(
+                    f"{label}: {name} is missing from {project.lockfile} for {copy.key} "
+                    f"({project.manager} dropped this platform's optional package)"
+                )
+                continue
+            manifest = ctx.npm.packument(name).manifest(pins[name])
+            entries.append(_check(label, entry, manifest, (before, after), problems))
+    for copy in after.find(subject):
+        if copy.version == part.new_version:
+            continue
+        declared = ctx.npm.packument(copy.name).manifest(copy.version).optional_dependencies
+        for name, entry in _binaries_of(ctx, after, copy, set(pins)).items():
+            if entry is not None and entry.version != declared[name]:
+                problems.append(
+                    f"{label}: {copy.key} ({copy.version}) would load {name} "
+                    f"{entry.version} ({entry.key}), built for another {subject}; it needs "
+                    f"{declared[name]}"
+                )
+    return entries
+
+
+def _confirm_pins_only(
+    ctx: StepContext,
+    part: ProjectRotation,
+    before: LockedTree,
+    after: LockedTree,
+    problems: list[str],
+) -> list[LockedEntry]:
+    """A project that pins the binaries without installing the parent: each pinned binary,
+    and what it brings of the family, is locked at what the parent's target declares."""
+    project = part.project
+    label = project.label
+    pins = {pin.name: pin.new_version for pin in part.pins}
+    found = after.reachable(after.importers, pins.__contains__)
+    required = {name for name in pins if name not in part.unpinned}
+    for name in sorted(required):
+        declared = ctx.npm.packument(name).manifest(pins[name]).optional_dependencies
+        required |= {dependency for dependency in declared if dependency in pins}
+    entries: list[LockedEntry] = []
+    for name in sorted(pins):
+        entry = found.get(name)
+        if entry is None:
+            if name in required:
+                problems.append(
+                    f"{label}: {name} is missing from {project.lockfile} "
+                    f"({project.manager} dropped this platform's optional package)"
+                )
+            continue
+        manifest = ctx.npm.packument(name).manifest(pins[name])
+        entries.append(_check(label, entry, manifest, (before, after), problems))
+    return entries
+
+
+def _holder(tree: LockedTree, key: str) -> str:
+    package = tree.package(key)
+    return f"{package.name}@{package.version}" if package else f"the project ({key})"
 
 
 def _confirm_project(
@@ -124,50 +230,12 @@ def _confirm_project(
         ctx.workspace.read_text(project.lockfile) or "", source=project.lockfile
     )
     label = project.label
-    kept = {(copy.key, copy.version) for copy in part.kept}
-    pins = {pin.name: pin.new_version for pin in part.pins}
-    entries: list[LockedEntry] = []
-    targets = [copy for copy in after.find(rotation.subject) if copy.version == part.new_version]
-    if not targets:
-        problems.append(
-            f"{label}: {project.lockfile} has no {rotation.subject} {part.new_version} entry"
-        )
-    for copy in after.find(rotation.subject):
-        if copy.version != part.new_version and (copy.key, copy.version) not in kept:
-            holders = sorted({_holder(after, edge.holder) for edge in after.dependents(copy.key)})
-            problems.append(
-                f"{label}: {copy.key} is still {copy.version}; the rotation controls it"
-                + (
-                    f" ({project.manager} kept it for {', '.join(holders)}: force every copy "
-                    f"with an override of {rotation.subject}, or align those packages)"
-                    if holders
-                    else ""
-                )
-            )
-    parent = ctx.npm.packument(rotation.subject).manifest(part.new_version)
-    for copy in targets:
-        entries.append(_check(label, copy, parent, (before, after), problems))
-        for name, entry in _binaries_of(ctx, after, copy, set(pins)).items():
-            if entry is None:
-                problems.append(
-                    f"{label}: {name} is missing from {project.lockfile} for {copy.key} "
-                    f"({project.manager} dropped this platform's optional package)"
-                )
-                continue
-            manifest = ctx.npm.packument(name).manifest(pins[name])
-            entries.append(_check(label, entry, manifest, (before, after), problems))
-    for copy in after.find(rotation.subject):
-        if copy.version == part.new_version:
-            continue
-        declared = ctx.npm.packument(copy.name).manifest(copy.version).optional_dependencies
-        for name, entry in _binaries_of(ctx, after, copy, set(pins)).items():
-            if entry is not None and entry.version != declared[name]:
-                problems.append(
-                    f"{label}: {copy.key} ({copy.version}) would load {name} "
-                    f"{entry.version}, built for another {rotation.subject}; it needs "
-                    f"{declared[name]}"
-                )
-    allowed = _closure_names(after, rotation.subject) | _closure_names(before, rotation.subject)
+    if part.installs_parent:
+        entries = _confirm_copies(ctx, part, before, after, problems)
+    else:
+        entries = _confirm_pins_only(ctx, part, before, after, problems)
+    family = {rotation.subject, *(pin.name for pin in part.pins)}
+    allowed = _closure_names(after, family) | _closure_names(before, family)
     old, new = before.signature(), after.signature()
     churn = sorted(
         key

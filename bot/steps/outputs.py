@@ -56,6 +56,8 @@ class LockfileRegenerated:
     ignored_config: tuple[str, ...] = ()
     # repository hooks and settings that would have run code, and were not honoured
     not_run: tuple[str, ...] = ()
+    # the manager's own warnings (`ERESOLVE overriding peer dependency` …), line by line
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

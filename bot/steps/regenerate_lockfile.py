@@ -49,6 +49,7 @@ def tool_for(ctx: StepContext, project: Project, manager: PackageManager, lock_t
         npm=ctx.npm,
         cache_dir=ctx.services.settings.resolved_tools_dir,
         declared_hash=digest,
+        declared_in=project.path("package.json"),
     )
 
 
@@ -94,23 +95,42 @@ def hooks_present(ctx: StepContext, project: Project, manager: PackageManager) -
     )
 
 
-# a manager's own error lines: npm's codes, pnpm's ERR_PNPM_*, Yarn 1's `error …`, Berry's
-# `YN<code>` messages other than YN0000 (information)
-_ERROR_LINE = re.compile(r"^(npm error|npm ERR!|ERR_PNPM|error |.*\bYN(?!0000)\d{4}:)")
+_NOISE = ("A complete log of this run", "For a full report see", "/_logs/")
+SHOWN_LINES = 12
+# Yarn Berry's message codes other than YN0000 (information), e.g. `➤ YN0001: │ Error: …`
+_BERRY_CODE = re.compile(r"\bYN(?!0000)\d{4}:")
+
+
+def tool_messages(output: str, level: str) -> tuple[str, ...]:
+    """The package manager's own `level` lines (`npm error code EOVERRIDE`, `npm warn ERESOLVE
+    …`; for errors also pnpm's `ERR_PNPM_…`, Yarn 1's `error …` and Yarn Berry's `YN<code>:`
+    lines), their indentation collapsed, without blank ones and pointers to its debug log."""
+    npm = (f"npm {level}", "npm ERR!" if level == "error" else "npm WARN")
+    others = ("ERR_PNPM", "error ") if level == "error" else ()
+    lines: list[str] = []
+    for raw in output.splitlines():
+        line = raw.strip()
+        prefix = next((p for p in npm if line.startswith(p)), None)
+        if prefix is not None:
+            line = f"{prefix} {line[len(prefix) :].strip()}".strip()
+            if line == prefix:
+                continue
+        elif not (line.startswith(others) or (level == "error" and _BERRY_CODE.search(line))):
+            continue
+        if not any(noise in line for noise in _NOISE):
+            lines.append(line)
+    return tuple(lines)
 
 
 def _tool_error(error: CommandFailed) -> str:
-    """The manager's own error lines (`npm error code EOVERRIDE`, `ERR_PNPM_…`, `YN0001: …`),
-    not the log path."""
+    """The manager's own error lines (`npm error code EOVERRIDE; npm error Override for
+    sharp@… conflicts with direct dependency`, `ERR_PNPM_…`, `YN0001: …`), not the log path."""
     output = f"{error.fields.get('stderr', '')}\n{error.fields.get('stdout', '')}"
-    lines = [
-        line.strip()
-        for line in output.splitlines()
-        if _ERROR_LINE.match(line.strip())
-        and "A complete log" not in line
-        and "/_logs/" not in line
-    ]
-    return "; ".join(lines[:6]) or error.message
+    lines = tool_messages(output, "error")
+    shown = "; ".join(lines[:SHOWN_LINES])
+    if len(lines) > SHOWN_LINES:
+        shown += f"; … ({len(lines) - SHOWN_LINES} more lines in the audit record)"
+    return shown or error.message
 
 
 @step("regenerate-lockfile")
@@ -130,7 +150,7 @@ def regenerate_lockfile(ctx: StepContext) -> StepResult:
         omit = not manager.parse_lock(before, source=project.lockfile).records_resolved
         env = environment(ctx, manager, omit_resolved=omit)
         try:
-            run(argv, cwd=scratch.directory, env=env, timeout=900)
+            result = run(argv, cwd=scratch.directory, env=env, timeout=900)
         except CommandFailed as error:
             raise StepFailed(
                 f"{tool.name} {tool.version} could not regenerate {project.lockfile}: "
@@ -154,6 +174,7 @@ def regenerate_lockfile(ctx: StepContext) -> StepResult:
                 command=" ".join(argv[2:] if argv[0] == "node" else argv),
                 ignored_config=prepared.ignored,
                 not_run=(*hooks_present(ctx, project, manager), *prepared.notes),
+                warnings=tool_messages(result.stderr, "warn"),
             )
         )
     ctx.outputs.lockfiles = LockfilesRegenerated(tuple(regenerated))

@@ -2,7 +2,8 @@
 facts to a pure planner and returns a `Plan`.  A runbook's `watch:` section picks the watcher
 (`npm: <package>` → "npm", `base-images: true` → "base-images").
 
-Importing this package imports every module in it; each registers with `@watcher("kind")`.
+Each module registers its watcher with `@watcher("kind")` and is named after the kind
+(`base-images` lives in base_images.py); `get_watcher` imports only the one asked for.
 """
 
 from __future__ import annotations
@@ -64,12 +65,14 @@ def watch_kind(runbook: Runbook) -> str:
 
 
 def get_watcher(kind: str) -> WatchFunction:
-    """The watcher registered for `kind`."""
-    for module in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{module.name}")
+    """The watcher registered for `kind`, imported on demand from the module named after it
+    (`base-images` → `base_images`), so a plan loads only the watcher it uses."""
+    modules = {module.name for module in pkgutil.iter_modules(__path__)}
+    name = kind.replace("-", "_")
+    if name in modules:
+        importlib.import_module(f"{__name__}.{name}")
     try:
         return _WATCHERS[kind]
     except KeyError:
-        raise ConfigError(
-            f"unknown watcher {kind!r}; known: {', '.join(sorted(_WATCHERS))}"
-        ) from None
+        known = ", ".join(sorted(module.replace("_", "-") for module in modules))
+        raise ConfigError(f"unknown watcher {kind!r}; known: {known}") from None

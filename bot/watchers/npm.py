@@ -35,6 +35,7 @@ def family_policy(request: WatchRequest) -> FamilyPolicy:
         minimum_release_age=runbook.minimum_release_age if age is None else age,
         major=request.settings.major_policy,
         add_pins=request.settings.pin,
+        pin_templates=runbook.pins.packages,
     )
 
 

@@ -11,7 +11,7 @@ from bot.manifests.pnpm_lock import parse_pnpm_lock
 from tests.conftest import DEFAULT_CONFIG, Env, pin_names, publish_releases
 from tests.managers.rotation import NEWER, branches, changed_lines, run_bot, show
 from tests.support.git_fixture import commit_directory
-from tests.support.layouts import layout, layout_repository
+from tests.support.layouts import layout_repository, load_layout
 from tests.support.verdaccio import Verdaccio
 
 PACKAGE_JSON_OVERRIDES = "08-pnpm-package-json-overrides"
@@ -22,7 +22,7 @@ def expected_lines(name: str, file: str) -> list[tuple[str, str]]:
     """The fixture's expected (line before, line after) pairs for one file."""
     return [
         (edit["line_before"], edit["line_after"])
-        for project in layout(name)["expect"]["projects"]
+        for project in load_layout(name).projects()
         for edit in project.get("edits", ())
         if edit["file"] == file
     ]

@@ -399,3 +399,19 @@ def test_no_digest_is_added_to_an_arg_default_that_is_read_elsewhere() -> None:
     (skipped,) = dockerfile.skipped
     assert skipped.subject == "Dockerfile:3"
     assert "also read by the stage ARG at line 4" in skipped.reason
+
+
+@pytest.mark.parametrize(("value", "kind"), [("scratch", "scratch"), ("build", "stage")])
+def test_no_digest_is_added_to_an_arg_default_a_stage_or_scratch_from_reads(
+    value: str, kind: str
+) -> None:
+    # A digest in TAG's default would turn `FROM ${TAG}` into `scratch@sha256:…` or
+    # `build@sha256:…`: Docker refuses the first and pulls an image for the second.
+    text = f"ARG TAG={value}\nFROM node:20 AS build\nFROM ${{TAG}}\nFROM node:${{TAG}}\n"
+    dockerfile = Dockerfile.parse(text, "Dockerfile")
+
+    assert [image.line for image in dockerfile.images] == [2]
+    assert [item.subject.split(" ")[0] for item in dockerfile.not_images] == ["Dockerfile:3"]
+    (skipped,) = dockerfile.skipped
+    assert skipped.subject == "Dockerfile:4"
+    assert "also read by the FROM at line 3" in skipped.reason, kind

@@ -104,6 +104,8 @@ def plan(
     **policy: Any,
 ) -> Any:
     target = policy.pop("target", None)
+    if policy.pop("policy_templates", False):
+        policy["pin_templates"] = ("@img/sharp-{platform}", "@img/sharp-libvips-{platform}")
     return plan_family(
         repo="r",
         base_commit="c",
@@ -380,3 +382,128 @@ def test_a_stale_lockfile_is_named_as_such() -> None:
         "says the project depends on sharp, but no package.json of it declares sharp" in skip.reason
     )
     assert "run npm install and commit it" in skip.reason
+
+
+def test_a_partly_pinned_project_keeps_its_pins_and_gets_none_added() -> None:
+    manifest = {
+        "workspaces": ["client"],
+        "optionalDependencies": {NAMES[0]: "0.33.4", "@rollup/rollup-linux-x64-musl": "4.62.0"},
+    }
+    lock = locked(
+        root={"optionalDependencies": {NAMES[0]: "0.33.4"}},
+        extra={"client": {"devDependencies": {"sharp": "^0.33.4"}}},
+    )
+    member = {"client": {"devDependencies": {"sharp": "^0.33.4"}}}
+    (patch, _) = plan(project_input(manifest, lock, member)).rotations
+    (part,) = patch.projects
+    assert [(e.manifest, ".".join(e.location), e.kind, e.new) for e in part.edits] == [
+        ("client/package.json", "devDependencies.sharp", "value", "^0.33.5"),
+        ("package.json", "optionalDependencies.@img/sharp-linux-x64", "value", "0.33.5"),
+    ]
+    assert part.unpinned == (NAMES[1],)
+    # the pin `pin: true` would add goes beside the existing one, and only then is written
+    assert part.suggested == (
+        ManifestEdit("package.json", ("optionalDependencies", NAMES[1]), "insert", "", "1.0.4"),
+    )
+    (pinned, _) = plan(project_input(manifest, lock, member), add_pins=True).rotations
+    assert part.suggested[0] in pinned.projects[0].edits
+    assert pinned.projects[0].unpinned == () and pinned.projects[0].suggested == ()
+
+
+def test_binaries_pinned_without_sharp_are_rotated_from_the_registry() -> None:
+    manifest = {"optionalDependencies": {"@img/sharp-darwin-arm64": "^0.33.4", NAMES[0]: "^0.33.4"}}
+    lock = {
+        "lockfileVersion": 3,
+        "packages": {
+            "": {"optionalDependencies": manifest["optionalDependencies"]},
+            f"node_modules/{NAMES[0]}": {
+                "version": "0.33.4",
+                "optionalDependencies": {NAMES[1]: "1.0.2"},
+            },
+            f"node_modules/{NAMES[1]}": {"version": "1.0.2"},
+            "node_modules/@img/sharp-darwin-arm64": {"version": "0.33.4"},
+        },
+    }
+    releases = packument()
+    for version in releases._versions.values():
+        version["optionalDependencies"]["@img/sharp-darwin-arm64"] = version["version"]
+    result = plan(project_input(manifest, lock), releases=releases, policy_templates=True)
+    (status,) = result.projects
+    assert status.current_version == "0.33.4"
+    assert "sharp is not installed by this project" in status.notes[0]
+    patch = result.rotations[0]
+    (part,) = patch.projects
+    assert part.installs_parent is False
+    assert edits(patch) == [
+        ("optionalDependencies.@img/sharp-darwin-arm64", "value", "^0.33.4", "^0.33.5"),
+        ("optionalDependencies.@img/sharp-linux-x64", "value", "^0.33.4", "^0.33.5"),
+    ]
+    assert ("@img/sharp-darwin-arm64", "0.33.4", "0.33.5") in [
+        (pin.name, pin.previous_version, pin.new_version) for pin in part.pins
+    ]
+    assert "@img/sharp-darwin-arm64" in [pin.name for pin in patch.pins]
+
+
+def test_pins_without_sharp_at_versions_no_release_declares_are_refused_by_name() -> None:
+    manifest = {"optionalDependencies": {NAMES[0]: "0.30.0"}}
+    lock = {
+        "lockfileVersion": 3,
+        "packages": {
+            "": {"optionalDependencies": {NAMES[0]: "0.30.0"}},
+            f"node_modules/{NAMES[0]}": {"version": "0.30.0"},
+        },
+    }
+    result = plan(project_input(manifest, lock))
+    assert result.rotations == ()
+    (skip,) = result.skipped
+    assert skip.subject == "."
+    assert "package.json pins sharp's binaries (@img/sharp-linux-x64), but no sharp release" in (
+        skip.reason
+    )
+
+
+def test_a_floor_keeps_its_kind_and_a_nested_override_is_not_an_eoverride() -> None:
+    manifest = {
+        "dependencies": {"next": "15.0.0", "sharp": "^0.33.4"},
+        "overrides": {"postcss": "8.5.10", "next": {"sharp": ">=0.33.4"}},
+    }
+    lock = locked(
+        root={"dependencies": {"next": "15.0.0", "sharp": "^0.33.4"}},
+        extra={
+            "node_modules/next": {"version": "15.0.0", "optionalDependencies": {"sharp": "^0.33.4"}}
+        },
+    )
+    (patch, _) = plan(project_input(manifest, lock)).rotations
+    assert edits(patch) == [
+        ("dependencies.sharp", "value", "^0.33.4", "^0.33.5"),
+        ("overrides.next.sharp", "value", ">=0.33.4", ">=0.33.5"),
+    ]
+
+
+def test_a_floor_alone_would_install_the_newest_release_and_is_refused() -> None:
+    manifest = {"dependencies": {"sharp": ">=0.33.4"}}
+    result = plan(project_input(manifest, locked(root=manifest)))
+    reasons = [item.reason for item in result.skipped]
+    assert any(
+        "is a floor (>=0.33.5): npm would install sharp 0.35.0, not 0.33.5" in r for r in reasons
+    )
+
+
+def test_an_override_keyed_with_a_selector_moves_with_the_dependency() -> None:
+    manifest = {"dependencies": {"sharp": "^0.33.4"}, "overrides": {"sharp@0.33": "^0.33.4"}}
+    (patch, _) = plan(project_input(manifest)).rotations
+    assert edits(patch) == [
+        ("dependencies.sharp", "value", "^0.33.4", "^0.33.5"),
+        ("overrides.sharp@0.33", "value", "^0.33.4", "^0.33.5"),
+    ]
+
+
+def test_a_pinned_platform_the_target_drops_refuses_the_project() -> None:
+    manifest = {**CLASSIC, "optionalDependencies": {"@img/sharp-win32-x64": "0.33.4"}}
+    result = plan(project_input(manifest), policy_templates=True, major="off")
+    assert result.rotations == ()
+    assert any(
+        "optionalDependencies.@img/sharp-win32-x64 pins @img/sharp-win32-x64, which sharp@0.33.5 "
+        "does not publish" in item.reason
+        for item in result.skipped
+    )

@@ -70,14 +70,21 @@ def test_yarn_resolutions_keep_their_kind_beside_a_caret_dependency() -> None:
     )
 
     (patch, _) = plan(item).rotations
+    (pinned, _) = plan(item, add_pins=True).rotations
 
-    assert edits(patch) == [
+    moved = [
         ("dependencies.sharp", "value", "^0.33.4", "^0.33.5"),
         ("resolutions.sharp", "value", "0.33.4", "0.33.5"),  # exact stays exact
         (f"resolutions.**/{NAMES[0]}", "value", "0.33.4", "0.33.5"),
-        # the missing libvips pin joins the others, in Yarn's key form
-        (f"resolutions.{NAMES[1]}", "insert", "", "1.0.4"),
     ]
+    assert edits(patch) == moved
+    # the missing libvips pin is offered beside the others, and added with `pin: true`
+    (part,) = patch.projects
+    assert part.unpinned == (NAMES[1],)
+    assert [(".".join(e.location), e.new) for e in part.suggested] == [
+        (f"resolutions.{NAMES[1]}", "1.0.4")
+    ]
+    assert edits(pinned) == [*moved, (f"resolutions.{NAMES[1]}", "insert", "", "1.0.4")]
 
 
 PNPM_LOCK = f"""lockfileVersion: '9.0'

@@ -27,6 +27,7 @@ from urllib.parse import quote, urlsplit
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
+from bot import markdown
 from bot.audit import AuditStore
 from bot.service.dashboard import chart
 from bot.service.dashboard.auth import Viewer
@@ -62,7 +63,6 @@ _FIRST_COLUMNS = (
     "previous_integrity",
     "new_integrity",
 )
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()!|<>~&])")  # what can start markup inline
 _LABELS = {
     "entries": "Lockfile entries: versions and integrity",
     "tarballs": "Tarballs hashed",
@@ -259,11 +259,10 @@ def render_message(title: str, message: str, *, now: datetime) -> str:
 
 
 def markdown_text(value: object) -> str:
-    """`value` as inert markdown text: punctuation escaped, no mention, one line."""
+    """`value` as inert markdown text (`bot.markdown.text`); markup the templates built passes."""
     if isinstance(value, Markup):
         return str(value)
-    text = " ".join(str("" if value is None else value).split())
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("@", "@\u200b")
+    return markdown.text("" if value is None else value)
 
 
 def markdown_link(text: object, url: object) -> Markup:
@@ -276,9 +275,8 @@ def markdown_link(text: object, url: object) -> Markup:
 
 
 def markdown_code(value: object) -> Markup:
-    """`value` as one inline code span (backticks inside made harmless)."""
-    text = " ".join(str(value).split()).replace("`", "'")
-    return Markup(f"`{text}`")  # noqa: S704 - a code span renders nothing as markup
+    """`value` as one inline code span that nothing inside can close (`bot.markdown.code`)."""
+    return Markup(markdown.code(value))  # noqa: S704 - a code span renders nothing as markup
 
 
 @cache
