@@ -346,6 +346,14 @@ def survey(item: ProjectInput, parent: Packument, policy: FamilyPolicy) -> Surve
                     KeptCopy(copy.key, copy.version, _holder_name(lock, edge.holder), edge.spec)
                 )
     versions = sorted({lock.package(key).version for key in controlled if lock.package(key)})  # type: ignore[union-attr]
+    if not versions and kept and not declarations:
+        ranges = ", ".join(f"{site.path}" for site in (*flat, *(site for _, site in nested)))
+        held = ", ".join(f"{copy.holder} holds {copy.version}" for copy in kept)
+        return Skipped(
+            label,
+            f"{ranges} reach{'es' if ',' not in ranges else ''} no locked copy of {name} "
+            f"({held}); not managed here (widen the override's range to rotate it)",
+        )
     if not versions:
         return Skipped(
             label,

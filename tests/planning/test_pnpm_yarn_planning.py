@@ -195,3 +195,27 @@ def test_a_version_keyed_pnpm_allow_builds_entry_follows_the_rotation() -> None:
     assert ("pnpm-workspace.yaml", ("allowBuilds", "sharp@0.33.4"), "key", "sharp@0.33.5") in [
         (e.manifest, e.location, e.kind, e.new) for e in part.edits
     ]
+
+
+def test_a_pnpm_override_keyed_with_a_selector_reaches_only_the_copies_in_its_range() -> None:
+    def rotations(key: str) -> object:
+        item = manager_input(
+            "pnpm",
+            "pnpm-lock.yaml",
+            PNPM_LOCK,
+            {"dependencies": {"next": "15.0.0"}},
+            workspace_file=f"overrides:\n  '{key}': 0.33.4\n",
+        )
+        return plan(item)
+
+    (patch, _) = rotations("sharp@<0.34").rotations
+    assert [(e.location, e.new) for part in patch.projects for e in part.edits] == [
+        (("overrides", "sharp@<0.34"), "0.33.5")
+    ]
+    # next's copy (0.33.4) is outside `<0.33`: that override is not the rotation's to move
+    outside = rotations("sharp@<0.33")
+    assert outside.rotations == ()
+    assert [skip.reason for skip in outside.skipped] == [
+        "pnpm-workspace.yaml overrides.sharp@<0.33 reaches no locked copy of sharp (next@15.0.0 "
+        "holds 0.33.4); not managed here (widen the override's range to rotate it)"
+    ]
