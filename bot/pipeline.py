@@ -351,7 +351,7 @@ class Pipeline:
         try:
             url = self.forge.ensure_dashboard_issue(repo, body, run_id=run_id)
         except BotError as error:
-            log.warning("dashboard issue not updated: %s", error.message, extra={"repo": repo})
+            log.warning("dashboard issue not updated", extra={"repo": repo, "error": error.message})
             return
         log.info("dashboard issue current", extra={"repo": repo, "url": url})
 

@@ -75,7 +75,7 @@ def run(
 ) -> CommandResult:
     """Run `argv` (never through a shell); raise `CommandFailed` on a non-zero exit."""
     printable = redact(shlex.join(argv))
-    log.info("+ %s", printable, extra={"cwd": str(cwd)})
+    log.info("command", extra={"argv": printable, "cwd": str(cwd)})
     started = time.monotonic()
     try:
         completed = subprocess.run(

@@ -174,7 +174,7 @@ def sweep_temp_roots(parent: Path) -> list[Path]:
         except OSError:  # removed meanwhile by another process sweeping
             continue
         shutil.rmtree(entry, ignore_errors=True)
-        log.warning("removed the temporary directory of a killed run path=%s", entry)
+        log.warning("removed the temporary directory of a killed run", extra={"path": str(entry)})
         removed.append(entry)
     return removed
 
@@ -379,7 +379,7 @@ class Workspace:
             try:
                 self.repo.git.worktree("remove", "--force", str(path))
             except git.GitCommandError as error:
-                log.warning("worktree removal failed: %s", _last_line(error))
+                log.warning("worktree removal failed", extra={"error": _last_line(error)})
             shutil.rmtree(parent, ignore_errors=True)
             self._prune()
 
@@ -387,7 +387,7 @@ class Workspace:
         try:
             self.repo.git.worktree("prune")
         except git.GitCommandError as error:
-            log.warning("git worktree prune failed: %s", _last_line(error))
+            log.warning("git worktree prune failed", extra={"error": _last_line(error)})
 
     def _tree(self, worktree: Path) -> git.Repo:
         """A worktree's repository, with the same environment and safe overrides."""

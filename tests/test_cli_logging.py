@@ -19,8 +19,8 @@ def test_json_logs_carry_structured_fields_and_no_secrets(tmp_path: Path, env: E
 
     assert result.exit_code == 0, result.output
     entries = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
-    npm = next(entry for entry in entries if "npm-cli.js install" in entry["message"])
-    assert npm["level"] == "INFO" and npm["logger"] == "bot.shell"
+    npm = next(entry for entry in entries if "npm-cli.js install" in entry.get("argv", ""))
+    assert (npm["level"], npm["logger"], npm["message"]) == ("INFO", "bot.shell", "command")
     assert npm["cwd"].endswith("projects/_root"), "npm runs in a scratch copy, not the worktree"
     assert env.token not in result.stderr
 

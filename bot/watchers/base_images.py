@@ -231,7 +231,7 @@ def _with_details(
     except (ServiceUnavailable, InvalidRemoteData) as error:
         if policy.minimum_age or policy.platforms:
             return Skipped(subject, f"cannot inspect {digest}: {error.message}")
-        log.warning("no created date for %s: %s", subject, error.message)
+        log.warning("no created date", extra={"image": subject, "error": error.message})
         return Resolution(digest)
     previous_created = None
     if reference.digest is not None:
@@ -240,7 +240,10 @@ def _with_details(
                 reference.registry, reference.path, reference.digest, platform
             ).created
         except (ServiceUnavailable, InvalidRemoteData) as error:
-            log.info("no created date for the previous digest of %s: %s", subject, error.message)
+            log.info(
+                "no created date for the previous digest",
+                extra={"image": subject, "error": error.message},
+            )
     seen = None
     if policy.minimum_age > timedelta(0) and unusable_created(details.created, now) is not None:
         seen = first_seen(reference.registry, reference.path, digest)

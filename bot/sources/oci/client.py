@@ -153,8 +153,8 @@ class OciClient:
         if header and media_type in MANIFEST_TYPES:
             return ManifestHead(self._digest(header, endpoint, subject), media_type)
         log.info(
-            "no Docker-Content-Digest or manifest type from %s; hashing the manifest",
-            endpoint.base_url,
+            "no Docker-Content-Digest or manifest type; hashing the manifest",
+            extra={"registry": str(endpoint.base_url)},
         )
         body = self._request(
             "GET", endpoint, repository, f"manifests/{tag}", accept=MANIFEST_ACCEPT
@@ -353,7 +353,9 @@ class OciClient:
             host = f"{parsed.host}:{parsed.port}" if parsed.port else parsed.host
             self._remaining[host] = (int(count), window.strip())
             if int(count) < 10:
-                log.warning("registry %s rate limit: %s requests left", host, count.strip())
+                log.warning(
+                    "registry rate limit low", extra={"host": host, "remaining": count.strip()}
+                )
 
     def _check_rate_limit(self, endpoint: Endpoint) -> None:
         count, window = self._remaining.get(endpoint.host, (1, ""))
