@@ -184,6 +184,35 @@ def test_bad_repository_input(tmp_path: Path, env: Env, case: str) -> None:
     assert_nothing_changed(repo, env, head)
 
 
+PACKAGE_MANAGER_CASES = {
+    "yarn@4.18.0": "package.json: packageManager says yarn@4.18.0 but the project's lockfile "
+    "package-lock.json is npm's; make them agree",
+    "npm@latest": "package.json: packageManager 'npm@latest' is not NAME@VERSION (npm, pnpm or "
+    'yarn); fix it (e.g. "pnpm@9.15.0")',
+}
+
+
+@pytest.mark.parametrize("declared", sorted(PACKAGE_MANAGER_CASES))
+def test_a_bad_package_manager_field_fails_the_plan_before_any_work(
+    tmp_path: Path, env: Env, declared: str
+) -> None:
+    repo = make_project(tmp_path / "app", env, config=NO_MAJOR)
+
+    def declare(root: Path) -> None:
+        manifest = json.loads((root / "package.json").read_text())
+        (root / "package.json").write_text(json.dumps({**manifest, "packageManager": declared}))
+
+    head = mutate(repo, declare)
+
+    for command in ("plan", "run"):
+        result = bot(env, command, "--repo", str(tmp_path / "app"), "--runbook", "sharp")
+
+        assert result.exit_code == 2, result.output
+        assert PACKAGE_MANAGER_CASES[declared] in result.output
+        assert "regenerate-lockfile" not in result.output
+    assert_nothing_changed(repo, env, head)
+
+
 def test_pins_that_disagree_with_the_locked_sharp_are_shown_and_realigned(
     tmp_path: Path, env: Env
 ) -> None:

@@ -19,10 +19,10 @@ import re
 import shutil
 
 from bot import paths
-from bot.errors import CommandFailed, ManifestError, StepFailed
+from bot.errors import CommandFailed, StepFailed
 from bot.managers import get_manager
 from bot.managers.base import PackageManager, ScratchProject, Tool, ToolPlaces
-from bot.managers.tools import ensure_tool, parse_package_manager
+from bot.managers.tools import declared_tool, ensure_tool
 from bot.models import Project, StepResult
 from bot.shell import run
 from bot.sources.npm.settings import isolated_npm_environment
@@ -33,16 +33,10 @@ from bot.steps.registry import StepContext, passed, step
 def tool_for(ctx: StepContext, project: Project, manager: PackageManager, lock_text: str) -> Tool:
     """The manager's CLI at the version `packageManager` names, or the bot's default for the
     lockfile's format."""
-    version, digest = manager.default_tool_version(lock_text), None
-    if project.package_manager is not None:
-        name, version, digest = parse_package_manager(
-            project.package_manager, source=project.path("package.json")
-        )
-        if name != manager.declared_as or not manager.accepts(version):
-            raise ManifestError(
-                f"{project.path('package.json')}: packageManager says {name}@{version} but the "
-                f"project's lockfile {project.lockfile} is {manager.name}'s; make them agree"
-            )
+    version, digest = declared_tool(project, manager) or (
+        manager.default_tool_version(lock_text),
+        None,
+    )
     return ensure_tool(
         manager,
         version,

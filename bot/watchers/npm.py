@@ -11,6 +11,7 @@ from typing import Any
 from bot.errors import ConfigError, ManifestError
 from bot.managers import MANAGERS
 from bot.managers.discovery import discover
+from bot.managers.tools import declared_tool
 from bot.manifests.package_json import Manifest, PackageJson
 from bot.manifests.yaml_document import YamlDocument
 from bot.models import Plan, Project, Skipped
@@ -48,6 +49,7 @@ def read_project(workspace: Workspace, project: Project) -> ProjectInput:
     """A project's manifests, the file with its overrides and its lockfile at the base commit,
     parsed by its manager."""
     manager = MANAGERS[project.manager]
+    declared_tool(project, manager)  # a bad packageManager fails the plan, before any work
     manifests: dict[str, Manifest] = {}
     importers: dict[str, Mapping[str, Any]] = {}
     prefix = f"{project.directory}/" if project.directory else ""
