@@ -107,6 +107,17 @@ CASES: dict[str, tuple[Callable[[Path], None], int, str]] = {
         2,
         "pnpm-workspace.yaml is not valid YAML",
     ),
+    "a Yarn 1 yarn.lock that Yarn did not write": (
+        lambda root: (
+            (root / "package-lock.json").unlink(),
+            (root / "yarn.lock").write_text(
+                '# yarn lockfile v1\n\nsharp@0.33.4:\n  version "0.33.4"\n  resolved\n'
+            ),
+        ),
+        2,
+        "yarn.lock:5: cannot read 'resolved'; regenerate it with yarn install (remove it first "
+        "if Yarn cannot read it) and commit it",
+    ),
     "a Berry yarn.lock with an alias": (
         lambda root: (
             (root / "package-lock.json").unlink(),

@@ -21,6 +21,7 @@ from bot.manifests.yaml_document import load_yaml
 
 _EDGE_FIELDS = ("dependencies", "optionalDependencies", "devDependencies")
 _LOCAL = ("link:", "file:", "workspace:")
+_PNPM_FIX = "regenerate it with pnpm install and commit it"
 
 
 def split_key(key: str) -> tuple[str, str]:
@@ -81,7 +82,7 @@ def parse_pnpm_lock(text: str, *, source: str = "pnpm-lock.yaml") -> LockedTree:
     `source`."""
     data = load_yaml(text, source=source)
     if not isinstance(data, dict):
-        raise ManifestError(f"{source} must hold a YAML mapping")
+        raise ManifestError(f"{source} must hold a YAML mapping; {_PNPM_FIX}")
     version = str(data.get("lockfileVersion", ""))
     major = version.split(".", 1)[0]
     if major not in ("6", "9"):
@@ -92,14 +93,16 @@ def parse_pnpm_lock(text: str, *, source: str = "pnpm-lock.yaml") -> LockedTree:
     metadata = data.get("packages") or {}
     snapshots = data.get("snapshots") if major == "9" else metadata
     if not isinstance(metadata, dict) or not isinstance(snapshots, dict):
-        raise ManifestError(f"{source}: packages and snapshots must be mappings")
+        raise ManifestError(f"{source}: packages and snapshots must be mappings; {_PNPM_FIX}")
     packages: list[LockedPackage] = []
     for raw_key in snapshots:
         key = str(raw_key).lstrip("/")
         try:
             name, locked_version = split_key(key)
         except ValueError:
-            raise ManifestError(f"{source}: {raw_key!r} is not a package key") from None
+            raise ManifestError(
+                f"{source}: {raw_key!r} is not a package key; {_PNPM_FIX}"
+            ) from None
         base = key.split("(", 1)[0]
         info = metadata.get(base if major == "9" else raw_key)
         info = info if isinstance(info, dict) else {}

@@ -34,6 +34,10 @@ _MANIFEST_FIELDS = ("dependencies", "devDependencies", "optionalDependencies")
 _DESCRIPTORS = re.compile(r'"(?:[^"\\]|\\.)*"|[^,]+')
 _PAIR = re.compile(r'^("(?:[^"\\]|\\.)*"|\S+)\s+(.*)$')
 _CONDITION = re.compile(r"\b(os|cpu|libc)=([A-Za-z0-9_-]+)")
+# what to do about a Yarn 1 lockfile rotation-bot cannot read (Yarn 1 refuses most of them too)
+_YARN1_FIX = (
+    "regenerate it with yarn install (remove it first if Yarn cannot read it) and commit it"
+)
 
 
 def is_berry_lock(text: str) -> bool:
@@ -75,7 +79,9 @@ def _classic_entries(text: str, source: str) -> list[tuple[list[str], dict[str, 
         indent = len(raw) - len(raw.lstrip(" "))
         if indent == 0:
             if not stripped.endswith(":"):
-                raise ManifestError(f"{source}:{number}: expected an entry header ending in ':'")
+                raise ManifestError(
+                    f"{source}:{number}: expected an entry header ending in ':'; {_YARN1_FIX}"
+                )
             fields: dict[str, Any] = {}
             entries.append((_descriptors(stripped[:-1]), fields))
             stack = [(0, fields)]
@@ -83,7 +89,7 @@ def _classic_entries(text: str, source: str) -> list[tuple[list[str], dict[str, 
         while stack and stack[-1][0] >= indent:
             stack.pop()
         if not stack:
-            raise ManifestError(f"{source}:{number}: indented line outside an entry")
+            raise ManifestError(f"{source}:{number}: indented line outside an entry; {_YARN1_FIX}")
         parent = stack[-1][1]
         if stripped.endswith(":"):
             child: dict[str, Any] = {}
@@ -92,7 +98,7 @@ def _classic_entries(text: str, source: str) -> list[tuple[list[str], dict[str, 
             continue
         match = _PAIR.match(stripped)
         if match is None:
-            raise ManifestError(f"{source}:{number}: cannot read {stripped[:60]!r}")
+            raise ManifestError(f"{source}:{number}: cannot read {stripped[:60]!r}; {_YARN1_FIX}")
         parent[_unquote(match.group(1))] = _unquote(match.group(2))
     return entries
 
@@ -152,7 +158,9 @@ def parse_classic_lock(
     for descriptors, fields in entries:
         version = fields.get("version")
         if not descriptors or not isinstance(version, str):
-            raise ManifestError(f"{source}: the entry {', '.join(descriptors)!r} has no version")
+            raise ManifestError(
+                f"{source}: the entry {', '.join(descriptors)!r} has no version; {_YARN1_FIX}"
+            )
         name, spec = split_descriptor(descriptors[0])
         key = f"{_real_name(name, spec)}@{version}"
         integrity = fields.get("integrity")
@@ -223,7 +231,10 @@ def parse_berry_lock(text: str, *, source: str = "yarn.lock") -> LockedTree:
         if header == "__metadata":
             continue
         if not isinstance(fields, dict) or not isinstance(fields.get("resolution"), str):
-            raise ManifestError(f"{source}: the entry {str(header)[:80]!r} has no resolution")
+            raise ManifestError(
+                f"{source}: the entry {str(header)[:80]!r} has no resolution; regenerate it with "
+                "yarn install and commit it"
+            )
         resolution: str = fields["resolution"]
         name, reference = split_descriptor(resolution)
         for descriptor in _descriptors(str(header)):

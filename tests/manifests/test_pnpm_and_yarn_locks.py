@@ -147,9 +147,12 @@ def test_pnpm_v6_names_packages_like_v9() -> None:
     ("text", "message"),
     [
         ("lockfileVersion: 5.4\n", "pnpm-lock.yaml has lockfileVersion '5.4'; rotation-bot reads"),
-        ("- a list\n", "pnpm-lock.yaml must hold a YAML mapping"),
+        ("- a list\n", "pnpm-lock.yaml must hold a YAML mapping; regenerate it with pnpm install"),
         ("lockfileVersion: '9.0'\npackages: {a: [\n", "pnpm-lock.yaml is not valid YAML"),
-        ("lockfileVersion: '9.0'\nsnapshots:\n  nameonly: {}\n", "'nameonly' is not a package key"),
+        (
+            "lockfileVersion: '9.0'\nsnapshots:\n  nameonly: {}\n",
+            "'nameonly' is not a package key; regenerate it with pnpm install and commit it",
+        ),
     ],
 )
 def test_bad_pnpm_lockfiles_are_one_line_errors_naming_the_file(text: str, message: str) -> None:
@@ -209,9 +212,11 @@ def test_yarn1_entries_descriptors_and_workspace_edges_from_the_manifests() -> N
 
 
 def test_yarn1_refusals_name_the_file_and_line() -> None:
-    with pytest.raises(ManifestError, match=r"^yarn.lock:3: cannot read"):
+    with pytest.raises(
+        ManifestError, match=r"^yarn.lock:3: cannot read .*; regenerate it with yarn"
+    ):
         parse_classic_lock('a@1:\n  version "1"\n  "unterminated\n')
-    with pytest.raises(ManifestError, match="has no version"):
+    with pytest.raises(ManifestError, match="has no version; regenerate it with yarn install"):
         parse_classic_lock("a@1:\n  resolved x\n")
     with pytest.raises(ManifestError, match="is a Yarn Berry lockfile"):
         parse_classic_lock("__metadata:\n  version: 8\n")
@@ -287,7 +292,7 @@ def test_berry_conditions_checksums_workspaces_and_resolutions() -> None:
 def test_berry_refusals() -> None:
     with pytest.raises(ManifestError, match="not a Yarn Berry lockfile"):
         parse_berry_lock(CLASSIC)
-    with pytest.raises(ManifestError, match="has no resolution"):
+    with pytest.raises(ManifestError, match="has no resolution; regenerate it with yarn install"):
         parse_berry_lock("__metadata:\n  version: 8\na@npm:1:\n  version: 1\n")
     with pytest.raises(ManifestError, match=r"uses a YAML alias \(\*x\)"):
         parse_berry_lock("__metadata: &x {version: 8}\nb: *x\n")
