@@ -38,10 +38,12 @@ class Tool:
 
 @dataclass(frozen=True)
 class ScratchProject:
-    """A scratch copy of one project: its manifests and lockfile, nothing else."""
+    """A scratch copy of one project: its manifests and lockfile, nothing else (`location`:
+    the project's directory in the repository, "" for the root, to name its files)."""
 
     directory: Path
     lockfile: Path
+    location: str = ""
 
 
 @dataclass(frozen=True)

@@ -184,13 +184,14 @@ class Pnpm(PackageManager):
         path = project.directory / WORKSPACE_FILE
         if not path.exists():
             return Prepared(ignored=settings.project.dropped)
-        data = _workspace(lambda _: path.read_text(encoding="utf-8"), WORKSPACE_FILE)
+        source = join(project.location, WORKSPACE_FILE)
+        data = _workspace(lambda _: path.read_text(encoding="utf-8"), source)
         dropped = sorted(key for key in data if key not in WORKSPACE_KEYS)
         if dropped:
             kept = {key: value for key, value in data.items() if key in WORKSPACE_KEYS}
             path.write_text(yaml.safe_dump(kept, sort_keys=False), encoding="utf-8")
         return Prepared(
-            ignored=(*settings.project.dropped, *(f"{WORKSPACE_FILE}: {key}" for key in dropped))
+            ignored=(*settings.project.dropped, *(f"{source}: {key}" for key in dropped))
         )
 
     def environment(

@@ -66,9 +66,9 @@ def _operator_registries(settings: NpmSettings) -> set[str]:
 
 
 def _sanitise_rc(
-    data: Mapping[str, Any], settings: NpmSettings
+    data: Mapping[str, Any], settings: NpmSettings, rc: str
 ) -> tuple[dict[str, Any], list[str]]:
-    """(kept settings, dropped key names) of a repository's .yarnrc.yml."""
+    """(kept settings, dropped key names) of a repository's .yarnrc.yml (`rc`: its path)."""
     allowed = _operator_registries(settings)
     kept: dict[str, Any] = {}
     dropped: list[str] = []
@@ -88,9 +88,9 @@ def _sanitise_rc(
             if scopes:
                 kept[key] = scopes
             if scopes != value:
-                dropped.append(f"{RC_FILE}: {key} (registries the operator did not configure)")
+                dropped.append(f"{rc}: {key} (registries the operator did not configure)")
         else:
-            dropped.append(f"{RC_FILE}: {key}")
+            dropped.append(f"{rc}: {key}")
     return kept, dropped
 
 
@@ -192,21 +192,22 @@ class YarnBerry(PackageManager):
         path = project.directory / RC_FILE
         if not path.exists():
             return Prepared()
-        data = load_yaml(path.read_text(encoding="utf-8"), source=RC_FILE) or {}
+        rc = join(project.location, RC_FILE)
+        data = load_yaml(path.read_text(encoding="utf-8"), source=rc) or {}
         if not isinstance(data, dict):
-            raise ManifestError(f"{RC_FILE} must hold a YAML mapping")
-        kept, dropped = _sanitise_rc(data, settings)
+            raise ManifestError(f"{rc} must hold a YAML mapping of Yarn settings; fix it")
+        kept, dropped = _sanitise_rc(data, settings, rc)
         path.write_text(yaml.safe_dump(kept, sort_keys=False) if kept else "", encoding="utf-8")
         notes = []
         if "yarnPath" in data:
             notes.append(
-                f"{RC_FILE} yarnPath {data['yarnPath']!r} is repository code: not run (the bot "
+                f"{rc} yarnPath {data['yarnPath']!r} is repository code: not run (the bot "
                 "runs its own Yarn of the declared version)"
             )
         if data.get("plugins"):
-            notes.append(f"{RC_FILE} plugins are repository code: not loaded")
+            notes.append(f"{rc} plugins are repository code: not loaded")
         if data.get("enableScripts") is True:
-            notes.append(f"{RC_FILE} enableScripts: true overridden: scripts stay off")
+            notes.append(f"{rc} enableScripts: true overridden: scripts stay off")
         return Prepared(ignored=tuple(dropped), notes=tuple(notes))
 
     def environment(

@@ -61,7 +61,7 @@ def scratch_copy(ctx: StepContext, project: Project, manager: PackageManager) ->
         target = directory / relative.removeprefix(prefix)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
-    return ScratchProject(directory, directory / manager.lockfile)
+    return ScratchProject(directory, directory / manager.lockfile, project.directory)
 
 
 def environment(

@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
+from bot.errors import ManifestError
 from bot.managers import MANAGERS, manager_for
 from bot.managers.base import ScratchProject, ToolPlaces
 from bot.managers.discovery import discover
@@ -163,6 +165,23 @@ def test_berry_rc_keeps_resolution_settings_and_only_the_operators_registries(
         ".yarnrc.yml: injectEnvironmentFiles",
     }
     assert len(prepared.notes) == 3
+
+
+def test_a_sub_directory_projects_config_is_named_with_its_directory(tmp_path: Path) -> None:
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "bad").mkdir()
+    berry = MANAGERS["yarn-berry"]
+    ok = scratch(tmp_path / "ok", {".yarnrc.yml": "yarnPath: .yarn/releases/y.cjs\n"})
+    bad = scratch(tmp_path / "bad", {".yarnrc.yml": "- a\n"})
+    workspace = scratch(tmp_path / "ok", {"pnpm-workspace.yaml": "pnpmfile: x.cjs\n"})
+
+    prepared = berry.prepare(replace(ok, location="web"), OPERATOR)
+    assert prepared.ignored == ("web/.yarnrc.yml: yarnPath",)
+    assert prepared.notes[0].startswith("web/.yarnrc.yml yarnPath '.yarn/releases/y.cjs'")
+    with pytest.raises(ManifestError, match=r"^web/\.yarnrc\.yml must hold a YAML mapping"):
+        berry.prepare(replace(bad, location="web"), OPERATOR)
+    pnpm = MANAGERS["pnpm"].prepare(replace(workspace, location="apps/site"), OPERATOR)
+    assert "apps/site/pnpm-workspace.yaml: pnpmfile" in pnpm.ignored
 
 
 def test_berry_gets_the_operators_credentials_in_a_private_rc_and_known_variables(

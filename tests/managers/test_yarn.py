@@ -164,7 +164,7 @@ def test_yarn4_sub_directory_project_rotates_without_running_repository_code(
     (item,) = regenerated
     assert any("yarnPath" in note for note in item["not_run"])
     assert any("plugins" in note for note in item["not_run"])
-    assert ".yarnrc.yml: enableScripts" in item["ignored_config"]
+    assert "web/.yarnrc.yml: enableScripts" in item["ignored_config"]
     body = outcome.summary("0.33.6")["proposal"]["body"]
     assert "registry `sha512-" in body and "own archive checksum" in body
 
