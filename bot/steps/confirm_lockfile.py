@@ -17,6 +17,8 @@ family's dependency closure may change.
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from dataclasses import asdict
 
 from bot import paths
@@ -29,6 +31,8 @@ from bot.steps.outputs import LockedEntry, LockfileConfirmed
 from bot.steps.registry import StepContext, passed, step
 
 SHOWN = 5
+# the peer context in a lockfile key: pnpm's `(peer@version)…` suffix, Yarn Berry's virtual hash
+_PEER_CONTEXT = re.compile(r"\(.*\)$|(?<=virtual:)[0-9a-f]+(?=#)")
 
 
 def _previous_of(before: LockedTree, entry: LockedPackage) -> LockedPackage | None:
@@ -108,8 +112,18 @@ def _closure_names(tree: LockedTree, names: set[str]) -> set[str]:
     return {package.name for key in keys if (package := tree.package(key)) is not None}
 
 
-def _name_at(key: str, *trees: LockedTree) -> str | None:
-    return next((package.name for tree in trees if (package := tree.package(key))), None)
+def _outside(
+    tree: LockedTree, allowed: set[str]
+) -> Counter[tuple[str, tuple[str, str | None, str | None]]]:
+    """The entries of packages outside `allowed`, as (key without its peer context, version,
+    integrity, checksum): pnpm names the peers a package sees in its key
+    (`imgkit@1.0.0(sharp@0.34.1)`) and Yarn Berry hashes them into `virtual:<hash>`, so a
+    rotation renames such an entry without changing the package."""
+    return Counter(
+        (_PEER_CONTEXT.sub("", key), value)
+        for key, value in tree.signature().items()
+        if (package := tree.package(key)) is not None and package.name not in allowed
+    )
 
 
 def _confirm_copies(
@@ -236,16 +250,13 @@ def _confirm_project(
         entries = _confirm_pins_only(ctx, part, before, after, problems)
     family = {rotation.subject, *(pin.name for pin in part.pins)}
     allowed = _closure_names(after, family) | _closure_names(before, family)
-    old, new = before.signature(), after.signature()
-    churn = sorted(
-        key
-        for key in set(old) | set(new)
-        if old.get(key) != new.get(key) and _name_at(key, after, before) not in allowed
-    )
+    old, new = _outside(before, allowed), _outside(after, allowed)
+    churn = sorted(((old - new) + (new - old)).elements())
     if churn:
         problems.append(
             f"{label}: {len(churn)} lockfile entr{'y' if len(churn) == 1 else 'ies'} outside "
-            f"{rotation.subject}'s dependency closure changed ({', '.join(churn[:SHOWN])}); "
+            f"{rotation.subject}'s dependency closure changed "
+            f"({', '.join(key for key, _ in churn[:SHOWN])}); "
             "refusing a rotation that moves unrelated packages"
         )
     return entries, len(churn), after
