@@ -27,6 +27,7 @@ from bot.models import (
     PublishedProposal,
     Rotation,
     StepResult,
+    describe_duration,
 )
 from bot.runbook import Runbook
 from bot.sources.http import host_of
@@ -239,7 +240,7 @@ def _closure_lines(closure: ClosureVerified | None) -> list[str]:
     )
     age = (
         f"each is older than {text(closure.minimum_age)}"
-        if closure.minimum_age != str(timedelta(0))
+        if closure.minimum_age != describe_duration(timedelta(0))
         else "no minimum release age applies"
     )
     lines = [

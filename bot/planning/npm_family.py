@@ -42,6 +42,7 @@ from bot.models import (
     Release,
     Rotation,
     Skipped,
+    describe_duration,
     strict_version,
 )
 from bot.sources.npm.models import Packument
@@ -438,8 +439,9 @@ def _eligible(
                     Skipped(
                         subject,
                         f"published {release.published_at:%Y-%m-%d %H:%M} UTC, younger than "
-                        f"the minimum release age {policy.minimum_release_age}; a later cycle "
-                        "picks it up",
+                        "the minimum release age "
+                        f"{describe_duration(policy.minimum_release_age)}; a later cycle picks "
+                        "it up",
                     )
                 )
                 continue
