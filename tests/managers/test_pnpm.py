@@ -78,6 +78,15 @@ def test_pnpm_overrides_in_package_json_rotate_patch_and_major_with_pnpm_10_on_a
         p.key: p.integrity for p in before.packages if p.name in unrelated
     }
     assert outcome.evidence("0.33.6", "confirm-lockfile")["changed_outside"] == 0
+    # verify-closure read the pnpm lockfile: every changed node, and nothing else
+    closure = outcome.evidence("0.33.6", "verify-closure")
+    previous = {p.name: p.version for p in before.packages}
+    assert {(n["name"], n["previous_version"], n["new_version"]) for n in closure["nodes"]} == {
+        (p.name, previous[p.name], p.version)
+        for p in lock.packages
+        if p.name == "sharp" or p.name.startswith("@img/")
+    }
+    assert len(closure["nodes"]) > len(pin_names())  # sharp and every platform pnpm locked
     regenerated = outcome.evidence("0.33.6", "regenerate-lockfile")["lockfiles"]
     assert [(r["manager"], r["tool"]) for r in regenerated] == [("pnpm", "pnpm@10.32.1")]
     assert "--ignore-pnpmfile" in regenerated[0]["command"]
