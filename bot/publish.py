@@ -28,6 +28,7 @@ from bot.models import (
     PublishedProposal,
     Rotation,
     StepResult,
+    describe_duration,
 )
 from bot.runbook import Runbook
 from bot.sources.http import host_of
@@ -65,10 +66,28 @@ def _project_table(part: ProjectRotation, rotation: Rotation, outputs: Outputs) 
     lines = ["| Package | Version | Integrity (sha512) |", "| --- | --- | --- |"]
     for name, previous, new in rows:
         found = entries.get(name)
-        integrity = (
-            _versions(found.previous_integrity, found.new_integrity) if found is not None else "—"
-        )
+        if found is None:
+            integrity = "—"
+        elif found.new_integrity is None and found.registry_integrity:
+            # the lockfile records no npm integrity (Yarn Berry): say whose hash this is
+            integrity = f"registry {code(found.registry_integrity)}"
+        else:
+            integrity = _versions(found.previous_integrity, found.new_integrity)
         lines.append(f"| {code(name)} | {_versions(previous, new)} | {integrity} |")
+    notes = [
+        note
+        for note in (outputs.lockfile.notes if outputs.lockfile else ())
+        if note.startswith(f"{part.project.lockfile} ")
+    ]
+    for regenerated in outputs.lockfiles.lockfiles if outputs.lockfiles else ():
+        if regenerated.lockfile == part.project.lockfile:
+            notes += [f"repository code not run: {item}" for item in regenerated.not_run]
+            if regenerated.ignored_config:
+                notes.append(
+                    "repository settings not used: " + ", ".join(regenerated.ignored_config)
+                )
+    if notes:
+        lines += ["", *(f"- {text(note)}" for note in notes)]
     return lines
 
 
@@ -222,7 +241,7 @@ def _closure_lines(closure: ClosureVerified | None) -> list[str]:
     )
     age = (
         f"each is older than {text(closure.minimum_age)}"
-        if closure.minimum_age != str(timedelta(0))
+        if closure.minimum_age != describe_duration(timedelta(0))
         else "no minimum release age applies"
     )
     lines = [

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,10 +78,15 @@ def publish_sharp(
     )
 
 
+def publish_releases(registry: Verdaccio, versions: Iterable[str]) -> None:
+    """The FAMILY releases `versions` (a test that locks before newer releases exist)."""
+    for version in versions:
+        publish_sharp(registry, version, FAMILY[version])
+
+
 def publish_family(registry: Verdaccio) -> None:
     """Every release in FAMILY, and the package-manager tools the bot installs."""
-    for version, libvips in FAMILY.items():
-        publish_sharp(registry, version, libvips)
+    publish_releases(registry, FAMILY)
     publish_tools(registry)
 
 
@@ -108,6 +113,19 @@ def private_registry(tmp_path: Path) -> Iterator[Verdaccio]:
     server = start_verdaccio(tmp_path / "verdaccio")
     try:
         publish_family(server)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def staged_registry(tmp_path: Path) -> Iterator[Verdaccio]:
+    """A Verdaccio of this test's own holding only the package-manager tools: the test
+    publishes the sharp releases it starts from, locks, then publishes the newer ones
+    (`publish_releases`), as the layout fixtures prescribe."""
+    server = start_verdaccio(tmp_path / "verdaccio")
+    try:
+        publish_tools(server)
         yield server
     finally:
         server.stop()

@@ -73,13 +73,60 @@ CASES: dict[str, tuple[Callable[[Path], None], int, str]] = {
         2,
         "cannot rotate sharp: no project depends on sharp",
     ),
-    "a yarn project": (
+    "a yarn.lock without sharp": (
         lambda root: (
             (root / "package-lock.json").unlink(),
             (root / "yarn.lock").write_text("# yarn lockfile v1\n"),
         ),
         2,
-        "cannot rotate sharp: .: uses yarn (yarn.lock)",
+        "cannot rotate sharp: .: yarn.lock has no sharp entry although package.json asks for it; "
+        "run yarn install and commit the lockfile",
+    ),
+    "a bun project": (
+        lambda root: (
+            (root / "package-lock.json").unlink(),
+            (root / "bun.lock").write_text("{}\n"),
+        ),
+        2,
+        "cannot rotate sharp: .: uses bun (bun.lock)",
+    ),
+    "a pnpm lockfile v5": (
+        lambda root: (
+            (root / "package-lock.json").unlink(),
+            (root / "pnpm-lock.yaml").write_text("lockfileVersion: 5.4\n"),
+        ),
+        2,
+        "pnpm-lock.yaml has lockfileVersion '5.4'; rotation-bot reads v6 (pnpm 8) and v9",
+    ),
+    "a pnpm-workspace.yaml that is not YAML": (
+        lambda root: (
+            (root / "package-lock.json").unlink(),
+            (root / "pnpm-lock.yaml").write_text("lockfileVersion: '9.0'\n"),
+            (root / "pnpm-workspace.yaml").write_text("packages: [unclosed\n"),
+        ),
+        2,
+        "pnpm-workspace.yaml is not valid YAML",
+    ),
+    "a Yarn 1 yarn.lock that Yarn did not write": (
+        lambda root: (
+            (root / "package-lock.json").unlink(),
+            (root / "yarn.lock").write_text(
+                '# yarn lockfile v1\n\nsharp@0.33.4:\n  version "0.33.4"\n  resolved\n'
+            ),
+        ),
+        2,
+        "yarn.lock:5: cannot read 'resolved'; regenerate it with yarn install (remove it first "
+        "if Yarn cannot read it) and commit it",
+    ),
+    "a Berry yarn.lock with an alias": (
+        lambda root: (
+            (root / "package-lock.json").unlink(),
+            (root / "yarn.lock").write_text(
+                "__metadata:\n  version: 8\na: &x {resolution: 'a@npm:1.0.0'}\nb: *x\n"
+            ),
+        ),
+        2,
+        "yarn.lock uses a YAML alias (*x); rotation-bot refuses aliases",
     ),
     "package.json not UTF-8": (
         lambda root: (root / "package.json").write_bytes(b'{"name": "caf\xe9"}'),
@@ -145,6 +192,35 @@ def test_bad_repository_input(tmp_path: Path, env: Env, case: str) -> None:
     assert result.exit_code == exit_code, result.output
     assert message in result.output
     assert "Traceback" not in result.output
+    assert_nothing_changed(repo, env, head)
+
+
+PACKAGE_MANAGER_CASES = {
+    "yarn@4.18.0": "package.json: packageManager says yarn@4.18.0 but the project's lockfile "
+    "package-lock.json is npm's; make them agree",
+    "npm@latest": "package.json: packageManager 'npm@latest' is not NAME@VERSION (npm, pnpm or "
+    'yarn); fix it (e.g. "pnpm@9.15.0")',
+}
+
+
+@pytest.mark.parametrize("declared", sorted(PACKAGE_MANAGER_CASES))
+def test_a_bad_package_manager_field_fails_the_plan_before_any_work(
+    tmp_path: Path, env: Env, declared: str
+) -> None:
+    repo = make_project(tmp_path / "app", env, config=NO_MAJOR)
+
+    def declare(root: Path) -> None:
+        manifest = json.loads((root / "package.json").read_text())
+        (root / "package.json").write_text(json.dumps({**manifest, "packageManager": declared}))
+
+    head = mutate(repo, declare)
+
+    for command in ("plan", "run"):
+        result = bot(env, command, "--repo", str(tmp_path / "app"), "--runbook", "sharp")
+
+        assert result.exit_code == 2, result.output
+        assert PACKAGE_MANAGER_CASES[declared] in result.output
+        assert "regenerate-lockfile" not in result.output
     assert_nothing_changed(repo, env, head)
 
 

@@ -1,24 +1,26 @@
 """Find every Node.js project in a repository, like Renovate's npm manager does.
 
 A project is a directory with a package.json and a lockfile: the root, or an independent
-sub-directory (`web/`, `server/`) with its own.  Its workspace members (the root package.json's
-`workspaces` globs, npm and Yarn style) share its lockfile.  `node_modules/` is never looked
+sub-directory (`web/`, `server/`) with its own; its manager follows from the lockfile and the
+`packageManager` field.  Its workspace members (where the manager declares them: the root
+package.json's `workspaces` globs for npm and Yarn, pnpm-workspace.yaml `packages` for pnpm)
+share its lockfile.  `node_modules/` is never looked
 into; the repository config's `directories:` (gitignore-style patterns, `!` to exclude) narrows
 the search.  Pure: the caller passes the tracked paths and a reader.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from posixpath import dirname
 
 import pathspec
 
-from bot.managers import FOREIGN_LOCKFILES, LOCKFILES
+from bot.managers import FOREIGN_LOCKFILES, LOCKFILES, MANAGERS, manager_for
+from bot.managers.base import read_json
 from bot.models import Project
 
 Reader = Callable[[str], str | None]
@@ -64,18 +66,6 @@ def _normalize(pattern: str) -> str:
     return pattern.rstrip("/")
 
 
-def workspace_patterns(manifest: object) -> tuple[str, ...]:
-    """The `workspaces` globs of a parsed package.json (array or `{packages: [...]}`)."""
-    if not isinstance(manifest, dict):
-        return ()
-    workspaces = manifest.get("workspaces")
-    if isinstance(workspaces, dict):
-        workspaces = workspaces.get("packages")
-    if not isinstance(workspaces, list):
-        return ()
-    return tuple(_normalize(item) for item in workspaces if isinstance(item, str) and item.strip())
-
-
 def match_members(root: str, patterns: Sequence[str], candidates: Iterable[str]) -> tuple[str, ...]:
     """The candidate directories (repository-relative) that `patterns` select under `root`."""
     include = [_glob(pattern) for pattern in patterns if not pattern.startswith("!")]
@@ -92,14 +82,6 @@ def match_members(root: str, patterns: Sequence[str], candidates: Iterable[str])
         ):
             members.append(directory)
     return tuple(sorted(members))
-
-
-def _read_manifest(read: Reader, path: str) -> object:
-    try:
-        text = read(path)
-        return json.loads(text) if text is not None else None
-    except (ValueError, RecursionError):
-        return None
 
 
 def discover(paths: Iterable[str], read: Reader, *, directories: Sequence[str] = ()) -> Discovery:
@@ -136,18 +118,27 @@ def discover(paths: Iterable[str], read: Reader, *, directories: Sequence[str] =
         ]
         if not found:
             continue
-        manifest = _read_manifest(read, file_in(directory, "package.json"))
+        manifest = read_json(read, file_in(directory, "package.json"))
         declared = manifest.get("packageManager") if isinstance(manifest, dict) else None
-        members = match_members(directory, workspace_patterns(manifest), manifest_dirs)
-        claimed.update(members)
+        declared = declared if isinstance(declared, str) else None
         lockfile = found[0]
+        if lockfile in LOCKFILES:
+            manager = manager_for(lockfile, declared, partial(read, file_in(directory, lockfile)))
+            patterns = MANAGERS[manager].workspace_patterns(
+                manifest,
+                lambda name: read(file_in(directory, name)),  # noqa: B023 - used now
+            )
+        else:
+            manager, patterns = FOREIGN_LOCKFILES[lockfile], ()
+        members = match_members(directory, [_normalize(p) for p in patterns], manifest_dirs)
+        claimed.update(members)
         projects.append(
             Project(
                 directory=directory,
-                manager=LOCKFILES.get(lockfile) or FOREIGN_LOCKFILES[lockfile],
+                manager=manager,
                 lockfile=file_in(directory, lockfile),
                 members=members,
-                package_manager=declared if isinstance(declared, str) else None,
+                package_manager=declared,
                 other_lockfiles=tuple(file_in(directory, name) for name in found[1:]),
             )
         )

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from bot.managers.base import PackageManager, ScratchProject, Tool
+from bot.managers.base import PackageManager, Prepared, ScratchProject, Tool, join
 from bot.manifests.locked import LockedTree
 from bot.manifests.lockfile import parse_package_lock
+from bot.sources.npm.settings import NpmSettings
 
 # npm/cli#4828: older npm versions drop other platforms' optional packages from the lockfile.
 # Without a `packageManager` field, the bot runs this npm (it has the fix), not whatever npm the
 # host happens to have.
 DEFAULT_NPM = "11.19.1"
-
-
-def _join(directory: str, name: str) -> str:
-    return f"{directory}/{name}" if directory else name
 
 
 class Npm(PackageManager):
@@ -27,14 +25,16 @@ class Npm(PackageManager):
     tool_package = "npm"
     declared_as = "npm"
     pin_field = ("overrides",)
+    install_command = "npm install"
     default_version = DEFAULT_NPM
+    overrides_follow_dependencies = True
 
     def project_files(self, directory: str, members: Sequence[str]) -> tuple[str, ...]:
         """The root package.json and lockfile, and every workspace member's package.json."""
         return (
-            _join(directory, "package.json"),
-            _join(directory, self.lockfile),
-            *(_join(member, "package.json") for member in members),
+            join(directory, "package.json"),
+            join(directory, self.lockfile),
+            *(join(member, "package.json") for member in members),
         )
 
     def regenerate_argv(self, tool: Tool) -> tuple[str, ...]:
@@ -49,12 +49,15 @@ class Npm(PackageManager):
             "--no-update-notifier",
         )
 
-    def prepare(self, project: ScratchProject, project_config: str) -> None:
+    def prepare(self, project: ScratchProject, settings: NpmSettings) -> Prepared:
         """npm reads the sanitised config as the project's `.npmrc`."""
-        (project.directory / ".npmrc").write_text(project_config, encoding="utf-8")
+        (project.directory / ".npmrc").write_text(settings.project.text(), encoding="utf-8")
+        return Prepared(ignored=settings.project.dropped)
 
-    def parse_lock(self, text: str, *, source: str) -> LockedTree:
-        """package-lock.json v2/v3."""
+    def parse_lock(
+        self, text: str, *, source: str, manifests: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> LockedTree:
+        """package-lock.json v2/v3 (it records the workspaces itself)."""
         return parse_package_lock(text, source=source)
 
     def tool_entry(self, package_dir: Path) -> Path:

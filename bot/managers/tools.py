@@ -22,6 +22,7 @@ import semver
 
 from bot.errors import InvalidRemoteData, ManifestError
 from bot.managers.base import PackageManager, Tool
+from bot.models import Project
 from bot.sources.npm.registry import NpmRegistry
 
 TOOL_LIMIT = 64 * 1024 * 1024
@@ -47,6 +48,24 @@ def parse_package_manager(value: object, *, source: str) -> tuple[str, str, tupl
         )
     digest = (match.group("algorithm"), match.group("hash")) if match.group("hash") else None
     return match.group("name"), version, digest
+
+
+def declared_tool(
+    project: Project, manager: PackageManager
+) -> tuple[str, tuple[str, str] | None] | None:
+    """(version, hash or None) of the tool a project's `packageManager` names, None when it
+    names none; a value that is not NAME@VERSION, or names another manager than the one its
+    lockfile belongs to, is an error naming the package.json."""
+    if project.package_manager is None:
+        return None
+    source = project.path("package.json")
+    name, version, digest = parse_package_manager(project.package_manager, source=source)
+    if name != manager.declared_as or not manager.accepts(version):
+        raise ManifestError(
+            f"{source}: packageManager says {name}@{version} but the project's lockfile "
+            f"{project.lockfile} is {manager.name}'s; make them agree"
+        )
+    return version, digest
 
 
 def ensure_tool(
@@ -85,7 +104,7 @@ def ensure_tool(
     entry = manager.tool_entry(target / "package")
     if not entry.is_file():
         raise InvalidRemoteData(f"{package}@{version} has no {entry.name}; cannot run it")
-    return Tool(manager.name, version, ("node", str(entry)))
+    return Tool(package, version, ("node", str(entry)))
 
 
 def _unpack(data: bytes, target: Path, integrity: str, *, source: str) -> None:

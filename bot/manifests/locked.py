@@ -18,10 +18,15 @@ class LockedPackage:
     name: str
     version: str
     key: str
+    # the npm tarball's sha512 SRI as the lockfile records it (None: the lockfile records none,
+    # e.g. Yarn Berry, whose `checksum` is its own archive checksum)
     integrity: str | None = None
     os: tuple[str, ...] = ()
     cpu: tuple[str, ...] = ()
     libc: tuple[str, ...] = ()
+    # the package manager's own checksum of its archive (Yarn Berry's `checksum: 10c0/…`): not
+    # comparable with the registry, but a change of it is a change of the entry
+    checksum: str | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,8 @@ class LockedTree:
     edges: tuple[Edge, ...] = ()
     importers: tuple[str, ...] = (ROOT_IMPORTER,)
     records_resolved: bool = True
+    # whether entries carry os/cpu/libc (Yarn 1's yarn.lock does not)
+    records_platforms: bool = True
     _by_key: Mapping[str, LockedPackage] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -104,6 +111,9 @@ class LockedTree:
                     pending.append(package.key)
         return found
 
-    def signature(self) -> dict[str, tuple[str, str | None]]:
-        """key → (version, integrity), to compare two lockfiles entry by entry."""
-        return {package.key: (package.version, package.integrity) for package in self.packages}
+    def signature(self) -> dict[str, tuple[str, str | None, str | None]]:
+        """key → (version, integrity, checksum), to compare two lockfiles entry by entry."""
+        return {
+            package.key: (package.version, package.integrity, package.checksum)
+            for package in self.packages
+        }

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from json.decoder import scanstring  # type: ignore[attr-defined]
-from typing import Any
+from typing import Any, Protocol
 
 from bot.errors import ManifestError
 from bot.models import ManifestEdit
@@ -102,6 +102,21 @@ def _spans(text: str) -> dict[Path_, Span]:
     if end != len(text):
         raise ValueError(f"extra data at offset {end}")
     return spans
+
+
+class Manifest(Protocol):
+    """What planning reads from a manifest: package.json, or the YAML file holding a project's
+    overrides (pnpm-workspace.yaml)."""
+
+    @property
+    def data(self) -> Mapping[str, Any]:
+        """The parsed document."""
+
+    def get(self, location: Path_) -> object:
+        """The value at a key path, or None."""
+
+    def strings_under(self, location: Path_) -> Iterator[tuple[Path_, str]]:
+        """Every string value in the object tree at `location`, with its path."""
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bot.manifests.dockerfile import BaseImage
-from bot.models import DigestChange, Pin, Plan, Rotation, Skipped, strict_digest
+from bot.models import (
+    DigestChange,
+    Pin,
+    Plan,
+    Rotation,
+    Skipped,
+    describe_duration,
+    strict_digest,
+)
 from bot.sources.oci.models import platform_matches
 
 DEFAULT_PLATFORM = "linux/amd64"
@@ -125,7 +133,8 @@ def _check(
                 return Skipped(
                     subject,
                     f"{resolution.digest} was built {resolution.created:%Y-%m-%d %H:%M} UTC, "
-                    f"younger than the minimum age {policy.minimum_age}; a later cycle picks it up",
+                    f"younger than the minimum age {describe_duration(policy.minimum_age)}; a "
+                    "later cycle picks it up",
                 )
         elif resolution.first_seen is None:
             return Skipped(
@@ -138,7 +147,7 @@ def _check(
                 subject,
                 f"{resolution.digest} has {unusable} for {policy.platform_for(image)}; first "
                 f"seen {resolution.first_seen:%Y-%m-%d %H:%M} UTC, younger than the minimum age "
-                f"{policy.minimum_age}; a later cycle picks it up",
+                f"{describe_duration(policy.minimum_age)}; a later cycle picks it up",
             )
     return None
 

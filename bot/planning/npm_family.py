@@ -2,7 +2,8 @@
 
 No I/O.  The watcher hands in, for each project, the parsed manifests and lockfile, plus the
 parent's packument and the clock.  For each project this module finds where the parent is
-declared (dependencies of the root or a workspace, or forced through `overrides`), which locked
+declared (dependencies of the root or a workspace, or forced through the manager's overrides:
+npm `overrides`, pnpm's, Yarn's `resolutions`), which locked
 copies the repository controls (and which another package holds at its own range), the current
 version and pins; then decides the patch target (newest release on the current line) and the
 major target (the next line, or the newest with `major: latest`), derives each target's pin set
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
@@ -27,7 +28,8 @@ import semver
 
 from bot.errors import UsageError
 from bot.manifests.locked import ROOT_IMPORTER, LockedPackage, LockedTree
-from bot.manifests.package_json import PackageJson, respec
+from bot.manifests.overrides import Target, npm_override
+from bot.manifests.package_json import Manifest, respec
 from bot.models import (
     KeptCopy,
     ManifestEdit,
@@ -40,12 +42,16 @@ from bot.models import (
     Release,
     Rotation,
     Skipped,
+    describe_duration,
     strict_version,
 )
 from bot.sources.npm.models import Packument
 
 Line = tuple[int, ...]
 DEPENDENCY_FIELDS = ("dependencies", "devDependencies", "optionalDependencies")
+# approvals of install scripts that may name a version: npm 11's `allowScripts` (package.json),
+# pnpm 11's `allowBuilds` (pnpm-workspace.yaml)
+SCRIPT_FIELDS = ("allowScripts", "allowBuilds")
 MajorPolicy = Literal["off", "next", "latest"]
 
 
@@ -94,17 +100,43 @@ def held_reason(version: str, held: Mapping[str, str]) -> str | None:
 
 @dataclass(frozen=True)
 class ProjectInput:
-    """One project as the watcher read it at the base commit."""
+    """One project as the watcher read it at the base commit.
+
+    `manifests` holds every package.json of the project, and the file with its overrides when
+    that is not package.json (pnpm-workspace.yaml).  The overrides are `override_field` of
+    `override_manifest` (default: the root package.json), their keys read in the manager's
+    syntax (`override_target`); `overrides_follow_dependencies` is npm's EOVERRIDE rule;
+    `install_command` is what a user runs to refresh the lockfile; `spec_reference` says where
+    a declaration like pnpm's `catalog:` really keeps its version (that document is in
+    `manifests`)."""
 
     project: Project
-    manifests: Mapping[str, PackageJson]
+    manifests: Mapping[str, Manifest]
     lock: LockedTree
     override_field: tuple[str, ...] = ("overrides",)
+    override_manifest: str | None = None
+    override_target: Callable[[tuple[str, ...]], Target | None] = npm_override
+    overrides_follow_dependencies: bool = True
+    install_command: str = "npm install"
+    # where a spec that refers elsewhere lives (pnpm `catalog:`), as (file, key path) candidates
+    spec_reference: Callable[[str, str], tuple[tuple[str, tuple[str, ...]], ...]] = (
+        lambda name, spec: ()
+    )
 
     @property
-    def root(self) -> PackageJson:
+    def root(self) -> Manifest:
         """The project root's package.json."""
         return self.manifests[self.project.path("package.json")]
+
+    @property
+    def overrides_path(self) -> str:
+        """The file holding the project's overrides."""
+        return self.override_manifest or self.project.path("package.json")
+
+    @property
+    def overrides(self) -> Manifest:
+        """The document holding the project's overrides."""
+        return self.manifests[self.overrides_path]
 
 
 @dataclass(frozen=True)
@@ -147,47 +179,45 @@ def _holder_name(lock: LockedTree, holder: str) -> str:
     return "the project root" if holder == ROOT_IMPORTER else f"workspace {holder}"
 
 
-def _package_of(key: str) -> str:
-    """The package name of an overrides key (`next`, `next@15`, `@scope/x@^2`)."""
-    return key.rsplit("@", 1)[0] if "@" in key[1:] else key
-
-
-def _selector_of(key: str) -> str:
-    """The version selector of an overrides key (`sharp@0.33` → `0.33`; `sharp` → "")."""
-    return key.rsplit("@", 1)[1] if "@" in key[1:] else ""
-
-
 def _applies(site: Site, version: str) -> bool:
     """Whether an override keyed with `site.selector` applies to a copy at `version`."""
     return not site.selector or bool(nodesemver.satisfies(version, site.selector, loose=False))
 
 
-def _override_sites(
-    data: PackageJson, manifest: str, field_path: tuple[str, ...], name: str
-) -> tuple[list[Site], list[tuple[str, Site]]]:
+def _override_sites(item: ProjectInput, name: str) -> tuple[list[Site], list[tuple[str, Site]]]:
     """(flat, nested) override sites for `name`, keyed by name or `name@selector`: a flat one
-    (`"sharp": …` or `"sharp": {".": …}`) applies to every copy; a nested one
-    (`"next": {"sharp": …}`) to the copies its parent holds."""
+    (`"sharp": …`, `"sharp": {".": …}`, pnpm's `sharp`, Yarn's `**/sharp`) applies to every
+    copy; a nested one (`"next": {"sharp": …}`, `next>sharp`, `next/sharp`) to the copies its
+    parent holds."""
     flat: list[Site] = []
     nested: list[tuple[str, Site]] = []
-    depth = len(field_path)
-    for location, spec in data.strings_under(field_path):
-        relative = location[depth:]
-        keys = relative[:-1] if relative[-1:] == (".",) else relative
-        if not keys or _package_of(keys[-1]) != name:
+    depth = len(item.override_field)
+    for location, spec in item.overrides.strings_under(item.override_field):
+        target = item.override_target(location[depth:])
+        if target is None or target.name != name:
             continue
-        site = Site(manifest, location, name, spec, _selector_of(keys[-1]))
-        if len(keys) == 1:
+        site = Site(item.overrides_path, location, name, spec, target.selector)
+        if target.holder is None:
             flat.append(site)
         else:
-            nested.append((_package_of(keys[-2]), site))
+            nested.append((target.holder, site))
     return flat, nested
+
+
+def _dereference(item: ProjectInput, site: Site) -> Site:
+    """The site a referring spec (pnpm `catalog:`) names, when it exists; `site` otherwise."""
+    for path, location in item.spec_reference(site.name, site.spec):
+        document = item.manifests.get(path)
+        value = document.get(location) if document is not None else None
+        if isinstance(value, str):
+            return Site(path, location, site.name, value)
+    return site
 
 
 def _pin_sites(item: ProjectInput, policy: FamilyPolicy) -> tuple[Site, ...]:
     """Every pin of a family binary: in a dependency field of any manifest of the project, or
-    anywhere in the root's overrides (flat, or nested under the parent)."""
-    root_path = item.project.path("package.json")
+    anywhere in the project's overrides (flat, or nested under the parent)."""
+    depth = len(item.override_field)
     return tuple(
         Site(path, (field_name, pin), pin, spec)
         for path, manifest in item.manifests.items()
@@ -196,9 +226,10 @@ def _pin_sites(item: ProjectInput, policy: FamilyPolicy) -> tuple[Site, ...]:
         for pin, spec in manifest.data[field_name].items()
         if policy.is_pin(pin) and isinstance(spec, str)
     ) + tuple(
-        Site(root_path, location, location[-1], spec)
-        for location, spec in item.root.strings_under(item.override_field)
-        if policy.is_pin(location[-1])
+        Site(item.overrides_path, location, target.name, spec)
+        for location, spec in item.overrides.strings_under(item.override_field)
+        if (target := item.override_target(location[depth:])) is not None
+        and policy.is_pin(target.name)
     )
 
 
@@ -208,15 +239,17 @@ def _pin_notes(
     locked: Mapping[str, LockedPackage],
     name: str,
     current: str,
+    manager: str,
 ) -> list[str]:
-    """One note per pin that disagrees with what the parent at `current` declares."""
+    """One note per pin that disagrees with what the parent at `current` declares (`manager`:
+    the package manager that loads the pinned package today)."""
     notes = []
     for site in pin_sites:
         wanted = expected.get(site.name)
         if not wanted or site.spec.startswith("$") or respec(site.spec, wanted) == site.spec:
             continue
         loads = locked.get(site.name)
-        today = f" (npm loads {loads.key} {loads.version} today)" if loads is not None else ""
+        today = f" ({manager} loads {loads.key} {loads.version} today)" if loads is not None else ""
         notes.append(
             f"{site.path} is {site.spec!r} but {name} {current} needs {wanted}; the rotation "
             f"realigns it{today}"
@@ -248,16 +281,15 @@ def _survey_pins_only(
             f"{files} pin{'s' if ',' not in files else ''} {name}'s binaries "
             f"({', '.join(sorted({site.name for site in pin_sites}))}), but no {name} release in "
             f"{parent.host} declares them at the versions {project.lockfile} locks; run "
-            f"{project.manager} install and commit the lockfile, or declare {name}",
+            f"{item.install_command} and commit the lockfile, or declare {name}",
         )
     current = releases[0]
     notes = [
         f"{name} is not installed by this project: {files} pin{'s' if ',' not in files else ''} "
         f"its binaries, rotated to what {name}'s own optionalDependencies declare"
     ]
-    notes += _pin_notes(
-        pin_sites, parent.manifest(current).optional_dependencies, locked, name, current
-    )
+    declared = parent.manifest(current).optional_dependencies
+    notes += _pin_notes(pin_sites, declared, locked, name, current, project.manager)
     names = [*policy.pin_names, *(s.name for s in pin_sites if s.name not in policy.pin_names)]
     status = ProjectStatus(
         project=project,
@@ -274,14 +306,18 @@ def survey(item: ProjectInput, parent: Packument, policy: FamilyPolicy) -> Surve
     project, lock, name = item.project, item.lock, policy.parent
     label = project.label
     declarations = tuple(
-        Site(path, (field_name, name), name, manifest.data[field_name][name])
-        for path, manifest in item.manifests.items()
-        for field_name in DEPENDENCY_FIELDS
-        if isinstance(manifest.data.get(field_name), dict)
-        and isinstance(manifest.data[field_name].get(name), str)
+        dict.fromkeys(
+            _dereference(
+                item, Site(path, (field_name, name), name, manifest.data[field_name][name])
+            )
+            for path, manifest in item.manifests.items()
+            for field_name in DEPENDENCY_FIELDS
+            if isinstance(manifest.data.get(field_name), dict)
+            and isinstance(manifest.data[field_name].get(name), str)
+        )
     )
     root_path = project.path("package.json")
-    flat, nested = _override_sites(item.root, root_path, item.override_field, name)
+    flat, nested = _override_sites(item, name)
     pin_sites = _pin_sites(item, policy)
     copies = lock.find(name)
     if not declarations and not flat and not nested:
@@ -293,7 +329,7 @@ def survey(item: ProjectInput, parent: Packument, policy: FamilyPolicy) -> Surve
             return Skipped(
                 label,
                 f"{project.lockfile} says the project depends on {name}, but no package.json of "
-                f"it declares {name}: the lockfile is out of date; run {project.manager} install "
+                f"it declares {name}: the lockfile is out of date; run {item.install_command} "
                 "and commit it",
             )
         holders = sorted(
@@ -321,11 +357,19 @@ def survey(item: ProjectInput, parent: Packument, policy: FamilyPolicy) -> Surve
                     KeptCopy(copy.key, copy.version, _holder_name(lock, edge.holder), edge.spec)
                 )
     versions = sorted({lock.package(key).version for key in controlled if lock.package(key)})  # type: ignore[union-attr]
+    if not versions and kept and not declarations:
+        ranges = ", ".join(f"{site.path}" for site in (*flat, *(site for _, site in nested)))
+        held = ", ".join(f"{copy.holder} holds {copy.version}" for copy in kept)
+        return Skipped(
+            label,
+            f"{ranges} reach{'es' if ',' not in ranges else ''} no locked copy of {name} "
+            f"({held}); not managed here (widen the override's range to rotate it)",
+        )
     if not versions:
         return Skipped(
             label,
             f"{project.lockfile} has no {name} entry although {root_path} asks for it; run "
-            f"{project.manager} install and commit the lockfile",
+            f"{item.install_command} and commit the lockfile",
         )
     if len(versions) > 1:
         return Skipped(
@@ -349,23 +393,25 @@ def survey(item: ProjectInput, parent: Packument, policy: FamilyPolicy) -> Surve
                 if lock.package(edge.holder) is not None
             }
         )
-        forcing = ", ".join(f"overrides.{'.'.join(site.location[1:])}" for site in flat) or (
-            ", ".join(f"overrides.{'.'.join(site.location[1:])}" for _, site in nested)
+        forcing = ", ".join(".".join(site.location) for site in flat) or (
+            ", ".join(".".join(site.location) for _, site in nested)
         )
         notes.append(
             f"{name} is not declared: {', '.join(bringers) or 'another package'} bring"
-            f"{'s' if len(bringers) == 1 else ''} it and {root_path} {forcing} forces it"
+            f"{'s' if len(bringers) == 1 else ''} it and {item.overrides_path} {forcing} "
+            "forces it"
         )
     for site in (*flat, *(site for _, site in nested)):
         if site.spec.startswith("$"):
             notes.append(f"{site.path} is {site.spec!r}: it follows the declaration")
-    notes += _pin_notes(pin_sites, expected, locked, name, current)
+    notes += _pin_notes(pin_sites, expected, locked, name, current, project.manager)
     names = [*policy.pin_names, *(s.name for s in pin_sites if s.name not in policy.pin_names)]
     script_keys = tuple(
-        (path, ("allowScripts", key))
+        (path, (field_name, key))
         for path, manifest in item.manifests.items()
-        if isinstance(manifest.data.get("allowScripts"), dict)
-        for key in manifest.data["allowScripts"]
+        for field_name in SCRIPT_FIELDS
+        if isinstance(manifest.data.get(field_name), dict)
+        for key in manifest.data[field_name]
         if key == f"{name}@{current}"
     )
     status = ProjectStatus(
@@ -406,8 +452,9 @@ def _eligible(
                     Skipped(
                         subject,
                         f"published {release.published_at:%Y-%m-%d %H:%M} UTC, younger than "
-                        f"the minimum release age {policy.minimum_release_age}; a later cycle "
-                        "picks it up",
+                        "the minimum release age "
+                        f"{describe_duration(policy.minimum_release_age)}; a later cycle picks "
+                        "it up",
                     )
                 )
                 continue
@@ -456,7 +503,8 @@ def _pin_inserts(
     found: Survey, names: Sequence[str], wanted: Mapping[str, str]
 ) -> tuple[ManifestEdit, ...]:
     """Inserts that pin `names` beside the project's existing pins (same object), or, when it
-    has none, in the manager's pin field of the root package.json."""
+    has none, in the manager's override field (of the root package.json, or of the file that
+    holds the project's overrides)."""
     if found.pin_sites:
         anchor = found.pin_sites[0]
         container = anchor.location[:-1]
@@ -464,14 +512,14 @@ def _pin_inserts(
             ManifestEdit(anchor.manifest, (*container, name), "insert", "", wanted[name])
             for name in names
         )
-    root = found.input.project.path("package.json")
+    where = found.input.overrides_path
     field_path = found.input.override_field
-    if isinstance(found.input.root.get(field_path), dict):
+    if isinstance(found.input.overrides.get(field_path), dict):
         return tuple(
-            ManifestEdit(root, (*field_path, name), "insert", "", wanted[name]) for name in names
+            ManifestEdit(where, (*field_path, name), "insert", "", wanted[name]) for name in names
         )
     block = json.dumps({name: wanted[name] for name in names})
-    return (ManifestEdit(root, field_path, "insert", "", block),)
+    return (ManifestEdit(where, field_path, "insert", "", block),)
 
 
 def _reaches_every_copy(edit: ManifestEdit) -> bool:
@@ -510,8 +558,9 @@ def _edits(
         )
         return Skipped(
             label,
-            f"every spec of {name} in {root} is a floor ({', '.join(sorted(set(specs)))}): npm "
-            f"would install {name} {newest}, not {target}; declare {name} exactly or with ^ "
+            f"every spec of {name} in {root} is a floor ({', '.join(sorted(set(specs)))}): "
+            f"{found.input.project.manager} would install {name} {newest}, not {target}; "
+            f"declare {name} exactly or with ^ "
             f'(e.g. "^{target}")',
         )
     # EOVERRIDE: a top-level override of a direct dependency must equal its spec (or be `$name`)
@@ -520,7 +569,7 @@ def _edits(
         for edit in edits
         if edit.manifest == root and edit.location[0] in DEPENDENCY_FIELDS
     }
-    if len(declared) == 1:
+    if len(declared) == 1 and found.input.overrides_follow_dependencies:
         (spec,) = declared
         flat = {site.location for site in found.flat}
         edits = [

@@ -212,7 +212,7 @@ class _QueueExecutor(BaseExecutor):  # type: ignore[misc]
 
         admission = self.queue.submit(request, if_busy="wait", on_done=done)
         if admission != "queued":
-            log.info("scheduled rotation not queued job=%s answer=%s", job.id, admission)
+            log.info("scheduled rotation not queued", extra={"job": job.id, "answer": admission})
             # Still inside submit_job (re-entrant lock): the instance count it adds after this
             # call is balanced here, so the job is free to fire next time.
             self._run_job_success(job.id, events)
@@ -238,13 +238,14 @@ class _DeferExecutor(BaseExecutor):  # type: ignore[misc]
                 answer = self.defer(executed[-1].retval, job.id, slot)
             except BotError as error:
                 log.error(
-                    "scheduled rotation not enqueued job=%s slot=%s error=%s",
-                    job.id,
-                    slot.isoformat(),
-                    error.message,
+                    "scheduled rotation not enqueued",
+                    extra={"job": job.id, "slot": slot.isoformat(), "error": error.message},
                 )
             else:
-                log.info("scheduled rotation job=%s slot=%s %s", job.id, slot.isoformat(), answer)
+                log.info(
+                    "scheduled rotation",
+                    extra={"job": job.id, "slot": slot.isoformat(), "answer": answer},
+                )
         self._run_job_success(job.id, events)
 
 
@@ -349,7 +350,7 @@ class Scheduler:
         try:
             repositories = sorted({repo.strip(): None for repo in self.repositories() if repo})
         except BotError as error:
-            log.warning("repository list unavailable, keeping jobs error=%s", error.message)
+            log.warning("repository list unavailable, keeping jobs", extra={"error": error.message})
             return
         wanted: list[ScheduleEntry] = []
         keep: set[str] = set()
@@ -374,21 +375,22 @@ class Scheduler:
         except BotError as error:
             problem = error
         except Exception as error:  # one repository's data must never stop the others
-            log.exception("reading a repository's config crashed repo=%s", repo)
+            log.exception("reading a repository's config crashed", extra={"repo": repo})
             problem = BotError(
                 redact(f"{repo}: reading its config failed ({type(error).__name__}: {error})")[:300]
             )
         if problem is not None:
             log.warning(
-                "repository config unusable, keeping its jobs repo=%s error=%s",
-                repo,
-                problem.message,
+                "repository config unusable, keeping its jobs",
+                extra={"repo": repo, "error": problem.message},
             )
         if self.report is not None:
             try:
                 self.report(repo, problem)
             except Exception:
-                log.exception("reporting a repository's config problem failed repo=%s", repo)
+                log.exception(
+                    "reporting a repository's config problem failed", extra={"repo": repo}
+                )
         return None if problem is not None else entries
 
     def reconcile(self, wanted: Iterable[ScheduleEntry], *, keep: Iterable[str] = ()) -> None:
@@ -407,13 +409,13 @@ class Scheduler:
                     jobstore=_ROTATIONS,
                     executor=_QUEUE,
                 )
-                log.info("job added job=%s schedule=%s", entry.job_id, entry.schedule)
+                log.info("job added", extra={"job": entry.job_id, "schedule": entry.schedule})
             elif repr(job.trigger) != repr(trigger):
                 self._scheduler.reschedule_job(entry.job_id, jobstore=_ROTATIONS, trigger=trigger)
-                log.info("job rescheduled job=%s schedule=%s", entry.job_id, entry.schedule)
+                log.info("job rescheduled", extra={"job": entry.job_id, "schedule": entry.schedule})
         for stale in set(stored) - set(keep):
             self._scheduler.remove_job(stale, jobstore=_ROTATIONS)
-            log.info("job removed job=%s", stale)
+            log.info("job removed", extra={"job": stale})
 
     def next_runs(self, repo: str) -> Mapping[str, datetime | None]:
         """The next run time of each of `repo`'s jobs, by runbook."""
@@ -429,6 +431,6 @@ class Scheduler:
             return
         try:
             self._scheduler.modify_job(job, jobstore=_ROTATIONS, next_run_time=run_time)
-            log.info("unfinished scheduled rotation kept for the next start job=%s", job)
+            log.info("unfinished scheduled rotation kept for the next start", extra={"job": job})
         except JobLookupError:
-            log.warning("job vanished before its fire time could be kept job=%s", job)
+            log.warning("job vanished before its fire time could be kept", extra={"job": job})

@@ -160,7 +160,7 @@ class WorkQueue:
             dropped, self._pending = self._pending, []
             self._condition.notify_all()
         for item in dropped:
-            log.info("request dropped at shutdown repo=%s", item.request.repo)
+            log.info("request dropped at shutdown", extra={"repo": item.request.repo})
             _call(item.on_done, WorkResult(item.request, started=False))
         deadline = time.monotonic() + grace
         for thread in self._threads:
@@ -169,7 +169,7 @@ class WorkQueue:
         with self._condition:
             still = [item.request for item, _ in self._running.values()]
         for request in still:
-            log.warning("request still running at shutdown repo=%s", request.repo)
+            log.warning("request still running at shutdown", extra={"repo": request.repo})
         return still
 
     # --- submitting --------------------------------------------------------------------
@@ -271,30 +271,34 @@ def execute(
     included, becomes the `WorkResult`."""
     try:
         with locks.hold(request.repo, timeout=-1 if wait else 0, stop=stopping):
-            log.info("rotation started repo=%s trigger=%s", request.repo, request.trigger.kind)
+            log.info(
+                "rotation started", extra={"repo": request.repo, "trigger": request.trigger.kind}
+            )
             with run_deadline(run_timeout) if run_timeout else nullcontext():
                 summaries = tuple(runner.run(request))
     except RepositoryBusy:
         return WorkResult(request, started=False)
     except ShutdownRequested as stopped:
-        log.warning("rotation interrupted by shutdown repo=%s", request.repo)
+        log.warning("rotation interrupted by shutdown", extra={"repo": request.repo})
         return WorkResult(request, error=stopped.reason, shut_down=True)
     except RunDeadlineExceeded as late:
-        log.warning("rotation stopped at its deadline repo=%s", request.repo)
+        log.warning("rotation stopped at its deadline", extra={"repo": request.repo})
         return WorkResult(request, error=late.reason)
     except BotError as error:
-        log.warning("rotation failed repo=%s error=%s", request.repo, error.message)
+        log.warning("rotation failed", extra={"repo": request.repo, "error": error.message})
         return WorkResult(request, error=error.message)
     except Exception as error:
-        log.exception("rotation crashed repo=%s", request.repo)
+        log.exception("rotation crashed", extra={"repo": request.repo})
         return WorkResult(request, error=redact(f"internal error: {type(error).__name__}: {error}"))
     for summary in summaries:
         log.info(
-            "rotation finished repo=%s runbook=%s outcome=%s run=%s",
-            request.repo,
-            summary.runbook,
-            summary.outcome,
-            summary.run_id,
+            "rotation finished",
+            extra={
+                "repo": request.repo,
+                "runbook": summary.runbook,
+                "outcome": summary.outcome,
+                "run": summary.run_id,
+            },
         )
     return WorkResult(request, summaries)
 
@@ -305,7 +309,7 @@ def _call(callback: Callback | None, result: WorkResult) -> None:
     try:
         callback(result)
     except Exception:
-        log.exception("callback failed repo=%s", result.request.repo)
+        log.exception("callback failed", extra={"repo": result.request.repo})
 
 
 def close_abandoned_runs(

@@ -1,9 +1,10 @@
 """Step `bump-pins`: apply the plan's manifest edits in every project of the rotation.
 
 The plan computed each edit exactly (the parent's declarations and overrides, every pin where
-it lives, `allowScripts` entries naming the old version); this step checks each old value is
-still where the plan saw it, writes the files (never through a link) and verifies by re-reading
-them that every new value is there.
+it lives — package.json, or pnpm-workspace.yaml for pnpm's workspace overrides —, `allowScripts`
+entries naming the old version); this step checks each old value is still where the plan saw
+it, writes the files (never through a link) and verifies by re-reading them that every new
+value is there.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections import defaultdict
 from bot import paths
 from bot.errors import ManifestError, StepFailed
 from bot.manifests.package_json import apply_edits
+from bot.manifests.yaml_document import apply_yaml_edits
 from bot.models import ManifestEdit, StepResult
 from bot.steps.outputs import AppliedEdit, PinsBumped
 from bot.steps.registry import StepContext, passed, step
@@ -31,8 +33,9 @@ def bump_pins(ctx: StepContext) -> StepResult:
         text = paths.read_text(ctx.worktree, manifest)
         if text is None:
             raise StepFailed(f"{manifest} disappeared from the worktree")
+        edit_file = apply_yaml_edits if manifest.endswith((".yaml", ".yml")) else apply_edits
         try:
-            new_text = apply_edits(text, edits, source=manifest)
+            new_text = edit_file(text, edits, source=manifest)
         except ManifestError as error:
             raise StepFailed(f"{error.message}; the manifest changed since planning") from error
         if new_text == text:

@@ -3,18 +3,22 @@
 For each project: every copy of the parent the repository controls is at the target, and each of
 them resolves every configured platform's binary (npm is known to drop other platforms' optional
 packages) at the pin the target declares, with its os/cpu/libc fields (a field the lockfile
-never recorded before is not required: older npm versions do not write `libc`); each such
-entry's sha512 changed when its version changed (and did not when it did not) and equals the
-registry's `dist.integrity`.  Copies another package holds at its own range are checked against
-their own version's `optionalDependencies`, so no copy loads binaries built for another version,
-and a copy the package manager added is named with who asked for it.  A project that pins the
-binaries without installing the parent has each pinned binary (and the libvips it brings)
-checked against what the parent's target declares.  Nothing outside the family's dependency
-closure may change.
+never recorded before is not required: older npm versions do not write `libc`; Yarn 1 records no
+os/cpu/libc at all, and the evidence says so); each such entry's sha512 changed when its version
+changed (and did not when it did not) and equals the registry's `dist.integrity` (where the
+lockfile records one: Yarn Berry's `checksum` is Yarn's own, so there the registry's integrity is
+the evidence, matched by verify-tarballs).  Copies another package holds at its own range are
+checked against their own version's `optionalDependencies`, so no copy loads binaries built for
+another version, and a copy the package manager added or kept is named with who asked for it.  A
+project that pins the binaries without installing the parent has each pinned binary (and the
+libvips it brings) checked against what the parent's target declares.  Nothing outside the
+family's dependency closure may change.
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from dataclasses import asdict
 
 from bot import paths
@@ -27,6 +31,8 @@ from bot.steps.outputs import LockedEntry, LockfileConfirmed
 from bot.steps.registry import StepContext, passed, step
 
 SHOWN = 5
+# the peer context in a lockfile key: pnpm's `(peer@version)…` suffix, Yarn Berry's virtual hash
+_PEER_CONTEXT = re.compile(r"\(.*\)$|(?<=virtual:)[0-9a-f]+(?=#)")
 
 
 def _previous_of(before: LockedTree, entry: LockedPackage) -> LockedPackage | None:
@@ -41,9 +47,10 @@ def _check(
     project: str,
     entry: LockedPackage,
     manifest: PackageVersion,
-    before: LockedTree,
+    trees: tuple[LockedTree, LockedTree],
     problems: list[str],
 ) -> LockedEntry:
+    before, after = trees
     where = f"{project}: {entry.key}"
     previous = _previous_of(before, entry)
     if entry.version != manifest.version:
@@ -53,7 +60,7 @@ def _check(
         ("cpu", manifest.cpu, entry.cpu, previous.cpu if previous else None),
         ("libc", manifest.libc, entry.libc, previous.libc if previous else None),
     ):
-        if not expected or tuple(actual) == tuple(expected):
+        if not after.records_platforms or not expected or tuple(actual) == tuple(expected):
             continue
         if not actual and earlier == ():
             continue  # this lockfile never recorded the field: its npm does not write it
@@ -79,6 +86,8 @@ def _check(
         os=entry.os,
         cpu=entry.cpu,
         libc=entry.libc,
+        registry_integrity=manifest.dist.integrity,
+        lock_checksum=entry.checksum,
     )
 
 
@@ -103,8 +112,18 @@ def _closure_names(tree: LockedTree, names: set[str]) -> set[str]:
     return {package.name for key in keys if (package := tree.package(key)) is not None}
 
 
-def _name_at(key: str, *trees: LockedTree) -> str | None:
-    return next((package.name for tree in trees if (package := tree.package(key))), None)
+def _outside(
+    tree: LockedTree, allowed: set[str]
+) -> Counter[tuple[str, tuple[str, str | None, str | None]]]:
+    """The entries of packages outside `allowed`, as (key without its peer context, version,
+    integrity, checksum): pnpm names the peers a package sees in its key
+    (`imgkit@1.0.0(sharp@0.34.1)`) and Yarn Berry hashes them into `virtual:<hash>`, so a
+    rotation renames such an entry without changing the package."""
+    return Counter(
+        (_PEER_CONTEXT.sub("", key), value)
+        for key, value in tree.signature().items()
+        if (package := tree.package(key)) is not None and package.name not in allowed
+    )
 
 
 def _confirm_copies(
@@ -129,8 +148,15 @@ def _confirm_copies(
             continue
         previous = before.package(copy.key)
         if previous is not None and previous.version == copy.version:
+            keepers = sorted({_holder(after, edge.holder) for edge in after.dependents(copy.key)})
             problems.append(
                 f"{label}: {copy.key} is still {copy.version}; the rotation controls it"
+                + (
+                    f" ({project.manager} kept it for {', '.join(keepers)}: force every copy "
+                    f"with an override of {subject}, or align those packages)"
+                    if keepers
+                    else ""
+                )
             )
         else:
             holders = ", ".join(
@@ -143,7 +169,7 @@ def _confirm_copies(
             )
     parent = ctx.npm.packument(subject).manifest(part.new_version)
     for copy in targets:
-        entries.append(_check(label, copy, parent, before, problems))
+        entries.append(_check(label, copy, parent, (before, after), problems))
         for name, entry in _binaries_of(ctx, after, copy, set(pins)).items():
             if entry is None:
                 problems.append(
@@ -152,7 +178,7 @@ def _confirm_copies(
                 )
                 continue
             manifest = ctx.npm.packument(name).manifest(pins[name])
-            entries.append(_check(label, entry, manifest, before, problems))
+            entries.append(_check(label, entry, manifest, (before, after), problems))
     for copy in after.find(subject):
         if copy.version == part.new_version:
             continue
@@ -195,7 +221,7 @@ def _confirm_pins_only(
                 )
             continue
         manifest = ctx.npm.packument(name).manifest(pins[name])
-        entries.append(_check(label, entry, manifest, before, problems))
+        entries.append(_check(label, entry, manifest, (before, after), problems))
     return entries
 
 
@@ -206,7 +232,7 @@ def _holder(tree: LockedTree, key: str) -> str:
 
 def _confirm_project(
     ctx: StepContext, part: ProjectRotation, problems: list[str]
-) -> tuple[list[LockedEntry], int]:
+) -> tuple[list[LockedEntry], int, LockedTree]:
     project = part.project
     manager = get_manager(project.manager)
     rotation = ctx.rotation
@@ -224,19 +250,41 @@ def _confirm_project(
         entries = _confirm_pins_only(ctx, part, before, after, problems)
     family = {rotation.subject, *(pin.name for pin in part.pins)}
     allowed = _closure_names(after, family) | _closure_names(before, family)
-    old, new = before.signature(), after.signature()
-    churn = sorted(
-        key
-        for key in set(old) | set(new)
-        if old.get(key) != new.get(key) and _name_at(key, after, before) not in allowed
-    )
+    old, new = _outside(before, allowed), _outside(after, allowed)
+    churn = sorted(((old - new) + (new - old)).elements())
     if churn:
         problems.append(
             f"{label}: {len(churn)} lockfile entr{'y' if len(churn) == 1 else 'ies'} outside "
-            f"{rotation.subject}'s dependency closure changed ({', '.join(churn[:SHOWN])}); "
+            f"{rotation.subject}'s dependency closure changed "
+            f"({', '.join(key for key, _ in churn[:SHOWN])}); "
             "refusing a rotation that moves unrelated packages"
         )
-    return entries, len(churn)
+    return entries, len(churn), after
+
+
+def _notes(part: ProjectRotation, tree: LockedTree, entries: list[LockedEntry]) -> list[str]:
+    """What this lockfile cannot prove by itself, said in the evidence and the proposal."""
+    lockfile = part.project.lockfile
+    notes = []
+    if not tree.records_platforms:
+        notes.append(
+            f"{lockfile} records no os/cpu/libc: each platform's binary is identified by its "
+            "package name and checked against the registry's manifest of that version"
+        )
+    unrecorded = [entry.name for entry in entries if entry.new_integrity is None]
+    if unrecorded:
+        checksums = any(entry.lock_checksum for entry in entries)
+        notes.append(
+            f"{lockfile} records no npm integrity for {len(unrecorded)} of these entries"
+            + (
+                " (its `checksum` is the package manager's own archive checksum)"
+                if checksums
+                else ""
+            )
+            + ": their sha512 is the registry's `dist.integrity`, which verify-tarballs matches "
+            "against the downloaded tarballs"
+        )
+    return notes
 
 
 @step("confirm-lockfile")
@@ -244,15 +292,18 @@ def confirm_lockfile(ctx: StepContext) -> StepResult:
     """Check every regenerated lockfile against the pins and the registry."""
     problems: list[str] = []
     entries: list[LockedEntry] = []
+    notes: list[str] = []
     churn = 0
     for part in ctx.rotation.projects:
-        found, changed = _confirm_project(ctx, part, problems)
+        found, changed, tree = _confirm_project(ctx, part, problems)
         entries.extend(found)
+        notes.extend(_notes(part, tree, found))
         churn += changed
     output = LockfileConfirmed(
         entries=tuple(entries),
         kept=tuple(copy for part in ctx.rotation.projects for copy in part.kept),
         changed_outside=churn,
+        notes=tuple(notes),
     )
     if problems:
         raise VerificationFailed(

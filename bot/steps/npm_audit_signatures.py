@@ -40,10 +40,10 @@ def _audit(ctx: StepContext, part: ProjectRotation) -> CommandResult:
     """`npm ci --ignore-scripts` then `npm audit signatures` in a scratch copy of one project."""
     project = part.project
     manager = get_manager(project.manager)
-    tool = tool_for(ctx, project, manager)
+    tool = tool_for(ctx, project, manager, ctx.workspace.read_text(project.lockfile) or "")
     tree = scratch_copy(ctx, project, manager)
-    manager.prepare(tree, ctx.npm_settings.project.text())
-    env = environment(ctx, omit_resolved=False)
+    manager.prepare(tree, ctx.npm_settings)
+    env = environment(ctx, manager, omit_resolved=False)
     try:
         run((*tool.argv, *INSTALL_ARGS), cwd=tree.directory, env=env, timeout=900)
         return run((*tool.argv, *AUDIT_ARGS), cwd=tree.directory, env=env, timeout=300)

@@ -54,6 +54,8 @@ class LockfileRegenerated:
     tool: str
     command: str
     ignored_config: tuple[str, ...] = ()
+    # repository hooks and settings that would have run code, and were not honoured
+    not_run: tuple[str, ...] = ()
     # the manager's own warnings (`ERESOLVE overriding peer dependency` …), line by line
     warnings: tuple[str, ...] = ()
 
@@ -79,6 +81,12 @@ class LockedEntry:
     os: tuple[str, ...] = ()
     cpu: tuple[str, ...] = ()
     libc: tuple[str, ...] = ()
+    # the registry's `dist.integrity` (npm sha512) for `new_version`: equal to `new_integrity`
+    # when the lockfile records one; the only npm hash when it does not (Yarn Berry)
+    registry_integrity: str | None = None
+    # the package manager's own checksum from the lockfile (Yarn Berry's `10c0/…`): not an npm
+    # integrity and never compared with the registry
+    lock_checksum: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,8 @@ class LockfileConfirmed:
     entries: tuple[LockedEntry, ...]
     kept: tuple[KeptCopy, ...] = ()
     changed_outside: int = 0
+    # what a lockfile could not prove by itself, and where that evidence comes from instead
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,7 +132,8 @@ class TarballChecked:
     size: int
     sha512: str
     matches_registry: bool
-    matches_lockfile: bool
+    # None: no lockfile records an npm integrity for this package (Yarn Berry)
+    matches_lockfile: bool | None
 
 
 @dataclass(frozen=True)

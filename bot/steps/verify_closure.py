@@ -18,7 +18,7 @@ from dataclasses import asdict
 from bot import paths
 from bot.errors import InvalidRemoteData, RotationHeld, StepFailed, VerificationFailed
 from bot.managers import get_manager
-from bot.models import StepResult
+from bot.models import StepResult, describe_duration
 from bot.sources.npm.models import PackageVersion
 from bot.steps.outputs import ClosureNode, ClosureVerified
 from bot.steps.registry import StepContext, passed, skipped, step
@@ -109,7 +109,7 @@ def verify_closure(ctx: StepContext) -> StepResult:
     output = ClosureVerified(
         nodes=tuple(nodes),
         advisories=len(advisories.advisories) if source else None,
-        minimum_age=str(minimum_age),
+        minimum_age=describe_duration(minimum_age),
     )
     if blocked:
         raise VerificationFailed(
@@ -120,14 +120,14 @@ def verify_closure(ctx: StepContext) -> StepResult:
         )
     if young and minimum_age.total_seconds() > 0:
         raise RotationHeld(
-            f"rotation held: {young[0]}, younger than the minimum release age {minimum_age}; "
-            "a later cycle retries",
+            f"rotation held: {young[0]}, younger than the minimum release age "
+            f"{output.minimum_age}; a later cycle retries",
             problems=young,
             **asdict(output),
         )
     ctx.outputs.closure = output
     return passed(
         f"{len(nodes)} changed packages: none known-malicious or unpublished, no unexpected "
-        f"install script, all older than {minimum_age}",
+        f"install script, all older than {output.minimum_age}",
         output,
     )

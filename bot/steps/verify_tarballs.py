@@ -1,8 +1,9 @@
 """Step `verify-tarballs`: download every pinned tarball (all platforms, not just the host's)
 and hash it; the sha512 must equal both the registry's `dist.integrity` and every lockfile entry
-confirm-lockfile found for it.  `npm ci` silently skips a tampered optional package, so this is
-the check that catches one.  Tarballs are streamed through the hash, size-capped, never
-unpacked."""
+confirm-lockfile found for it (a Yarn Berry lockfile records no npm integrity: there the tarball
+is matched with the registry only, and the evidence says so).  `npm ci` silently skips a
+tampered optional package, so this is the check that catches one.  Tarballs are streamed through
+the hash, size-capped, never unpacked."""
 
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def verify_tarballs(ctx: StepContext) -> StepResult:
                 size=digest.size,
                 sha512=digest.integrity,
                 matches_registry=digest.integrity == manifest.dist.integrity,
-                matches_lockfile=locked == {digest.integrity},
+                matches_lockfile=locked == {digest.integrity} if locked else None,
             )
         )
     output = TarballsVerified(tuple(checked))

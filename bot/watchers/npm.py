@@ -4,11 +4,17 @@ planner decide."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from posixpath import dirname
+from typing import Any
+
 from bot.config import NpmFamilySettings
 from bot.errors import ConfigError, ManifestError
 from bot.managers import MANAGERS
 from bot.managers.discovery import discover
-from bot.manifests.package_json import PackageJson
+from bot.managers.tools import declared_tool
+from bot.manifests.package_json import Manifest, PackageJson
+from bot.manifests.yaml_document import YamlDocument
 from bot.models import Plan, Project, Skipped
 from bot.planning.npm_family import FamilyPolicy, ProjectInput, plan_family
 from bot.watchers import WatchRequest, watcher
@@ -43,21 +49,46 @@ def _mentions(workspace: Workspace, path: str, name: str) -> bool:
 
 
 def read_project(workspace: Workspace, project: Project) -> ProjectInput:
-    """A project's manifests and lockfile at the base commit, parsed by its manager."""
+    """A project's manifests, the file with its overrides and its lockfile at the base commit,
+    parsed by its manager."""
     manager = MANAGERS[project.manager]
-    manifests = {}
+    declared_tool(project, manager)  # a bad packageManager fails the plan, before any work
+    manifests: dict[str, Manifest] = {}
+    importers: dict[str, Mapping[str, Any]] = {}
+    prefix = f"{project.directory}/" if project.directory else ""
     for path in manager.project_files(project.directory, project.members):
         if not path.endswith("package.json"):
             continue
         text = workspace.read_text(path)
         if text is None:
             raise ManifestError(f"{path} is listed as a workspace but is not in the repository")
-        manifests[path] = PackageJson.parse(text, source=path)
+        manifest = PackageJson.parse(text, source=path)
+        manifests[path] = manifest
+        importers[dirname(path.removeprefix(prefix))] = manifest.data
+    overrides_path, override_field = manager.pin_location(
+        project, lambda name: workspace.read_text(project.path(name))
+    )
+    for path in (*manager.documents(project), overrides_path):
+        text = workspace.read_text(path)
+        if path not in manifests and (text is not None or path == overrides_path):
+            manifests[path] = YamlDocument.parse(text or "", source=path)
     lock_text = workspace.read_text(project.lockfile)
     if lock_text is None:
         raise ManifestError(f"{project.lockfile} is not in the repository")
-    lock = manager.parse_lock(lock_text, source=project.lockfile)
-    return ProjectInput(project, manifests, lock, manager.pin_field)
+    lock = manager.parse_lock(lock_text, source=project.lockfile, manifests=importers)
+    return ProjectInput(
+        project,
+        manifests,
+        lock,
+        override_field,
+        override_manifest=overrides_path,
+        override_target=manager.override_target,
+        overrides_follow_dependencies=manager.overrides_follow_dependencies,
+        install_command=manager.install_command,
+        spec_reference=lambda name, spec: tuple(
+            (project.path(file), location) for file, location in manager.spec_reference(name, spec)
+        ),
+    )
 
 
 @watcher("npm")

@@ -64,7 +64,7 @@ def test_yarn_style_workspaces_object_and_negation() -> None:
     )
     (project,) = discover(paths, texts.get).projects
     assert (project.manager, project.lockfile, project.members) == (
-        "yarn",
+        "yarn-classic",
         "yarn.lock",
         ("libs/a",),
     )

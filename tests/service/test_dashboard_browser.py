@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from bot.audit import AuditStore
 from bot.config import Settings
@@ -66,7 +67,10 @@ def sign_in(browser: Browser, url: str, path: str = "/dashboard") -> None:
     assert urlsplit(browser.driver.current_url).path == "/dashboard/login"
     browser.driver.find_element(By.ID, "token").send_keys(TOKEN)
     browser.driver.find_element(By.ID, "sign-in").click()
-    assert urlsplit(browser.driver.current_url).path == path
+    # the click returns once the form is sent, not always once the next page has loaded
+    WebDriverWait(browser.driver, 30).until(
+        lambda driver: urlsplit(driver.current_url).path == path
+    )
 
 
 def rows(browser: Browser) -> dict[str, str]:

@@ -222,7 +222,7 @@ def test_two_schedulers_enqueue_a_due_cycle_once(fleet: Fleet, tmp_path: Path) -
 
     schedulers = [fleet.start("s1", "scheduler", **extra), fleet.start("s2", "scheduler", **extra)]
     wait_until(
-        lambda: any("slot=" in s.output() and " queued" in s.output() for s in schedulers),
+        lambda: any("scheduled rotation answer=queued" in s.output() for s in schedulers),
         timeout=60,
         message="the active scheduler to enqueue the due cycle",
     )
@@ -259,7 +259,7 @@ def test_a_scheduler_failover_loses_no_cycle_and_repeats_none(fleet: Fleet, tmp_
     first_slot = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
     make_due(settings, sharp, first_slot)
     active = fleet.start("a", "scheduler", **extra)
-    active.wait_for_output(f"scheduled rotation job={sharp} slot=", timeout=60)
+    active.wait_for_output(f"job={sharp} slot=", timeout=60)
     # The active scheduler dies as if between enqueueing a slot and recording its next fire
     # time: the job table still says the first slot is due.  Meanwhile another job's slot comes
     # due with no scheduler running.
@@ -271,10 +271,13 @@ def test_a_scheduler_failover_loses_no_cycle_and_repeats_none(fleet: Fleet, tmp_
 
     successor = fleet.start("b", "scheduler", **extra)
     successor.wait_for_output("scheduler leader", timeout=60)
-    successor.wait_for_output(f"scheduled rotation job={base} slot=", timeout=60)
-    successor.wait_for_output(f"scheduled rotation job={sharp} slot=", timeout=60)
-    assert f"job={sharp} slot={first_slot.isoformat()} slot-already-enqueued" in successor.output()
-    assert f"job={base} slot={second_slot.isoformat()} queued" in successor.output()
+    successor.wait_for_output(f"job={base} slot=", timeout=60)
+    successor.wait_for_output(f"job={sharp} slot=", timeout=60)
+    assert (
+        f"answer=slot-already-enqueued job={sharp} slot={first_slot.isoformat()}"
+        in successor.output()
+    )
+    assert f"answer=queued job={base} slot={second_slot.isoformat()}" in successor.output()
     counts = dict(
         fleet.rows(
             "SELECT args->'request'->'runbooks'->>0, count(*) FROM procrastinate_jobs GROUP BY 1"

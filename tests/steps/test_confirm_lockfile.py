@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bot.errors import VerificationFailed
 from bot.models import KeptCopy, PinChange, Project, ProjectRotation, Rotation
@@ -249,3 +251,72 @@ def test_confirm_lockfile_refuses_new_bytes_under_an_unchanged_version(
 
     with pytest.raises(VerificationFailed, match="integrity changed although 1.0.4 did not"):
         get_step("confirm-lockfile")(ctx)
+
+
+def pnpm_lockfile(registry: Verdaccio, version: str, imgkit: str = "1.0.0") -> str:
+    """A pnpm v9 lockfile: sharp `version` and its binaries, and imgkit, which takes sharp as a
+    peer, so its snapshot key names the sharp it sees (`imgkit@1.0.0(sharp@…)`)."""
+    published = registry.published
+    binaries = {
+        name: FAMILY[version] if "libvips" in name else version for name in sorted(pin_names())
+    }
+    packages: dict[str, Any] = {
+        f"imgkit@{imgkit}": {
+            "resolution": {"integrity": f"sha512-imgkit-{imgkit}"},
+            "peerDependencies": {"sharp": "*"},
+        },
+        f"sharp@{version}": {
+            "resolution": {"integrity": published[f"sharp@{version}"]["dist"]["integrity"]}
+        },
+    }
+    for name, pinned in binaries.items():
+        manifest = published[f"{name}@{pinned}"]
+        packages[f"{name}@{pinned}"] = {
+            "resolution": {"integrity": manifest["dist"]["integrity"]},
+            **{field: manifest[field] for field in ("os", "cpu", "libc") if field in manifest},
+        }
+    lock = {
+        "lockfileVersion": "9.0",
+        "importers": {
+            ".": {
+                "dependencies": {
+                    "imgkit": {"specifier": imgkit, "version": f"{imgkit}(sharp@{version})"},
+                    "sharp": {"specifier": f"^{version}", "version": version},
+                }
+            }
+        },
+        "packages": packages,
+        "snapshots": {
+            f"imgkit@{imgkit}(sharp@{version})": {"dependencies": {"sharp": version}},
+            f"sharp@{version}": {"optionalDependencies": binaries},
+            **{f"{name}@{pinned}": {} for name, pinned in binaries.items()},
+        },
+    }
+    return yaml.safe_dump(lock, sort_keys=False)
+
+
+@pytest.mark.parametrize("imgkit", ["1.0.0", "1.0.1"])
+def test_a_package_whose_pnpm_key_names_sharp_as_a_peer_is_churn_only_when_it_changes(
+    tmp_path: Path, registry: Verdaccio, imgkit: str
+) -> None:
+    worktree = tmp_path / "worktree"
+    worktree.mkdir()
+    (worktree / "pnpm-lock.yaml").write_text(pnpm_lockfile(registry, "0.34.1", imgkit))
+    base = BaseFiles({"pnpm-lock.yaml": pnpm_lockfile(registry, "0.34.0")})
+    plan = rotation(registry)
+    part = replace(plan.projects[0], project=Project("", "pnpm", "pnpm-lock.yaml"), kept=())
+    ctx = make_context(
+        tmp_path, registry.url, replace(plan, projects=(part,)), worktree=worktree, workspace=base
+    )
+
+    if imgkit == "1.0.0":  # only the peer context in its key changed
+        result = confirm_lockfile(ctx)
+        assert result.status == "passed"
+        assert ctx.outputs.lockfile is not None and ctx.outputs.lockfile.changed_outside == 0
+        return
+    with pytest.raises(VerificationFailed) as failure:
+        confirm_lockfile(ctx)
+    assert failure.value.fields["problems"] == [
+        ".: 2 lockfile entries outside sharp's dependency closure changed (imgkit@1.0.0, "
+        "imgkit@1.0.1); refusing a rotation that moves unrelated packages"
+    ]

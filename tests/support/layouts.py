@@ -6,14 +6,22 @@ publishes its fake packages and ONLY the start version(s) of the sharp family in
 Verdaccio, locks every project with real npm (caret ranges resolve to the newest version visible,
 so the rest of the family is published only afterwards), commits, then publishes the rest of the
 family and the package-manager tools the bot installs.
+
+The pnpm and Yarn layouts are locked by `layout_repository` with the real package manager the
+fixture names: the tarballs the test set-up packed (tests/harness/tools/), unpacked here once per
+test process apart from the bot's own verified copies, run with scripts off against the test's
+Verdaccio, with their state in the test's directory.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
 import shutil
 import subprocess
+import tarfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +31,21 @@ import git
 
 from tests.conftest import FAMILY, publish_sharp
 from tests.support.git_fixture import commit_directory
-from tests.support.verdaccio import Verdaccio, publish_tools
+from tests.support.verdaccio import TOOLS, Verdaccio, publish_tools
 
 LAYOUTS = Path(__file__).resolve().parent.parent / "fixtures" / "layouts"
 # what a sharp or @img/sharp-<platform> lockfile key ends with (libvips versions are not sharp's)
 _SHARP_KEY = re.compile(r"(?:^|/)node_modules/(?:sharp|@img/sharp-(?!libvips-)[a-z0-9-]+)$")
+# manager → (tool package, the command that writes its lockfile with scripts off)
+LOCK_COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "pnpm": ("pnpm", ("install", "--lockfile-only", "--ignore-scripts", "--ignore-pnpmfile")),
+    "yarn-classic": (
+        "yarn",
+        ("install", "--ignore-scripts", "--non-interactive", "--no-bin-links", "--ignore-engines"),
+    ),
+    "yarn-berry": ("@yarnpkg/cli-dist", ("install", "--mode=update-lockfile")),
+}
+ENTRIES = {"pnpm": "bin/pnpm.cjs", "yarn": "bin/yarn.js", "@yarnpkg/cli-dist": "bin/yarn.js"}
 
 
 @dataclass(frozen=True)
@@ -82,8 +100,10 @@ def load_layout(name: str) -> Layout:
 
 
 def publish_fake_packages(registry: Verdaccio, packages: Iterable[Mapping[str, Any]]) -> None:
-    """Publish each `fake_packages` manifest as README.md says."""
+    """Publish each `fake_packages` manifest as README.md says (once per registry)."""
     for package in packages:
+        if f"{package['name']}@{package['version']}" in registry.published:
+            continue
         extra = {key: value for key, value in package.items() if key not in ("name", "version")}
         registry.publish(package["name"], package["version"], extra=extra)
 
@@ -153,6 +173,105 @@ def build_layout(
             publish_sharp(registry, version, libvips)
     publish_tools(registry)
     return repo
+
+
+def tool_entry(package: str, version: str, directory: Path) -> Path:
+    """The CLI entry of a packed tool, unpacked under `directory`/harness once (apart from the
+    bot's own verified copies in `directory`)."""
+    target = directory / "harness" / f"{package.replace('/', '+')}@{version}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():
+        tarball = TOOLS / f"{package.removeprefix('@').replace('/', '-')}-{version}.tgz"
+        staging = target.parent / f".{target.name}.staging-{os.getpid()}"
+        with tarfile.open(fileobj=io.BytesIO(tarball.read_bytes()), mode="r:gz") as archive:
+            archive.extractall(staging, filter="data")
+        try:
+            staging.rename(target)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target / "package" / ENTRIES[package]
+
+
+def lock_environment(manager: str, root: Path, registry: Verdaccio) -> dict[str, str]:
+    """An environment that points `manager` at `registry` and nothing of the developer's."""
+    home = root / "lock-home"
+    home.mkdir(parents=True, exist_ok=True)
+    npmrc = home / ".npmrc"
+    host = registry.url.removeprefix("http:")
+    npmrc.write_text(f"registry={registry.url}\n{host}:_authToken={registry.token}\n")
+    (home / ".yarnrc.yml").write_text(
+        f'npmRegistryServer: "{registry.url.rstrip("/")}"\n'
+        'unsafeHttpWhitelist: ["127.0.0.1"]\nenableTelemetry: false\n'
+        f'npmAuthToken: "{registry.token}"\nnpmAlwaysAuth: true\n'
+    )
+    base = {"PATH": os.environ["PATH"], "HOME": str(home)}
+    if manager == "yarn-berry":
+        return {
+            **base,
+            "YARN_IGNORE_PATH": "1",
+            "YARN_ENABLE_SCRIPTS": "false",
+            "YARN_ENABLE_GLOBAL_CACHE": "false",
+            "YARN_CACHE_FOLDER": str(root / "lock-cache" / "berry"),
+        }
+    return {
+        **base,
+        "NPM_CONFIG_USERCONFIG": str(npmrc),
+        "npm_config_userconfig": str(npmrc),
+        "npm_config_always_auth": "true",
+        "NPM_CONFIG_GLOBALCONFIG": os.devnull,
+        "npm_config_manage_package_manager_versions": "false",
+        "npm_config_store_dir": str(root / "lock-cache" / "pnpm-store"),
+        "npm_config_cache_dir": str(root / "lock-cache" / "pnpm-cache"),
+        "YARN_CACHE_FOLDER": str(root / "lock-cache" / "yarn1"),
+    }
+
+
+def lock_with(manager: str, version: str, project: Path, registry: Verdaccio, tools: Path) -> None:
+    """Write `project`'s lockfile with the real `manager` at `version`, keeping nothing else it
+    creates (node_modules, .yarn install state)."""
+    package, arguments = LOCK_COMMANDS[manager]
+    entry = tool_entry(package, version, tools)
+    subprocess.run(
+        ["node", str(entry), *arguments],
+        cwd=project,
+        env=lock_environment(manager, project.parent, registry),
+        check=True,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+    )
+    for leftover in ("node_modules", ".yarn", ".pnp.cjs", ".pnp.loader.mjs"):
+        path = project / leftover
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def layout_repository(
+    name: str,
+    path: Path,
+    registry: Verdaccio,
+    tools: Path,
+    *,
+    versions: Mapping[str, str],
+    config: str,
+    change: Callable[[Path], None] | None = None,
+) -> git.Repo:
+    """The pnpm or Yarn layout `name` as a committed repository at `path`: its files (then
+    `change`d, for a variant of the layout), `.github/rotation-bot.yml` = `config`, its fake
+    packages published, and each project directory in `versions` (directory → tool version)
+    locked with the layout's manager.  The test publishes the sharp releases itself."""
+    layout = load_layout(name)
+    shutil.copytree(layout.directory, path, ignore=shutil.ignore_patterns("fixture.json"))
+    if change is not None:
+        change(path)
+    (path / ".github").mkdir(exist_ok=True)
+    (path / ".github" / "rotation-bot.yml").write_text(config)
+    publish_fake_packages(registry, layout.spec.get("fake_packages", ()))
+    for directory, version in versions.items():
+        lock_with(layout.spec["manager"], version, path / directory, registry, tools)
+    return commit_directory(path)
 
 
 def edit_json_text(path: Path, old: str, new: str) -> None:

@@ -128,8 +128,9 @@ def publish_tools(registry: Verdaccio) -> None:
         registry.publish_tarball(tarball.read_bytes())
 
 
-def start_verdaccio(directory: Path) -> Verdaccio:
-    """Start Verdaccio in `directory`, create a user, and wait until it answers."""
+def start_verdaccio(directory: Path, *, access: str = "$all") -> Verdaccio:
+    """Start Verdaccio in `directory`, create a user, and wait until it answers (`access`:
+    who may read packages; `$authenticated` refuses requests without the token)."""
     if not VERDACCIO.exists():
         raise RuntimeError(f"{VERDACCIO} missing: run `npm ci` in {HARNESS} (tests/run.sh does)")
     port = free_port()
@@ -146,10 +147,10 @@ auth:
 uplinks: {{}}
 packages:
   '@*/*':
-    access: $all
+    access: {access}
     publish: $authenticated
   '**':
-    access: $all
+    access: {access}
     publish: $authenticated
 listen: 127.0.0.1:{port}
 log: {{type: stdout, level: warn}}

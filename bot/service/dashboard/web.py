@@ -154,7 +154,9 @@ class DashboardApp:
         try:
             return self._route(environ, start_response, path, viewer)
         except SQLAlchemyError as error:
-            log.warning("dashboard could not read the audit store error=%s", type(error).__name__)
+            log.warning(
+                "dashboard could not read the audit store", extra={"error": type(error).__name__}
+            )
             return self._page(
                 start_response,
                 503,
@@ -232,7 +234,9 @@ class DashboardApp:
         form = dict(parse_qsl(environ["wsgi.input"].read(length).decode("utf-8", "replace")))
         next_path = _safe_next(form.get("next"))
         if not self.auth.token_matches(form.get("token", "")):
-            log.warning("dashboard sign-in refused remote=%s", environ.get("REMOTE_ADDR", "?"))
+            log.warning(
+                "dashboard sign-in refused", extra={"remote": environ.get("REMOTE_ADDR", "?")}
+            )
             return self._page(
                 start_response,
                 401,

@@ -54,7 +54,9 @@ class LeaderLock:
                 keepalives_count=3,
             )
         except psycopg.Error as error:
-            log.warning("scheduler lock: database unreachable error=%s", type(error).__name__)
+            log.warning(
+                "scheduler lock: database unreachable", extra={"error": type(error).__name__}
+            )
             return False
         try:
             row = connection.execute(

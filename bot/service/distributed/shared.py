@@ -130,7 +130,10 @@ class RequestBudget:
             wait = self._take(name, rate)
             if wait <= 0:
                 return
-            log.info("GitHub request budget spent; waiting budget=%s seconds=%.1f", name, wait)
+            log.info(
+                "GitHub request budget spent; waiting",
+                extra={"budget": name, "seconds": round(wait, 1)},
+            )
             deadline = time.monotonic() + wait
             while (left := deadline - time.monotonic()) > 0:
                 check(self.stop)
