@@ -1,4 +1,4 @@
-"""The `rotation-bot` command: plan, run, serve, audit, demo.
+"""The `rotation-bot` command: plan, run, serve, audit, demo, validate, schema.
 
 This is the one place where `BotError` becomes a one-line message and an exit code: 0 done
 (including nothing to do), 1 a step or verification failed (nothing published), 2 usage or
@@ -27,7 +27,14 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, cast
 import click
 
 from bot.cancellation import Cancelled, SignalReceived, run_deadline
-from bot.config import Settings, load_settings, secret_variables
+from bot.config import (
+    REPO_CONFIG_PATH,
+    Settings,
+    config_schema,
+    load_settings,
+    secret_variables,
+    validate_repo_config,
+)
 from bot.errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -40,6 +47,7 @@ from bot.errors import (
 )
 from bot.forges.base import Forge
 from bot.forges.local import LocalForge
+from bot.lifecycle.records import CommandRecords
 from bot.models import Plan, RunRequest, RunSummary, Trigger, utc_now
 from bot.pipeline import Pipeline, plan_evidence
 from bot.runbook import load_runbooks, runbooks_dir
@@ -47,6 +55,7 @@ from bot.service.locks import RepositoryLocks
 from bot.services import build_services
 from bot.shell import process_environment
 from bot.sources.http import HttpSource
+from bot.watchers import watch_kind
 from bot.workspace import private_temp_root
 
 if TYPE_CHECKING:
@@ -202,7 +211,18 @@ class _State:
             audit=audit,
             runbooks=load_runbooks(runbooks_dir(self.environ)),
             stop=stop,
+            records=None if record else self.existing_records(),
         )
+
+    def existing_records(self) -> CommandRecords | None:
+        """The holds and approvals of an audit database that exists already (planning creates
+        none)."""
+        from sqlalchemy.engine import make_url  # noqa: PLC0415 - SQLAlchemy only when used
+
+        url = make_url(self.settings.resolved_database_url)
+        if url.drivername.startswith("sqlite") and not Path(str(url.database)).is_file():
+            return None
+        return CommandRecords(self.audit())
 
 
 @click.group(cls=_Group)
@@ -420,6 +440,49 @@ def run(
     with locks.hold(repo, timeout=0):  # the service and other CLI runs wait their turn
         summaries = _execute(state, forge, _request(repo, runbook, target, forge, state.environ))
     sys.exit(_print_summaries(summaries, as_json))
+
+
+@main.command()
+@click.argument("file", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--repo", help="Validate the config of this repository (path, git URL, owner/name).")
+@click.pass_obj
+def validate(state: _State, file: Path | None, repo: str | None) -> None:
+    """Check a .github/rotation-bot.yml (FILE, --repo's, or the one under the current
+    directory): every problem on its own line as FILE:LINE: problem, exit 2 if there is one."""
+    if file is not None and repo is not None:
+        raise UsageError("give FILE or --repo, not both")
+    pipeline = state.pipeline(record=False)
+    if repo is not None:
+        workspace = pipeline.open_workspace(repo)
+        source = f"{workspace.name}:{REPO_CONFIG_PATH}"
+        text = workspace.read_text(REPO_CONFIG_PATH)
+        if text is None:
+            click.echo(f"ok: {workspace.name} has no {REPO_CONFIG_PATH}; the defaults apply")
+            return
+    else:
+        path = file or Path(REPO_CONFIG_PATH)
+        source = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            why = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+            raise UsageError(f"{path}: cannot read ({why})") from error
+    _, problems = validate_repo_config(text, source=source, kinds=pipeline.runbook_kinds)
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    if problems:
+        sys.exit(EXIT_USAGE)
+    click.echo(f"ok: {source} is valid (runbooks: {', '.join(sorted(pipeline.runbooks))})")
+
+
+@main.command()
+@click.pass_obj
+def schema(state: _State) -> None:
+    """Print the JSON Schema of .github/rotation-bot.yml for the runbooks loaded (the shipped
+    ones: bot/data/rotation-bot.schema.json)."""
+    runbooks = load_runbooks(runbooks_dir(state.environ))
+    kinds = {name: watch_kind(runbook) for name, runbook in runbooks.items()}
+    click.echo(json.dumps(config_schema(kinds), indent=2, sort_keys=True, ensure_ascii=False))
 
 
 @main.group()

@@ -14,7 +14,21 @@ from bot.errors import InvalidRemoteData
 
 RotationKind = Literal["patch", "major", "digest"]
 StepStatus = Literal["passed", "failed", "skipped"]
-Outcome = Literal["proposed", "up-to-date", "nothing-to-do", "failed", "error", "interrupted"]
+Outcome = Literal[
+    "proposed",
+    "up-to-date",
+    "nothing-to-do",
+    "held",  # someone else pushed to the bot's branch: left alone
+    "waiting",  # a major awaiting `/rotate approve`, or a rotation waiting for a slot
+    "recorded",  # a command (ignore, unignore, approve) stored in the audit trail
+    "explained",  # `/rotate explain`: the plan and what the bot would do, nothing changed
+    "failed",
+    "error",
+    "interrupted",
+]
+# rotate: the normal cycle; rebase: regenerate open proposals on the current base whatever
+# `rebase-when` says; recreate: close open proposals and open them afresh; explain: say why
+Action = Literal["rotate", "rebase", "recreate", "explain"]
 
 DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
 PACKAGE_NAME_PATTERN = re.compile(r"^(?:@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*$")
@@ -313,3 +327,4 @@ class RunRequest:
     runbooks: tuple[str, ...] | None = None
     target: str | None = None
     forge: str | None = None
+    action: Action = "rotate"

@@ -24,15 +24,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.cancellation import Cancelled, check
-from bot.config import REPO_CONFIG_PATH, RepoConfig, parse_repo_config
+from bot.config import REPO_CONFIG_PATH, RepoConfig, parse_repo_config, validate_repo_config
 from bot.errors import EXIT_FAILED, EXIT_OK, BotError, ConfigError, UsageError, VerificationFailed
-from bot.forges.base import Forge, Incident
+from bot.forges.base import Forge, Notice
+from bot.lifecycle.explain import Assessed, explain
+from bot.lifecycle.gate import ProposalGate, Stop
+from bot.lifecycle.onboarding import (
+    ONBOARDING_BRANCH,
+    ONBOARDING_VERSION,
+    onboarding_body,
+    render_config,
+)
+from bot.lifecycle.records import CommandRecords, Hold
 from bot.models import (
     Outcome,
     Plan,
+    Proposal,
     Rotation,
     RunRequest,
     RunSummary,
+    Skipped,
     StepResult,
     utc_now,
 )
@@ -51,6 +62,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git@)")
 PUBLISH = "propose"
+LIFECYCLE = "lifecycle"
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,7 @@ class RepoContext:
     config: RepoConfig
     npm: NpmRegistry
     npm_settings: NpmSettings
+    configured: bool = True  # the repository has a .github/rotation-bot.yml
 
 
 def plan_evidence(plan: Plan) -> dict[str, Any]:
@@ -211,12 +224,17 @@ class Pipeline:
         runbooks: Mapping[str, Runbook],
         clock: Callable[[], datetime] = utc_now,
         stop: threading.Event | None = None,
+        records: CommandRecords | None = None,
     ) -> None:
         self.services = services
         self._audit = audit
         self.runbooks = dict(runbooks)
         self.clock = clock
         self.stop = stop
+        # the commands people gave (holds, approvals): from the audit store, or from `records`
+        # (a planning-only pipeline may read an existing store's)
+        self.records = records or (CommandRecords(audit) if audit is not None else None)
+        self.gate = ProposalGate(services.forge, self.records, services.settings, clock)
 
     @property
     def audit(self) -> AuditStore:
@@ -235,6 +253,28 @@ class Pipeline:
     def open_repo(self, repo: str) -> RepoContext:
         """A local path, a git URL, or `owner/name` on the forge → workspace + config + npm."""
         settings = self.services.settings
+        workspace = self.open_workspace(repo)
+        text = workspace.read_text(REPO_CONFIG_PATH)
+        config = parse_repo_config(text, kinds=self.runbook_kinds)
+        if config.pull_requests.base:  # the policy lives on the default branch
+            workspace = workspace.with_base(config.pull_requests.base)
+        npm_settings = load_npm_settings(
+            self.services.environ,
+            project_npmrc=workspace.read_text(".npmrc"),
+            project_variables=settings.npmrc_variables,
+        )
+        npm = NpmRegistry(
+            npm_settings,
+            self.services.http,
+            cache_dir=settings.state_dir / "packuments",
+            cache=self.services.packuments,
+        )
+        return RepoContext(workspace, config, npm, npm_settings, configured=text is not None)
+
+    def open_workspace(self, repo: str) -> Workspace:
+        """A local path, a git URL, or `owner/name` on the forge, fetched, at its default
+        branch."""
+        settings = self.services.settings
         cache = settings.state_dir / "repositories"
         if Path(repo).exists():
             workspace = Workspace.open_local(Path(repo))
@@ -249,27 +289,12 @@ class Pipeline:
             )
         else:
             raise UsageError(f"--repo {repo!r} is not an existing path, a git URL or owner/name")
-        config = parse_repo_config(workspace.read_text(REPO_CONFIG_PATH))
-        if config.pull_requests.base:  # the policy lives on the default branch
-            workspace = workspace.with_base(config.pull_requests.base)
-        for name in config.runbooks:
-            if name not in self.runbooks:
-                raise ConfigError(
-                    f"{REPO_CONFIG_PATH}: unknown runbook {name!r} under runbooks "
-                    f"(known: {', '.join(sorted(self.runbooks))})"
-                )
-        npm_settings = load_npm_settings(
-            self.services.environ,
-            project_npmrc=workspace.read_text(".npmrc"),
-            project_variables=settings.npmrc_variables,
-        )
-        npm = NpmRegistry(
-            npm_settings,
-            self.services.http,
-            cache_dir=settings.state_dir / "packuments",
-            cache=self.services.packuments,
-        )
-        return RepoContext(workspace, config, npm, npm_settings)
+        return workspace
+
+    @property
+    def runbook_kinds(self) -> dict[str, str]:
+        """Each loaded runbook's watch kind (which settings model its config section has)."""
+        return {name: watch_kind(runbook) for name, runbook in self.runbooks.items()}
 
     def selected_runbooks(
         self, request: RunRequest, config: RepoConfig
@@ -292,6 +317,7 @@ class Pipeline:
         self, context: RepoContext, runbook: Runbook, request: RunRequest, explicit: bool
     ) -> Plan:
         """Plan one runbook (network reads, no changes)."""
+        holds = self.holds(context.workspace.name, runbook.name)
         watch = WatchRequest(
             runbook=runbook,
             settings=context.config.runbook(runbook.name),
@@ -302,8 +328,24 @@ class Pipeline:
             target=request.target,
             now=self.clock(),
             explicit=explicit,
+            held={hold.selector: hold.reason for hold in holds},
         )
-        return get_watcher(watch_kind(runbook))(watch)
+        plan = get_watcher(watch_kind(runbook))(watch)
+        shown = {item.subject for item in plan.skipped}
+        unreleased = [  # holds no release matched yet are shown too
+            Skipped(f"{plan.runbook} {hold.selector}", hold.reason)
+            for hold in holds
+            if not any(
+                subject.rpartition("@")[2] == hold.selector
+                or subject.rpartition("@")[2].startswith(f"{hold.selector}.")
+                for subject in shown
+            )
+        ]
+        return replace(plan, skipped=(*plan.skipped, *unreleased)) if unreleased else plan
+
+    def holds(self, repo: str, runbook: str) -> tuple[Hold, ...]:
+        """The lines and versions of `runbook` held back in `repo` (`/rotate ignore`)."""
+        return () if self.records is None else self.records.holds(repo, runbook)
 
     # --- plan ------------------------------------------------------------------------------
 
@@ -336,12 +378,141 @@ class Pipeline:
         except BotError as error:
             recorder = self._recorder(request, request.repo, "-", request.target)
             return [recorder.fail("open-repository", error)]
+        if not context.configured and self.services.settings.onboarding:
+            return [self._onboard(context, request)]
         summaries: list[RunSummary] = []
         for runbook, explicit in selected:
-            summaries.extend(self._run_runbook(context, runbook, request, explicit))
+            if request.action == "explain":
+                summaries.append(self._explain(context, runbook, request, explicit))
+            else:
+                summaries.extend(self._run_runbook(context, runbook, request, explicit))
         if context.config.dashboard and summaries:
             self._update_dashboard(context.workspace.name, summaries[-1].run_id)
         return summaries
+
+    def _explain(
+        self, context: RepoContext, runbook: Runbook, request: RunRequest, explicit: bool
+    ) -> RunSummary:
+        """`/rotate explain`: the plan and what would happen to each rotation; nothing written
+        but the audited run that says so."""
+        workspace = context.workspace
+        recorder = self._recorder(request, workspace.name, runbook.name, request.target)
+        started = self.clock()
+        try:
+            plan = self.watch(context, runbook, request, explicit)
+            assessed = []
+            for rotation in plan.rotations:
+                found = self.gate.assess(workspace, context.config, runbook, rotation, "rotate")
+                assessed.append(
+                    Assessed(
+                        rotation,
+                        "waiting" if found.waiting else found.decision.verdict,
+                        found.waiting or found.bypass or found.decision.reason,
+                    )
+                )
+        except BotError as error:
+            return recorder.fail("plan", error)
+        recorder.record(
+            "plan", "passed", plan_evidence(plan), started_at=started, finished_at=self.clock()
+        )
+        text = explain(plan, assessed, self.holds(workspace.name, runbook.name))
+        return recorder.finish("explained", text, EXIT_OK)
+
+    def _onboard(self, context: RepoContext, request: RunRequest) -> RunSummary:
+        """A repository without a config (onboarding on): propose one, and nothing else."""
+        workspace = context.workspace
+        repo = workspace.name
+        recorder = self._recorder(request, repo, "onboarding", None)
+        branch = ONBOARDING_BRANCH
+        try:
+            existing = self.forge.find_proposal(repo, branch)
+            tip = workspace.branch_commit(branch)
+            if existing is None and self._onboarded_before(repo):
+                message = (
+                    "the onboarding pull request was closed without merging; add "
+                    f"{REPO_CONFIG_PATH} to start rotations here"
+                )
+                recorder.record(LIFECYCLE, "skipped", {"branch": branch, "reason": message})
+                return recorder.finish("nothing-to-do", message, EXIT_OK)
+            if existing is not None and workspace.foreign_commit(branch) is not None:
+                message = f"{branch} was edited by someone; waiting for it to be merged"
+                recorder.record(LIFECYCLE, "skipped", {"branch": branch, "reason": message})
+                return recorder.finish("held", message, EXIT_OK)
+            if existing is not None and existing.base_commit == workspace.base_commit:
+                message = f"waiting for the onboarding pull request to be merged: {existing.url}"
+                recorder.record(LIFECYCLE, "skipped", {"branch": branch, "reason": message})
+                return recorder.finish("up-to-date", message, EXIT_OK)
+            plans = [(runbook.name, found) for runbook, found in self._plan_all(context, request)]
+            config = render_config(list(self.runbooks.values()), plans)
+            _, problems = validate_repo_config(config, kinds=self.runbook_kinds)
+            if problems:  # the bot's own file must pass its own validation
+                raise ConfigError(f"the onboarding config does not validate: {problems[0]}")
+            recorder.record(
+                "onboarding",
+                "passed",
+                {"branch": branch, "config": config, "runbooks": [name for name, _ in plans]},
+            )
+            with workspace.worktree(recorder.run_id) as worktree:
+                target = worktree / REPO_CONFIG_PATH
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(config, encoding="utf-8")
+                commit = workspace.commit(
+                    worktree,
+                    f"Configure rotation-bot\n\nrotation-bot run {recorder.run_id} (onboarding)",
+                    [REPO_CONFIG_PATH],
+                )
+            proposal = Proposal(
+                branch=branch,
+                title="Configure rotation-bot",
+                body=onboarding_body(config),
+                base_branch=workspace.base_branch,
+                base_commit=workspace.base_commit,
+                head_commit=commit,
+                runbook="onboarding",
+                new_version=ONBOARDING_VERSION,
+                run_id=recorder.run_id,
+                labels=context.config.pull_requests.labels,
+            )
+            self.audit.ensure_durable()
+            workspace.publish_branch(branch, commit, expected=tip)
+            published = self.forge.ensure_proposal(repo, proposal, supersedes_prefix=None)
+        except BotError as error:
+            return recorder.fail(PUBLISH, error)
+        recorder.record(
+            PUBLISH,
+            "passed",
+            {
+                "summary": f"onboarding proposed at {published.url}",
+                "branch": branch,
+                "commit": commit,
+                "files": [REPO_CONFIG_PATH],
+                "url": published.url,
+                "created": published.created,
+                "superseded": [],
+            },
+        )
+        publication = Publication(commit, (REPO_CONFIG_PATH,), proposal, published)
+        return recorder.finish(
+            "proposed", f"proposed {branch} at {published.url}", EXIT_OK, publication=publication
+        )
+
+    def _plan_all(
+        self, context: RepoContext, request: RunRequest
+    ) -> list[tuple[Runbook, Plan | BotError]]:
+        found: list[tuple[Runbook, Plan | BotError]] = []
+        for runbook in sorted(self.runbooks.values(), key=lambda item: item.name):
+            try:
+                found.append((runbook, self.watch(context, runbook, request, False)))
+            except BotError as error:
+                found.append((runbook, error))
+        return found
+
+    def _onboarded_before(self, repo: str) -> bool:
+        """Whether the bot proposed an onboarding pull request here before."""
+        return any(
+            record["evidence"].get("branch") == ONBOARDING_BRANCH
+            for record in self.audit.records_for_repo(repo, {PUBLISH})
+        )
 
     def _update_dashboard(self, repo: str, run_id: str) -> None:
         """Bring the repository's dashboard issue (opt-in `dashboard: true`) up to date with the
@@ -373,6 +544,13 @@ class Pipeline:
             raise
         evidence = plan_evidence(plan)
         recorder.record("plan", "passed", evidence, started_at=started, finished_at=self.clock())
+        try:
+            holds = self.holds(context.workspace.name, runbook.name)
+            closed = self.gate.close_held(context.workspace, runbook, holds)
+        except BotError as error:
+            return [recorder.fail("hold", error)]
+        if closed:
+            recorder.record("hold", "passed", {"closed": closed})
         if not plan.rotations:
             reason = "; ".join(f"{item.subject}: {item.reason}" for item in plan.skipped)
             message = f"nothing to rotate ({reason})" if reason else "nothing to rotate"
@@ -384,19 +562,8 @@ class Pipeline:
                 recorder.record("plan", "passed", evidence, started_at=started, finished_at=started)
             else:
                 recorder.retarget(rotation.new_version)
-            summaries.append(self._execute(recorder, context, runbook, plan, rotation))
+            summaries.append(self._execute(recorder, context, runbook, plan, rotation, request))
         return summaries
-
-    def _up_to_date(self, workspace: Workspace, rotation: Rotation) -> str | None:
-        existing = self.forge.find_proposal(workspace.name, rotation.branch)
-        if (
-            existing is not None
-            and existing.base_commit == workspace.base_commit
-            and existing.new_version == rotation.new_version
-            and workspace.branch_commit(rotation.branch) == existing.head_commit
-        ):
-            return existing.url
-        return None
 
     def _execute(
         self,
@@ -405,17 +572,21 @@ class Pipeline:
         runbook: Runbook,
         plan: Plan,
         rotation: Rotation,
+        request: RunRequest,
     ) -> RunSummary:
         workspace = context.workspace
         try:
-            url = self._up_to_date(workspace, rotation)
-        except BotError as error:
-            return recorder.fail(PUBLISH, error)
-        if url is not None:
-            recorder.record(
-                PUBLISH, "skipped", {"url": url, "branch": rotation.branch, "reason": "up-to-date"}
+            assessment = self.gate.assess(
+                workspace, context.config, runbook, rotation, request.action
             )
-            return recorder.finish("up-to-date", f"already proposed and up to date: {url}", EXIT_OK)
+            lifecycle = self.gate.before_publishing(
+                workspace, runbook, rotation, assessment, request.trigger.actor
+            )
+        except BotError as error:
+            return recorder.fail(LIFECYCLE, error)
+        if isinstance(lifecycle, Stop):
+            recorder.record(LIFECYCLE, "skipped", lifecycle.evidence)
+            return recorder.finish(lifecycle.outcome, lifecycle.message, EXIT_OK)
         try:
             with (
                 workspace.worktree(recorder.run_id) as worktree,
@@ -457,7 +628,7 @@ class Pipeline:
                     )
                 started = self.clock()
                 try:
-                    publication = publish(ctx)
+                    publication = publish(ctx, lifecycle)
                 except BotError as error:
                     return self._step_failed(recorder, context, runbook, rotation, PUBLISH, error)
                 verb = "opened" if publication.published.created else "updated"
@@ -472,10 +643,18 @@ class Pipeline:
                         "url": publication.published.url,
                         "created": publication.published.created,
                         "superseded": list(publication.published.superseded),
+                        "automerge": publication.automerge,
+                        "lifecycle": assessment.decision.reason,
                     },
                     started_at=started,
                     finished_at=self.clock(),
                 )
+                try:
+                    self.gate.after_publishing(
+                        workspace, runbook, rotation, assessment, publication
+                    )
+                except BotError as error:  # the pull request is open: a stale notice is a warning
+                    log.warning("approval notice not closed: %s", error.message)
         except BotError as error:
             return recorder.fail("worktree", error)
         except Exception as error:
@@ -540,7 +719,8 @@ class Pipeline:
                 f"Audit record: `rotation-bot audit show {recorder.run_id}`",
             ]
         )
-        incident = Incident(
+        incident = Notice(
+            kind="incident",
             runbook=runbook.name,
             target=rotation.new_version,
             title=f"rotation-bot: {rotation.subject} {rotation.new_version} failed {kind}",
@@ -548,7 +728,7 @@ class Pipeline:
             run_id=recorder.run_id,
         )
         try:
-            url = self.forge.ensure_incident(context.workspace.name, incident)
+            url = self.forge.ensure_notice(context.workspace.name, incident)
         except BotError as failure:
             url = None
             log.warning("incident could not be filed", extra={"error": failure.message})

@@ -18,6 +18,7 @@ from typing import Any
 
 from bot.config import PullRequestSettings
 from bot.errors import StepFailed, redact
+from bot.lifecycle.policy import automerge_problem
 from bot.markdown import code, code_block, text
 from bot.models import (
     ManifestEdit,
@@ -346,6 +347,12 @@ def _steps_table(results: Sequence[StepResult], run_id: str) -> list[str]:
     return lines
 
 
+def _lifecycle(notes: Sequence[str]) -> list[str]:
+    if not notes:
+        return []
+    return ["### Lifecycle", "", *(f"- {text(note)}" for note in notes), ""]
+
+
 def render_body(
     runbook: Runbook,
     rotation: Rotation,
@@ -353,6 +360,7 @@ def render_body(
     results: Sequence[StepResult],
     run_id: str,
     plan: Plan | None = None,
+    notes: Sequence[str] = (),
 ) -> str:
     """The markdown body of the proposal."""
     sections: list[str] = []
@@ -375,6 +383,7 @@ def render_body(
         intro,
         "",
         *sections,
+        *_lifecycle(notes),
         *_digest_table(outputs),
         *_verification_table(rotation, outputs),
         *_release_notes(runbook, rotation, outputs),
@@ -387,15 +396,19 @@ def render_body(
 
 
 def build_proposal(
-    ctx: StepContext, *, settings: PullRequestSettings, head_commit: str
+    ctx: StepContext,
+    *,
+    settings: PullRequestSettings,
+    head_commit: str,
+    notes: Sequence[str] = (),
 ) -> Proposal:
-    """The whole proposal for one executed rotation."""
+    """The whole proposal for one executed rotation (`notes`: the lifecycle's lines)."""
     rotation = ctx.rotation
     return Proposal(
         branch=rotation.branch,
         title=title_for(rotation),
         body=render_body(
-            ctx.runbook, rotation, ctx.outputs, ctx.results, ctx.run_id, plan=ctx.plan
+            ctx.runbook, rotation, ctx.outputs, ctx.results, ctx.run_id, plan=ctx.plan, notes=notes
         ),
         base_branch=ctx.workspace.base_branch,
         base_commit=ctx.workspace.base_commit,
@@ -420,18 +433,44 @@ def supersedes_prefix(rotation: Rotation) -> str | None:
 
 
 @dataclass(frozen=True)
+class Lifecycle:
+    """What the lifecycle asks of publishing: the commit the branch must still be at (None: it
+    must not exist), and lines for the body (approvals, limits)."""
+
+    expected_tip: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Publication:
-    """What publishing did: the commit, the proposal and where it went."""
+    """What publishing did: the commit, the proposal, where it went, and auto-merge (None: not
+    asked; "enabled"; or why not)."""
 
     commit: str
     files: tuple[str, ...]
     proposal: Proposal
     published: PublishedProposal
+    automerge: str | None = None
 
 
-def publish(ctx: StepContext) -> Publication:
-    """Commit exactly the files the steps declared, publish the branch, ensure the proposal
-    and supersede older ones.  Runs only after every step passed (or skipped with a reason)."""
+def automerge_note(ctx: StepContext) -> tuple[bool, str | None]:
+    """(ask the forge to auto-merge, the body's line about it) for `pull-requests.automerge`."""
+    if not ctx.repo_config.pull_requests.automerge:
+        return False, None
+    problem = automerge_problem(ctx.rotation, ctx.results, ctx.repo_config.verify)
+    if problem is not None:
+        return False, f"Auto-merge: not for this rotation ({problem})."
+    return True, (
+        "Auto-merge: requested; the forge merges this once the required checks pass "
+        "(every runbook step and verification passed)."
+    )
+
+
+def publish(ctx: StepContext, lifecycle: Lifecycle = Lifecycle()) -> Publication:
+    """Commit exactly the files the steps declared, publish the branch (with a lease: a commit
+    someone pushed meanwhile is never overwritten), ensure the proposal, supersede older ones,
+    and ask for auto-merge when the config allows it for this rotation.  Runs only after every
+    step passed (or skipped with a reason)."""
     changed = ctx.workspace.changed_files(ctx.worktree)
     unexpected = sorted(set(changed) - ctx.changed_files)
     if unexpected:
@@ -447,12 +486,20 @@ def publish(ctx: StepContext) -> Publication:
         f"{title_for(rotation)}\n\nrotation-bot run {ctx.run_id} ({ctx.runbook.name} runbook)",
         changed,
     )
-    proposal = build_proposal(ctx, settings=ctx.repo_config.pull_requests, head_commit=commit)
+    merge, merge_note = automerge_note(ctx)
+    notes = (*lifecycle.notes, *((merge_note,) if merge_note else ()))
+    proposal = build_proposal(
+        ctx, settings=ctx.repo_config.pull_requests, head_commit=commit, notes=notes
+    )
     ctx.ensure_durable_audit()  # no publish without a durable audit record
-    ctx.workspace.publish_branch(rotation.branch, commit)
-    published = ctx.services.forge.ensure_proposal(
+    ctx.workspace.publish_branch(rotation.branch, commit, expected=lifecycle.expected_tip)
+    forge = ctx.services.forge
+    published = forge.ensure_proposal(
         ctx.workspace.name, proposal, supersedes_prefix=supersedes_prefix(rotation)
     )
     for branch in published.superseded:
         ctx.workspace.delete_branch(branch)
-    return Publication(commit, tuple(changed), proposal, published)
+    automerge = None
+    if merge:
+        automerge = forge.enable_automerge(ctx.workspace.name, rotation.branch) or "enabled"
+    return Publication(commit, tuple(changed), proposal, published, automerge)

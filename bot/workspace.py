@@ -203,6 +203,15 @@ def private_temp_root(parent: Path | None = None) -> Iterator[Path]:
 
 
 @dataclass(frozen=True)
+class ForeignCommit:
+    """A commit on one of the bot's branches that someone else made."""
+
+    sha: str
+    author_name: str
+    author_email: str
+
+
+@dataclass(frozen=True)
 class PushAuth:
     """An HTTP auth header for one push or fetch, passed through the environment only."""
 
@@ -345,6 +354,52 @@ class Workspace:
         except (git.BadName, ValueError):
             return None
 
+    def foreign_commit(self, branch: str) -> ForeignCommit | None:
+        """The newest commit on `branch` (and not on the base) that the bot did not commit:
+        someone else pushed to the bot's branch.  None when every such commit is the bot's."""
+        tip = self.branch_commit(branch)
+        if tip is None:
+            return None
+        listing: str = self.repo.git.log(
+            "--format=%H%x00%an%x00%ae%x00%ce", f"{self.base_commit}..{tip}", "--"
+        )
+        for line in listing.splitlines():
+            sha, name, email, committer = line.split("\0")
+            if committer != BOT_EMAIL:
+                return ForeignCommit(sha, name, email)
+        return None
+
+    def conflicts(self, branch: str) -> bool:
+        """Whether merging `branch` into the base would conflict (`git merge-tree`, in memory:
+        nothing is checked out or written to a ref)."""
+        tip = self.branch_commit(branch)
+        if tip is None:
+            return False
+        try:
+            self.repo.git.merge_tree("--write-tree", "--no-messages", self.base_commit, tip)
+        except git.GitCommandError as error:
+            if error.status == 1:
+                return True
+            raise RepositoryError(
+                f"{self.name}: cannot compare {branch} with the base ({_last_line(error)})"
+            ) from error
+        return False
+
+    def contains_base(self, branch: str) -> bool:
+        """Whether `branch` already contains the base commit (False: the base moved on)."""
+        tip = self.branch_commit(branch)
+        if tip is None:
+            return False
+        try:
+            self.repo.git.merge_base("--is-ancestor", self.base_commit, tip)
+        except git.GitCommandError as error:
+            if error.status == 1:
+                return False
+            raise RepositoryError(
+                f"{self.name}: cannot compare {branch} with the base ({_last_line(error)})"
+            ) from error
+        return True
+
     # --- changing ----------------------------------------------------------------------
 
     @contextmanager
@@ -410,13 +465,27 @@ class Workspace:
         )
         return sorted(entry[3:] for entry in status.split("\0") if len(entry) > 3)
 
-    def publish_branch(self, branch: str, commit: str) -> None:
-        """Point `branch` at `commit`: in place for a local repo, by push for a remote."""
+    def publish_branch(self, branch: str, commit: str, *, expected: str | None = None) -> None:
+        """Point `branch` at `commit` only if it still points at `expected` (None: only if it
+        does not exist): in place for a local repo (a compare-and-swap of the ref), by a push
+        with lease for a remote, so a commit someone pushed meanwhile is never overwritten."""
+        ref = f"refs/heads/{branch}"
         if self.local:
-            self.repo.git.branch("--force", branch, commit)
+            if not self.repo.head.is_detached and self.repo.active_branch.name == branch:
+                raise RepositoryError(
+                    f"{self.name}: {branch} is checked out; switch to another branch so the "
+                    "bot can update it"
+                )
+            try:
+                self.repo.git.update_ref(ref, commit, expected or "0" * 40)
+            except git.GitCommandError as error:
+                raise RepositoryError(
+                    f"{self.name}: {branch} moved while the bot worked ({_last_line(error)}); "
+                    "the next cycle looks again"
+                ) from error
             return
-        self._push(f"+{commit}:refs/heads/{branch}")
-        self.repo.git.branch("--force", branch, commit)
+        self._push(f"+{commit}:{ref}", lease=f"--force-with-lease={ref}:{expected or ''}")
+        self.repo.git.update_ref(ref, commit)
 
     def delete_branch(self, branch: str) -> None:
         """Remove a bot branch (a superseded rotation)."""
@@ -425,12 +494,17 @@ class Workspace:
         if self.branch_commit(branch) is not None:
             self.repo.git.branch("-D", branch)
 
-    def _push(self, refspec: str) -> None:
+    def _push(self, refspec: str, *, lease: str | None = None) -> None:
         url = self.repo.git.config("--get", "remote.origin.url")
         environment: Mapping[str, str] = self.auth.environment() if self.auth else {}
         try:
-            self.repo.git.push(url, refspec, env=dict(environment))
+            self.repo.git.push(url, *([lease] if lease else []), refspec, env=dict(environment))
         except git.GitCommandError as error:
+            if "stale info" in str(error.stderr):
+                raise RepositoryError(
+                    f"{self.name}: the branch moved on the remote while the bot worked "
+                    f"({_last_line(error)}); the next cycle looks again"
+                ) from error
             raise ServiceUnavailable(
                 f"push to {redact(url)} failed ({_last_line(error)}); check write access"
             ) from error

@@ -553,7 +553,7 @@ def test_app_manifest_asks_for_what_the_readme_says() -> None:
         "metadata": "read",
     }
     assert manifest["default_permissions"] == said
-    assert manifest["default_events"] == ["issue_comment"]
+    assert manifest["default_events"] == ["issue_comment", "pull_request"]
     assert manifest["public"] is False
     assert manifest["hook_attributes"]["url"].endswith("/webhook")
     assert {"name", "url", "redirect_url"} <= set(manifest)

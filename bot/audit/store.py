@@ -637,6 +637,30 @@ class AuditStore:
                 found.extend({**dict(row), "evidence": json.loads(row["evidence"])} for row in rows)
         return sorted(found, key=lambda record: int(record["seq"]))
 
+    # --- reading for the lifecycle (commands, limits) -----------------------------------------
+
+    def records_for_repo(self, repo: str, kinds: Collection[str]) -> list[dict[str, Any]]:
+        """The records of `kinds` in every run of `repo` (owner/name compared without case),
+        in chain order, evidence decoded, each with its run's `actor`."""
+        with self._reading() as connection:
+            rows = connection.execute(
+                select(steps, runs.c.actor, runs.c.runbook)
+                .join(runs, runs.c.id == steps.c.run_id)
+                .where(func.lower(runs.c.repo) == repo.lower(), steps.c.kind.in_(sorted(kinds)))
+                .order_by(steps.c.seq)
+            ).mappings()
+            return [{**dict(row), "evidence": json.loads(row["evidence"])} for row in rows]
+
+    def records_since(self, kind: str, since: datetime) -> list[dict[str, Any]]:
+        """The records of `kind` (in any run) finished at or after `since`, evidence decoded."""
+        with self._reading() as connection:
+            rows = connection.execute(
+                select(steps)
+                .where(steps.c.kind == kind, steps.c.finished_at >= stamp(since))
+                .order_by(steps.c.seq)
+            ).mappings()
+            return [{**dict(row), "evidence": json.loads(row["evidence"])} for row in rows]
+
     # --- local forge proposals -----------------------------------------------------------------
 
     def find_proposal(self, repo: str, branch: str) -> dict[str, Any] | None:
@@ -651,16 +675,13 @@ class AuditStore:
             )
             return dict(row) if row else None
 
-    def open_proposals(self, repo: str, runbook: str) -> list[dict[str, Any]]:
-        """Open proposals of one runbook in one repository."""
+    def open_proposals(self, repo: str, runbook: str | None = None) -> list[dict[str, Any]]:
+        """Open proposals in one repository (of one runbook, or of all)."""
+        conditions = [proposals.c.repo == repo, proposals.c.state == "open"]
+        if runbook is not None:
+            conditions.append(proposals.c.runbook == runbook)
         with self._reading() as connection:
-            rows = connection.execute(
-                select(proposals).where(
-                    proposals.c.repo == repo,
-                    proposals.c.runbook == runbook,
-                    proposals.c.state == "open",
-                )
-            ).mappings()
+            rows = connection.execute(select(proposals).where(*conditions)).mappings()
             return [dict(row) for row in rows]
 
     def save_proposal(self, repo: str, values: Mapping[str, Any], *, by_run: str) -> bool:

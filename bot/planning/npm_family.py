@@ -74,6 +74,8 @@ class FamilyPolicy:
     # the runbook's name templates (`@img/sharp-{platform}`): a name matching one is a pin of the
     # family on any platform, configured or not (a repository may pin darwin-arm64 too)
     pin_templates: tuple[str, ...] = ()
+    # held back by `/rotate ignore`: a line (`0.35`) or a version (`0.35.2`) → why
+    held: Mapping[str, str] = field(default_factory=dict)
 
     def is_pin(self, name: str) -> bool:
         """Whether `name` is one of the family's platform packages."""
@@ -86,6 +88,14 @@ class FamilyPolicy:
 def _template(template: str) -> re.Pattern[str]:
     """A `{platform}` name template as a regex over package names."""
     return re.compile(re.escape(template).replace(re.escape("{platform}"), "[a-z0-9][a-z0-9-]*"))
+
+
+def held_reason(version: str, held: Mapping[str, str]) -> str | None:
+    """Why `version` is held back, if a held line or version covers it."""
+    for selector, reason in held.items():
+        if version == selector or version.startswith(f"{selector}."):
+            return reason
+    return None
 
 
 @dataclass(frozen=True)
@@ -427,6 +437,9 @@ def _eligible(
         if version <= lowest or version.prerelease or version.build:
             continue
         subject = f"{policy.parent}@{release.version}"
+        if (why := held_reason(release.version, policy.held)) is not None:
+            skipped.append(Skipped(subject, why))
+            continue
         if release.deprecated:
             skipped.append(Skipped(subject, f"deprecated: {release.deprecated}"))
             continue

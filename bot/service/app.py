@@ -35,10 +35,9 @@ from bot.audit import AuditStore
 from bot.config import RepoConfig, Settings
 from bot.errors import BotError, ConfigError
 from bot.forges.base import Forge
-from bot.forges.github import GitHubForge
 from bot.models import RunRequest, RunSummary
 from bot.runbook import Runbook
-from bot.service.chat import ChatCommands, ChatGitHub, ClientFor
+from bot.service.chat import ChatCommands
 from bot.service.dashboard.auth import DashboardAuth
 from bot.service.dashboard.web import DashboardApp
 from bot.service.locks import RepositoryBusy, RepositoryLocks, repository_key
@@ -67,7 +66,7 @@ class ServedPipeline(Protocol):
 
     @property
     def forge(self) -> Forge:
-        """Where proposals go (GitHub: also the chat commands' client and the App's repos)."""
+        """Where proposals go, and where chat commands are answered."""
         ...
 
     def run(self, request: RunRequest) -> list[RunSummary]:
@@ -276,7 +275,6 @@ def start_service(
     pipeline: ServedPipeline,
     *,
     repositories: RepositoryLister,
-    clients: ClientFor | None,
     options: ServiceOptions = ServiceOptions(),
     stopping: threading.Event | None = None,
 ) -> RunningService:
@@ -321,9 +319,9 @@ def start_service(
         report=ConfigProblems(audit),
     )
     chat = None
-    if clients is not None:
+    if pipeline.forge.hosts_comments:
         chat = ChatCommands(
-            github=ChatGitHub(clients),
+            forge=pipeline.forge,
             queue=queue,
             runbooks=pipeline.runbooks,
             audit=audit,
@@ -362,7 +360,7 @@ def repository_lister(settings: Settings, forge: Forge) -> RepositoryLister:
     if settings.repositories:
         configured = tuple(settings.repositories)
         return lambda: configured
-    if isinstance(forge, GitHubForge) and settings.github_app_id:
+    if settings.github_app_id:
         return forge.list_repositories
     raise ConfigError(
         "nothing to serve: set ROTATION_BOT_REPOSITORIES (owner/name, comma-separated) or "
@@ -380,9 +378,9 @@ def serve_forever(
 ) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully.
 
-    With the GitHub forge, chat commands use its clients (the App's installation client per
-    repository) and, without `ROTATION_BOT_REPOSITORIES`, every repository the App is installed
-    on is served.  `stopping`, shared with the pipeline, is set when shutdown begins.
+    Chat commands are answered through the pipeline's forge (when people comment there) and,
+    without `ROTATION_BOT_REPOSITORIES`, every repository the App is installed on is served.
+    `stopping`, shared with the pipeline, is set when shutdown begins.
     """
     stop = threading.Event()
 
@@ -395,7 +393,6 @@ def serve_forever(
         settings,
         pipeline,
         repositories=repository_lister(settings, forge),
-        clients=forge.client_for if isinstance(forge, GitHubForge) else None,
         options=options,
         stopping=stopping,
     )

@@ -1,16 +1,30 @@
-"""The `/rotate` chat command: parse a comment, check who asked, queue the work, answer.
+"""The `/rotate` chat commands: parse a comment, check who asked, act or queue the work, answer.
 
 Commands (first line of an issue or pull-request comment):
 
     /rotate sharp            /rotate base-image       /rotate all
     /rotate sharp 0.34.5     (an exact target; strict semver)
-    /rotate status
+    /rotate status           /rotate help
+    /rotate rebase [RUNBOOK]     regenerate open rotations on the current base (re-run the
+                                 runbook; never a git rebase of a lockfile)
+    /rotate recreate [RUNBOOK]   close open rotations and open them afresh (edits are dropped)
+    /rotate explain [RUNBOOK]    why the bot proposes what it proposes, or why nothing
+    /rotate ignore [RUNBOOK] 0.35 | 0.35.2     hold a line or a version back
+    /rotate unignore [RUNBOOK] 0.35 | 0.35.2   lift that hold
+    /rotate approve [RUNBOOK] 0.35.5           approve a major rotation (`major-approval: true`)
 
-Only users whose repository permission (read through the API, never the payload's
+On a rotation pull request, rebase, recreate and explain act on that pull request's rotation;
+elsewhere on every runbook.  Where RUNBOOK is left out of ignore, unignore and approve, it is the
+pull request's runbook, or the one runbook that watches an npm package.  Holds and approvals
+are stored in the audit trail (chained records, with who gave them) and take effect at once.
+
+Only users whose repository permission (read through the forge, never the payload's
 `author_association`) is write, maintain or admin may use them; anyone else gets a polite reply
-and nothing runs.  A command is acknowledged with 👀, then answered with 👍 and the pull request
-link, or 👎 and the failure summary with the audit run id.  Comments by bots, and comments whose
-first line is not a command, are ignored, so the bot's own replies never trigger anything.
+and nothing runs.  A command is acknowledged with 👀, then answered with 👍 and the result, or 👎
+and the failure summary with the audit run id.  Comments by bots, and comments whose first line
+is not a command, are ignored, so the bot's own replies never trigger anything.  Everything is
+said through the `Forge` (`permission`, `react`, `reply`): this module has no GitHub client.
+The same pool runs the config check of pull requests (bot.service.config_check).
 
 The first line is read the way GitHub's Markdown reads it (CommonMark): lines end at CR, LF or
 CRLF only; a blank line holds nothing but spaces and tabs; a command may be indented by up to
@@ -28,30 +42,46 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
-
-import requests
-from github import Github, GithubException, UnknownObjectException
-from github.Repository import Repository
+from typing import TYPE_CHECKING, Any, Literal
 
 from bot.audit import AuditStore
-from bot.errors import BotError, InvalidRemoteData, ServiceUnavailable, redact
-from bot.models import RunRequest, RunSummary, Trigger, strict_version
+from bot.errors import BotError, InvalidRemoteData
+from bot.forges.base import BRANCH_PREFIX, Forge, Reaction
+from bot.lifecycle.records import CommandRecords, valid_selector
+from bot.models import Action, RunRequest, RunSummary, Trigger, strict_version
 from bot.runbook import Runbook
 from bot.service.locks import repository_key
 from bot.service.metrics import Metrics
 from bot.service.workqueue import Admission, RotationQueue, WorkResult
+from bot.watchers import watch_kind
+
+if TYPE_CHECKING:
+    from bot.service.config_check import PullRequestEvent
 
 log = logging.getLogger(__name__)
 
 _COMMAND = re.compile(r"^ {0,3}/rotate(?:[ \t]+(?P<arguments>.*))?$")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")  # CommonMark's, not str.splitlines()'s eight
-_REPOSITORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$")
+REPOSITORY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$")
 _LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?$")
 TRIGGERING_PERMISSIONS = frozenset({"admin", "maintain", "write"})
-SUCCESS_OUTCOMES = frozenset({"proposed", "up-to-date", "nothing-to-do"})
-Reaction = Literal["eyes", "+1", "-1"]
-ClientFor = Callable[[str], Github]
+SUCCESS_OUTCOMES = frozenset(
+    {"proposed", "up-to-date", "nothing-to-do", "held", "waiting", "recorded", "explained"}
+)
+Verb = Literal[
+    "rotate",
+    "status",
+    "help",
+    "rebase",
+    "recreate",
+    "explain",
+    "ignore",
+    "unignore",
+    "approve",
+    "unknown",
+]
+_SCOPED: tuple[Action, ...] = ("rebase", "recreate", "explain")
+_RECORDED = ("ignore", "unignore", "approve")
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -59,9 +89,10 @@ ClientFor = Callable[[str], Github]
 
 @dataclass(frozen=True)
 class Command:
-    """A parsed `/rotate` comment: rotate (runbooks None = all), status, or not understood."""
+    """A parsed `/rotate` comment: what to do (`unknown`: not understood, with the problem),
+    which runbooks (None: all, or the pull request's), a target version or a hold selector."""
 
-    action: Literal["rotate", "status", "unknown"]
+    action: Verb
     runbooks: tuple[str, ...] | None = None
     target: str | None = None
     problem: str | None = None
@@ -80,10 +111,16 @@ def parse_command(text: str, runbooks: Mapping[str, Runbook]) -> Command | None:
     name = words[0].lower()
     if name == "status" and len(words) == 1:
         return Command("status")
+    if name == "help" and len(words) == 1:
+        return Command("help")
     if name == "all" and len(words) == 1:
         return Command("rotate", runbooks=None)
+    if name in _SCOPED:
+        return _scoped(name, words[1:], runbooks)
+    if name in _RECORDED:
+        return _recorded(name, words[1:], runbooks)
     if name not in runbooks:
-        return Command("unknown", problem=f"there is no runbook named `{_quote(words[0])}`")
+        return Command("unknown", problem=f"there is no runbook or command `{_quote(words[0])}`")
     if len(words) == 1:
         return Command("rotate", runbooks=(name,))
     if len(words) > 2:
@@ -99,9 +136,60 @@ def parse_command(text: str, runbooks: Mapping[str, Runbook]) -> Command | None:
     return Command("rotate", runbooks=(name,), target=target)
 
 
+def _scoped(verb: Action, rest: list[str], runbooks: Mapping[str, Runbook]) -> Command:
+    if not rest:
+        return Command(verb)
+    if len(rest) == 1 and rest[0].lower() in runbooks:
+        return Command(verb, runbooks=(rest[0].lower(),))
+    return Command("unknown", problem=f"`/rotate {verb}` takes at most a runbook name")
+
+
+def _recorded(verb: str, rest: list[str], runbooks: Mapping[str, Runbook]) -> Command:
+    named: tuple[str, ...] | None = None
+    if len(rest) == 2:
+        runbook = rest[0].lower()
+        if runbook not in runbooks or runbooks[runbook].watch.npm is None:
+            return Command("unknown", problem=f"`{_quote(rest[0])}` is no runbook of versions")
+        named, rest = (runbook,), rest[1:]
+    if len(rest) != 1:
+        example = "0.35.5" if verb == "approve" else "0.35"
+        return Command("unknown", problem=f"say `/rotate {verb} {example}`")
+    word = rest[0]
+    if verb == "approve":
+        try:
+            version = strict_version(word, source="the command")
+        except InvalidRemoteData:
+            return Command(
+                "unknown", problem=f"`{_quote(word)}` is not an exact version like 0.35.5"
+            )
+        return Command("approve", runbooks=named, target=version)
+    if not valid_selector(word):
+        return Command(
+            "unknown", problem=f"`{_quote(word)}` is not a line like 0.35 or a version like 0.35.2"
+        )
+    return Command("ignore" if verb == "ignore" else "unignore", runbooks=named, target=word)
+
+
 def _quote(word: str) -> str:
     """A user's word, safe inside inline code and short."""
     return re.sub(r"[^A-Za-z0-9._@/+-]", "", word)[:40]
+
+
+def runbook_of_branch(
+    branch: str, runbooks: Mapping[str, Runbook]
+) -> tuple[str, str | None] | None:
+    """(runbook, version or None) of a bot branch `rotation-bot/<runbook>-<version>`."""
+    for name in sorted(runbooks, key=len, reverse=True):
+        prefix = f"{BRANCH_PREFIX}{name}"
+        if branch == prefix:
+            return name, None
+        if branch.startswith(f"{prefix}-"):
+            rest = branch.removeprefix(f"{prefix}-")
+            try:
+                return name, strict_version(rest, source="the branch")
+            except InvalidRemoteData:
+                return name, None
+    return None
 
 
 # --- the comment event -------------------------------------------------------------------------
@@ -117,6 +205,7 @@ class CommentEvent:
     comment_url: str
     author: str
     body: str
+    on_pull_request: bool = False
 
 
 def comment_event(payload: Any) -> CommentEvent | None:
@@ -136,14 +225,15 @@ def comment_event(payload: Any) -> CommentEvent | None:
             comment_url=comment["html_url"],
             author=user["login"],
             body=comment["body"],
+            on_pull_request=isinstance(issue.get("pull_request"), dict),
         )
     except (KeyError, TypeError, AttributeError):
         return None
     valid = (
         isinstance(event.repo, str)
-        and bool(_REPOSITORY.match(event.repo))
-        and _positive(event.issue_number)
-        and _positive(event.comment_id)
+        and bool(REPOSITORY_NAME.match(event.repo))
+        and positive_id(event.issue_number)
+        and positive_id(event.comment_id)
         and isinstance(event.comment_url, str)
         and event.comment_url.startswith(("https://", "http://"))
         and isinstance(event.author, str)
@@ -154,7 +244,8 @@ def comment_event(payload: Any) -> CommentEvent | None:
     return event if valid else None
 
 
-def _positive(value: object) -> bool:
+def positive_id(value: object) -> bool:
+    """Whether `value` is a JSON number usable as an id or issue number (not a bool)."""
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
@@ -162,9 +253,9 @@ def _positive(value: object) -> bool:
 
 
 def help_reply(runbooks: Mapping[str, Runbook], problem: str | None) -> str:
-    """The list of valid commands, after what was wrong with the comment."""
+    """The list of valid commands, after what was wrong with the comment (None: asked for)."""
     lines = [
-        f"I did not understand that: {problem}." if problem else "I did not understand that.",
+        f"I did not understand that: {problem}." if problem else "rotation-bot's commands:",
         "",
         "Commands I know:",
     ]
@@ -175,6 +266,14 @@ def help_reply(runbooks: Mapping[str, Runbook], problem: str | None) -> str:
     lines += [
         "- `/rotate all`: every runbook that applies to this repository",
         "- `/rotate status`: what is running, queued, scheduled and recently done",
+        "- `/rotate rebase [runbook]`: regenerate open rotations on the current base "
+        "(on a rotation pull request: that one)",
+        "- `/rotate recreate [runbook]`: close open rotations and open them afresh",
+        "- `/rotate explain [runbook]`: why the bot proposes what it proposes, or why nothing",
+        "- `/rotate ignore [runbook] 0.35` or `0.35.2`: hold a line or a version back",
+        "- `/rotate unignore [runbook] 0.35`: lift that hold",
+        "- `/rotate approve [runbook] 0.35.5`: approve a major rotation",
+        "- `/rotate help`: this list",
     ]
     return "\n".join(lines)
 
@@ -203,9 +302,15 @@ def not_queued_reply(admission: Admission) -> str:
 
 def _line(summary: RunSummary) -> str:
     target = f" {summary.target}" if summary.target else ""
-    link = f" — {summary.published.url}" if summary.published else ""
     audit = f" (audit run `{summary.run_id}`: `rotation-bot audit show {summary.run_id}`)"
+    if summary.outcome == "explained":
+        return f"{summary.message}\n{audit.strip()}"
+    link = f" — {summary.published.url}" if summary.published else ""
     return f"- **{summary.runbook}**{target}: {summary.outcome}{link}. {summary.message}{audit}"
+
+
+# how a reply names what finished ("rebase finished", "rotation finished")
+_NOUNS = {"rotate": "rotation", "explain": "explanation"}
 
 
 def result_reply(author: str, result: WorkResult) -> tuple[Reaction, str]:
@@ -219,11 +324,28 @@ def result_reply(author: str, result: WorkResult) -> tuple[Reaction, str]:
         return "-1", f"@{author} the rotation could not run: {result.error}. Nothing was published."
     lines = [_line(summary) for summary in result.summaries]
     if all(summary.outcome in SUCCESS_OUTCOMES for summary in result.summaries):
+        verb = _NOUNS.get(result.request.action, result.request.action)
         body = "\n".join(lines) if lines else "- nothing to rotate: no runbook applies here."
-        return "+1", f"@{author} rotation finished:\n{body}"
+        return "+1", f"@{author} {verb} finished:\n{body}"
     return "-1", (
         f"@{author} rotation failed; nothing was published for the failed runs:\n"
         + "\n".join(lines)
+    )
+
+
+def recorded_reply(author: str, command: Command, runbook: str) -> str:
+    """The answer to ignore, unignore and approve, once stored."""
+    selector = command.target or ""
+    if command.action == "ignore":
+        return (
+            f"@{author} holding back {runbook} {selector}: no rotation to it is proposed, and an "
+            f"open one is closed at the next cycle. `/rotate unignore {selector}` lifts it."
+        )
+    if command.action == "unignore":
+        return f"@{author} {runbook} {selector} is no longer held back; it may be proposed again."
+    return (
+        f"@{author} approved the major rotation of {runbook} to {selector}; its pull request is "
+        "opened now (if that is the version planned)."
     )
 
 
@@ -271,67 +393,6 @@ def status_reply(
     return "\n".join(lines)
 
 
-# --- GitHub calls --------------------------------------------------------------------------------
-
-
-class ChatGitHub:
-    """Permission checks, reactions and replies through PyGithub (one client per repository)."""
-
-    def __init__(self, client_for: ClientFor) -> None:
-        self.client_for = client_for
-
-    def _repository(self, repo: str) -> Repository:
-        # Lazy objects: a reaction or a reply is one POST, with no GETs of the repository,
-        # issue or comment before it.
-        return self.client_for(repo).withLazy(True).get_repo(repo)
-
-    def permission(self, repo: str, login: str) -> str:
-        """`login`'s role on `repo` (admin, maintain, write, triage, read or none)."""
-        repository = self._repository(repo)
-        try:
-            level = _checked(repository.get_collaborator_permission(login), repo)
-            if level in TRIGGERING_PERMISSIONS:
-                return level
-            # `permission` folds maintain into write; a custom role may still carry write.
-            return _checked(repository.get_collaborator_role_name(login), repo)
-        except UnknownObjectException:
-            return "none"
-        except (GithubException, requests.RequestException) as error:
-            raise _unavailable(repo, "read the commenter's permission", error) from error
-
-    def react(self, event: CommentEvent, content: Reaction) -> None:
-        """Put a reaction on the command's comment."""
-        try:
-            issue = self._repository(event.repo).get_issue(event.issue_number)
-            comment = issue.get_comment(event.comment_id)
-            comment.create_reaction(content)
-        except (GithubException, requests.RequestException) as error:
-            raise _unavailable(event.repo, "react to the comment", error) from error
-
-    def reply(self, event: CommentEvent, body: str) -> None:
-        """Comment on the issue or pull request the command came from."""
-        try:
-            issue = self._repository(event.repo).get_issue(event.issue_number)
-            issue.create_comment(redact(body))
-        except (GithubException, requests.RequestException) as error:
-            raise _unavailable(event.repo, "reply to the comment", error) from error
-
-
-def _checked(level: object, repo: str) -> str:
-    if not isinstance(level, str) or not re.match(r"^[a-z_-]{1,40}$", level):
-        raise InvalidRemoteData(f"GitHub gave permission {level!r} for {repo}; expected a role")
-    return level
-
-
-def _unavailable(repo: str, action: str, error: Exception) -> ServiceUnavailable:
-    status = error.status if isinstance(error, GithubException) else type(error).__name__
-    return ServiceUnavailable(
-        f"GitHub: could not {action} on {repo} ({status}); check the token's or App's "
-        "permissions (issues: write, metadata: read)",
-        repo=repo,
-    )
-
-
 # --- handling a command ------------------------------------------------------------------------
 
 
@@ -340,16 +401,16 @@ class AnswerComment:
     """Answers a command's comment once its request is done: the reaction and the reply.
 
     The queue calls it; the fleet's queue carries `event` with the job instead, and the worker
-    that ran the request builds the same answer."""
+    that ran the request builds the same answer through its own forge."""
 
-    github: ChatGitHub
+    forge: Forge
     event: CommentEvent
 
     def __call__(self, result: WorkResult) -> None:
         reaction, body = result_reply(self.event.author, result)
         try:
-            self.github.react(self.event, reaction)
-            self.github.reply(self.event, body)
+            self.forge.react(self.event.repo, self.event.comment_id, reaction)
+            self.forge.reply(self.event.repo, self.event.issue_number, body)
         except BotError as error:
             log.warning("chat answer failed repo=%s error=%s", self.event.repo, error.message)
 
@@ -360,7 +421,7 @@ class ChatCommands:
     def __init__(
         self,
         *,
-        github: ChatGitHub,
+        forge: Forge,
         queue: RotationQueue,
         runbooks: Mapping[str, Runbook],
         audit: AuditStore,
@@ -369,10 +430,11 @@ class ChatCommands:
         workers: int = 2,
         capacity: int = 64,
     ) -> None:
-        self.github = github
+        self.forge = forge
         self.queue = queue
         self.runbooks = dict(runbooks)
         self.audit = audit
+        self.records = CommandRecords(audit)
         self.metrics = metrics
         self.next_runs = next_runs
         self._slots = threading.BoundedSemaphore(capacity)
@@ -392,6 +454,34 @@ class ChatCommands:
             self._slots.release()
             return False
         return True
+
+    def accept_config_check(self, event: PullRequestEvent) -> bool:
+        """Check the config file a pull request changes (`config_check`), in the background;
+        False when too many are waiting already."""
+        if not self._slots.acquire(blocking=False):
+            return False
+        try:
+            self._pool.submit(self._guarded_check, event)
+        except RuntimeError:  # the pool was shut down
+            self._slots.release()
+            return False
+        return True
+
+    def _guarded_check(self, event: PullRequestEvent) -> None:
+        from bot.service.config_check import check_config  # noqa: PLC0415 - it imports this
+
+        kinds = {name: watch_kind(runbook) for name, runbook in self.runbooks.items()}
+        try:
+            result = f"config-{check_config(self.forge, kinds, event)}"
+        except BotError as error:
+            log.warning("config check failed repo=%s error=%s", event.repo, error.message)
+            result = "failed"
+        except Exception:
+            log.exception("config check crashed repo=%s", event.repo)
+            result = "failed"
+        finally:
+            self._slots.release()
+        self.metrics.chat_commands.labels(result=result).inc()
 
     def close(self) -> None:
         """Stop taking comments and let those being handled finish (their replies are short
@@ -416,33 +506,109 @@ class ChatCommands:
         command = parse_command(event.body, self.runbooks)
         if command is None:
             return "ignored"
-        if self.github.permission(event.repo, event.author) not in TRIGGERING_PERMISSIONS:
-            self.github.reply(event, denied_reply(event.author))
+        if self.forge.permission(event.repo, event.author) not in TRIGGERING_PERMISSIONS:
+            self.forge.reply(event.repo, event.issue_number, denied_reply(event.author))
             return "denied"
-        self.github.react(event, "eyes")
-        if command.action == "unknown":
-            self.github.reply(event, help_reply(self.runbooks, command.problem))
-            return "unknown"
+        self.forge.react(event.repo, event.comment_id, "eyes")
+        if command.action in ("unknown", "help"):
+            self.forge.reply(
+                event.repo, event.issue_number, help_reply(self.runbooks, command.problem)
+            )
+            return command.action
         if command.action == "status":
             recent = [
                 run
                 for run in self.audit.list_runs(limit=200)
                 if repository_key(run["repo"]) == repository_key(event.repo)
             ][:5]
-            self.github.reply(
-                event, status_reply(event.repo, self.queue, recent, self.next_runs(event.repo))
+            self.forge.reply(
+                event.repo,
+                event.issue_number,
+                status_reply(event.repo, self.queue, recent, self.next_runs(event.repo)),
             )
             return "status"
+        if command.action in _RECORDED:
+            return self._record(event, command)
+        return self._submit(event, command)
+
+    def _record(self, event: CommentEvent, command: Command) -> str:
+        """Store an ignore, unignore or approve, answer, and queue a cycle of its runbook (so a
+        held proposal closes, or an approved one opens, now)."""
+        runbook = self._runbook_for(event, command)
+        if runbook is None:
+            names = sorted(name for name, item in self.runbooks.items() if item.watch.npm)
+            self.forge.react(event.repo, event.comment_id, "-1")
+            self.forge.reply(
+                event.repo,
+                event.issue_number,
+                f"@{event.author} which runbook? Say `/rotate {command.action} "
+                f"{names[0] if names else 'RUNBOOK'} {command.target}`.",
+            )
+            return "unknown"
+        selector = command.target or ""
+        if command.action == "approve":
+            self.records.record_approval(
+                event.repo, runbook, selector, by=event.author, url=event.comment_url
+            )
+        else:
+            self.records.record_hold(
+                event.repo,
+                runbook,
+                "ignore" if command.action == "ignore" else "unignore",
+                selector,
+                by=event.author,
+                url=event.comment_url,
+            )
+        self.forge.react(event.repo, event.comment_id, "+1")
+        self.forge.reply(
+            event.repo, event.issue_number, recorded_reply(event.author, command, runbook)
+        )
         request = RunRequest(
             repo=event.repo,
             trigger=Trigger(kind="chat", actor=event.author, url=event.comment_url),
-            runbooks=command.runbooks,
-            target=command.target,
+            runbooks=(runbook,),
+        )
+        self.queue.submit(request, if_busy="wait")
+        return command.action
+
+    def _runbook_for(self, event: CommentEvent, command: Command) -> str | None:
+        if command.runbooks:
+            return command.runbooks[0]
+        on_pull = self._pull_request_rotation(event)
+        if on_pull is not None:
+            return on_pull[0]
+        names = [name for name, runbook in self.runbooks.items() if runbook.watch.npm]
+        return names[0] if len(names) == 1 else None
+
+    def _pull_request_rotation(self, event: CommentEvent) -> tuple[str, str | None] | None:
+        """(runbook, version) of the rotation pull request the comment is on, if it is one."""
+        if not event.on_pull_request:
+            return None
+        branch = self.forge.find_proposal_branch(event.repo, event.issue_number)
+        return None if branch is None else runbook_of_branch(branch, self.runbooks)
+
+    def _submit(self, event: CommentEvent, command: Command) -> str:
+        action: Action = "rotate"
+        runbooks, target = command.runbooks, command.target
+        if command.action in _SCOPED:
+            action = command.action
+            if runbooks is None:
+                on_pull = self._pull_request_rotation(event)
+                if on_pull is not None:
+                    runbooks, target = (on_pull[0],), on_pull[1]
+        request = RunRequest(
+            repo=event.repo,
+            trigger=Trigger(kind="chat", actor=event.author, url=event.comment_url),
+            runbooks=runbooks,
+            target=target,
+            action=action,
         )
         admission = self.queue.submit(
-            request, if_busy="reject", on_done=AnswerComment(self.github, event)
+            request, if_busy="reject", on_done=AnswerComment(self.forge, event)
         )
         if admission != "queued":
-            self.github.reply(event, f"@{event.author} " + not_queued_reply(admission))
+            self.forge.reply(
+                event.repo, event.issue_number, f"@{event.author} " + not_queued_reply(admission)
+            )
             return admission
         return "queued"

@@ -11,8 +11,9 @@ signature holds:
    (constant-time comparison) → 401;
 3. `X-GitHub-Delivery` id seen before (persisted in the database, so a restart does not replay)
    → 200 "duplicate";
-4. JSON parsed; `issue_comment` commands on served repositories are handed to the chat pool and
-   answered 202 at once; anything else → 200 "ignored".
+4. JSON parsed; `issue_comment` commands on served repositories, and `pull_request` deliveries
+   (opened, synchronize, reopened: the config check, bot.service.config_check), are handed to
+   the chat pool and answered 202 at once; anything else → 200 "ignored".
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from bot.audit import now, stamp
 from bot.errors import ServiceUnavailable
 from bot.service.chat import ChatCommands, comment_event
+from bot.service.config_check import pull_request_event
 from bot.service.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -178,6 +180,14 @@ class WebhookApp:
             return 200, {"result": "pong"}
         if event in INSTALLATION_EVENTS and self.on_installation_change is not None:
             self.on_installation_change()
+            return 202, {"result": "accepted"}
+        if event == "pull_request" and self.chat is not None:
+            change = pull_request_event(payload)
+            if change is None or not self.serves(change.repo):
+                return 200, {"result": "ignored"}
+            if not self.chat.accept_config_check(change):
+                self.deliveries.forget(delivery)
+                return 503, {"result": "busy", "error": "too many waiting; redeliver later"}
             return 202, {"result": "accepted"}
         if event != "issue_comment" or self.chat is None:
             return 200, {"result": "ignored"}

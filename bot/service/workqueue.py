@@ -107,6 +107,7 @@ class _Item:
             repository_key(request.repo) == self.key
             and request.runbooks == self.request.runbooks
             and request.target == self.request.target
+            and request.action == self.request.action
         )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 from bot import paths
+from bot.config import NpmFamilySettings
 from bot.errors import ConfigError, StepFailed
 from bot.manifests.document import RowChange, rebaseline
 from bot.models import StepResult
@@ -16,7 +17,7 @@ from bot.steps.registry import StepContext, passed, skipped, step
 @step("rebaseline-document")
 def rebaseline_document(ctx: StepContext) -> StepResult:
     """Rewrite the document's pin table rows; fail when it has none for the pins."""
-    relative = ctx.runbook_settings.document
+    relative = ctx.repo_config.settings_for(ctx.runbook.name, NpmFamilySettings).document
     if not relative:
         return skipped("no pin-table document configured (runbooks.<name>.document)")
     pure = PurePosixPath(relative)

@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from bot import paths
+from bot.config import BaseImageSettings
 from bot.errors import StepFailed
 from bot.manifests.dockerfile import BaseImage, Dockerfile
 from bot.models import DigestChange, Skipped, StepResult
@@ -41,7 +42,7 @@ def _resolve_here(
     ctx: StepContext,
 ) -> tuple[tuple[DigestChange, ...], tuple[Skipped, ...]] | StepResult:
     """Plan the digests in this worktree (when another runbook includes this step)."""
-    settings = ctx.repo_config.runbook(BASE_IMAGE_RUNBOOK)
+    settings = ctx.repo_config.settings_for(BASE_IMAGE_RUNBOOK, BaseImageSettings)
     if not settings.enabled:
         return skipped("the base-image runbook is disabled in the repository config")
     path = runbooks_dir(ctx.services.environ) / f"{BASE_IMAGE_RUNBOOK}.yml"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -39,6 +39,8 @@ class WatchRequest:
     target: str | None
     now: datetime
     explicit: bool
+    # versions and lines the repository holds back (`/rotate ignore`): selector → why
+    held: Mapping[str, str] = field(default_factory=dict)
 
 
 WatchFunction = Callable[[WatchRequest], Plan]

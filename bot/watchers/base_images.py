@@ -22,7 +22,7 @@ from sqlalchemy import Column, Engine, MetaData, String, Table, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from bot.audit import AuditStore, stamp
-from bot.config import RunbookSettings
+from bot.config import BaseImageSettings
 from bot.errors import BotError, InvalidRemoteData, ManifestError, ServiceUnavailable
 from bot.manifests.dockerfile import DEFAULT_DOCKERFILES, BaseImage, Dockerfile, select_dockerfiles
 from bot.models import Plan, Skipped
@@ -115,12 +115,14 @@ class Findings:
     skipped: tuple[Skipped, ...]
 
 
-def dockerfile_patterns(settings: RunbookSettings, defaults: tuple[str, ...]) -> tuple[str, ...]:
+def dockerfile_patterns(settings: BaseImageSettings, defaults: tuple[str, ...]) -> tuple[str, ...]:
     """The repository's `dockerfiles` list, else the runbook's, else every Dockerfile."""
     return settings.dockerfiles or defaults or DEFAULT_DOCKERFILES
 
 
-def digest_policy(runbook: str, settings: RunbookSettings, default_age: timedelta) -> DigestPolicy:
+def digest_policy(
+    runbook: str, settings: BaseImageSettings, default_age: timedelta
+) -> DigestPolicy:
     """The policy for `runbook` with the repository's settings applied."""
     age = settings.minimum_release_age
     return DigestPolicy(
@@ -295,13 +297,14 @@ def watch_base_images(request: WatchRequest) -> Plan:
     """Plan the re-pinning of every base image in the repository's Dockerfiles."""
     workspace = request.workspace
     runbook = request.runbook
-    policy = digest_policy(runbook.name, request.settings, runbook.minimum_release_age)
-    patterns = dockerfile_patterns(request.settings, runbook.dockerfiles)
+    settings = request.repo_config.settings_for(runbook.name, BaseImageSettings)
+    policy = digest_policy(runbook.name, settings, runbook.minimum_release_age)
+    patterns = dockerfile_patterns(settings, runbook.dockerfiles)
     findings = find_base_images(
         workspace.tracked_files(),
         patterns,
         workspace.read_text,
-        configured=request.settings.dockerfiles is not None,
+        configured=settings.dockerfiles is not None,
     )
     if not findings.paths:
         return Plan(

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from posixpath import dirname
 from typing import Any
 
+from bot.config import NpmFamilySettings
 from bot.errors import ConfigError, ManifestError
 from bot.managers import MANAGERS
 from bot.managers.discovery import discover
@@ -25,18 +26,20 @@ def family_policy(request: WatchRequest) -> FamilyPolicy:
     runbook = request.runbook
     if runbook.pins is None or not runbook.watch.npm:
         raise ConfigError(f"{runbook.source}: an npm runbook needs watch.npm and pins")
-    platforms = request.settings.platforms or runbook.pins.platforms
+    settings = request.repo_config.settings_for(runbook.name, NpmFamilySettings)
+    platforms = settings.platforms or runbook.pins.platforms
     if not platforms:
         raise ConfigError(f"{runbook.source}: no platforms configured")
-    age = request.settings.minimum_release_age
+    age = settings.minimum_release_age
     return FamilyPolicy(
         runbook=runbook.name,
         parent=runbook.watch.npm,
         pin_names=runbook.pins.names(tuple(platforms)),
         minimum_release_age=runbook.minimum_release_age if age is None else age,
-        major=request.settings.major_policy,
-        add_pins=request.settings.pin,
+        major=settings.major_policy,
+        add_pins=settings.pin,
         pin_templates=runbook.pins.packages,
+        held=request.held,
     )
 
 
@@ -96,7 +99,10 @@ def watch_npm(request: WatchRequest) -> Plan:
     found = discover(
         workspace.tracked_files(),
         workspace.read_text,
-        directories=request.settings.directories or (),
+        directories=request.repo_config.settings_for(
+            request.runbook.name, NpmFamilySettings
+        ).directories
+        or (),
     )
     inputs: list[ProjectInput] = []
     skipped: list[Skipped] = []

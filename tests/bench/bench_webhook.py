@@ -39,7 +39,7 @@ from tests.support.service import comment_payload, deliver  # noqa: E402
 SERVICE = """
 import json, sys
 from pathlib import Path
-from github import Auth, Github
+from bot.forges.github import GitHubForge, GitHubOptions
 from bot.audit import AuditStore
 from bot.config import Settings
 from bot.service.app import ServiceOptions, start_service
@@ -48,11 +48,12 @@ from tests.support.service import SECRET, RecordingPipeline, RecordingRunner
 root, api_url, repos = Path(sys.argv[1]), sys.argv[2], tuple(sys.argv[3].split(","))
 settings = Settings(listen="127.0.0.1:0", webhook_secret=SECRET, state_dir=root / "state",
                     database_url=f"sqlite:///{root / 'audit.sqlite3'}", repositories=repos)
-github = Github(auth=Auth.Token("ghp_bench"), base_url=api_url, seconds_between_requests=0,
-                seconds_between_writes=0, retry=None, pool_size=32)
+forge = GitHubForge(api_url, token="ghp_bench",
+                    options=GitHubOptions(seconds_between_requests=0, seconds_between_writes=0))
 runner = RecordingRunner(seconds=0.05)
-service = start_service(settings, RecordingPipeline(runner, AuditStore(settings.resolved_database_url)),
-                        repositories=lambda: repos, clients=lambda _repo: github,
+service = start_service(settings, RecordingPipeline(runner, AuditStore(settings.resolved_database_url),
+                                                   forge=forge),
+                        repositories=lambda: repos,
                         options=ServiceOptions(chat_workers=8, workers=4, queue_capacity=2000,
                                                http_threads=8))
 print(json.dumps({"url": service.url}), flush=True)

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bot.audit import AuditStore
 from bot.errors import ConfigError, RepositoryError, ServiceUnavailable
-from bot.forges.base import Incident
+from bot.forges.base import Notice
 from bot.forges.github import INCIDENT_LABEL, GitHubForge, GitHubOptions
 from bot.models import Proposal
 from bot.workspace import Workspace
@@ -64,7 +64,7 @@ class Rig:
         with workspace.worktree(f"run-{version}") as worktree:
             (worktree / "package.json").write_text(f'{{"overrides": {{"sharp": "{version}"}}}}\n')
             commit = workspace.commit(worktree, f"Rotate sharp to {version}", ["package.json"])
-        workspace.publish_branch(branch, commit)
+        workspace.publish_branch(branch, commit, expected=workspace.branch_commit(branch))
         proposal = Proposal(
             branch=branch,
             title=f"Rotate sharp 0.33.4 → {version}",
@@ -305,7 +305,8 @@ def test_secondary_rate_limit_longer_than_the_cap_is_unavailable(api: GitHubApi,
 
 
 def test_incident_is_opened_once_and_updated_on_repeat(rig: Rig) -> None:
-    incident = Incident(
+    incident = Notice(
+        "incident",
         runbook="sharp",
         target="0.33.5",
         title="rotation-bot: sharp 0.33.5 failed verify-signatures",
@@ -313,11 +314,11 @@ def test_incident_is_opened_once_and_updated_on_repeat(rig: Rig) -> None:
         run_id="run-1",
     )
 
-    url = rig.forge.ensure_incident(REPO, incident)
-    repeat = rig.forge.ensure_incident(REPO, replace(incident, body="second failure\n"))
+    url = rig.forge.ensure_notice(REPO, incident)
+    repeat = rig.forge.ensure_notice(REPO, replace(incident, body="second failure\n"))
     writes = rig.writes()
-    same = rig.forge.ensure_incident(REPO, replace(incident, body="second failure\n"))
-    other = rig.forge.ensure_incident(REPO, replace(incident, target="0.33.6"))
+    same = rig.forge.ensure_notice(REPO, replace(incident, body="second failure\n"))
+    other = rig.forge.ensure_notice(REPO, replace(incident, target="0.33.6"))
 
     issues = rig.api.issues(REPO)
     assert url == repeat == same and other != url
@@ -329,10 +330,12 @@ def test_incident_is_opened_once_and_updated_on_repeat(rig: Rig) -> None:
 
 
 def test_incident_create_retried_after_5xx_opens_one(rig: Rig) -> None:
-    incident = Incident(runbook="sharp", target="0.33.5", title="sharp failed", body="x\n")
+    incident = Notice(
+        "incident", runbook="sharp", target="0.33.5", title="sharp failed", body="x\n"
+    )
     rig.api.inject(Fault.error_after("POST", f"/repos/{REPO}/issues", status=500))
 
-    url = rig.forge.ensure_incident(REPO, incident)
+    url = rig.forge.ensure_notice(REPO, incident)
 
     assert len(rig.api.issues(REPO)) == 1 and url is not None
 
@@ -435,7 +438,9 @@ def test_canary_token_never_in_a_body_a_log_line_or_the_repository(
         caplog.set_level(logging.DEBUG, logger=name)
     proposal = rig.push_rotation("0.33.5", labels=("dependencies",))
     rig.forge.ensure_proposal(REPO, proposal, supersedes_prefix=PREFIX)
-    rig.forge.ensure_incident(REPO, Incident("sharp", "0.33.5", "failed", f"token? {TOKEN}\n"))
+    rig.forge.ensure_notice(
+        REPO, Notice("incident", "sharp", "0.33.5", "failed", f"token? {TOKEN}\n")
+    )
     bad = GitHubForge(rig.api.api_url, token=TOKEN + "x", options=_options([]))
     with pytest.raises(ConfigError) as rejected:
         bad.find_proposal(REPO, proposal.branch)

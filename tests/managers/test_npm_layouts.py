@@ -599,6 +599,9 @@ def test_package_manager_npm_is_the_npm_that_runs_and_its_hash_is_checked(
         "05-no-pins-tabs-no-final-newline",
         before_lock=declare,
         npm=npm,
+        # the second run must regenerate the open rotation after a base change that does not
+        # conflict (the default, conflicted, would leave it as it is)
+        config=CONFIG + "pull-requests:\n  rebase-when: behind-base\n",
     )
     before = lock_entries(built.show("main", "package-lock.json").decode())
     assert "libc" not in before["node_modules/@img/sharp-linux-x64"]

@@ -54,7 +54,7 @@ def served(tmp_path: Path, fleet: Fleet) -> Iterator[RunningService]:
         dashboard_token=TOKEN,
     )
     pipeline = RecordingPipeline(RecordingRunner(), AuditStore(fleet.database_url))
-    service = start_service(settings, pipeline, repositories=lambda: (), clients=None)
+    service = start_service(settings, pipeline, repositories=lambda: ())
     try:
         yield service
     finally:

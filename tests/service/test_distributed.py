@@ -7,6 +7,7 @@ negative assertion, and nothing is asserted about wall-clock time."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -26,7 +27,7 @@ import pytest
 from bot.audit import AuditStore
 from bot.config import Settings
 from bot.models import RunRequest, Trigger
-from bot.service.distributed.fleet import FleetQueue, conninfo
+from bot.service.distributed.fleet import FleetQueue, conninfo, request_arguments, request_from
 from bot.service.scheduler import job_id
 from tests.conftest import Env, bot, make_project
 from tests.service.test_serve import make_due
@@ -359,6 +360,79 @@ def test_serve_without_a_role_runs_web_scheduler_and_worker_in_one_process(fleet
     assert fleet.rows("SELECT count(*) FROM procrastinate_jobs WHERE queue_name = 'rotations'") == [
         (0,)
     ]
+
+
+def test_a_rotate_explain_reaches_a_worker_with_its_action_and_is_answered_through_the_forge(
+    fleet: Fleet,
+) -> None:
+    fleet.repository("app")
+    api = fleet.api
+    api.set_permission("octo/app", "alice", "write")
+    issue = api.add_issue("octo/app", title="Why?", user="alice")
+    comment = api.add_comment("octo/app", issue, user="alice", body="/rotate explain sharp")
+    web = fleet.start("web", "web", ROTATION_BOT_REPOSITORIES="octo/app")
+    url = _SERVING.search(web.output()).group(1)  # type: ignore[union-attr]
+    # A plain rotation of the same runbook already waits: the explanation is other work, so it
+    # is queued beside it, not refused as "already queued".
+    queue = fleet.queue()
+    try:
+        plain = RunRequest("octo/app", Trigger(kind="schedule", actor="schedule"), ("sharp",))
+        assert queue.submit(plain, if_busy="wait") == "queued"
+    finally:
+        queue.close()
+    payload = comment_payload("/rotate explain sharp", login="alice")
+    payload["repository"]["full_name"] = "octo/app"
+    payload["issue"]["number"] = issue
+    payload["issue"].pop("pull_request", None)
+    payload["comment"]["id"] = comment
+    with httpx.Client(timeout=10) as client:
+        assert deliver(client, url, payload).json()["result"] == "accepted"
+    wait_until(
+        lambda: len(fleet.rows("SELECT id FROM procrastinate_jobs")) == 2,
+        timeout=30,
+        message="the explanation to be enqueued beside the plain rotation",
+    )
+    jobs = fleet.rows("SELECT args, queueing_lock FROM procrastinate_jobs ORDER BY id")
+    assert [(args["request"]["action"], lock) for args, lock in jobs] == [  # type: ignore[index]
+        ("rotate", "octo/app|sharp|"),
+        ("explain", "octo/app|sharp||explain"),
+    ]
+    assert "answer" in jobs[1][0]  # type: ignore[operator]
+
+    worker = fleet.start("w1", "worker")
+    wait_until(
+        lambda: worker.output().count("job done repo=octo/app") == 2,
+        timeout=240,
+        message="the explanation and the rotation",
+    )
+    # The worker ran the explanation as one (chat work first: before the scheduled rotation),
+    # and answered the comment through its forge.
+    runs = sorted(runs_of(fleet, "octo/app"), key=lambda run: str(run["started_at"]))
+    assert [(run["trigger"], run["outcome"]) for run in runs] == [
+        ("chat", "explained"),
+        ("schedule", "proposed"),  # the patch
+        ("schedule", "proposed"),  # the minor
+    ], runs
+    (answer,) = [c for c in api.comments_on("octo/app", issue) if c.user == "rotation-bot"]
+    assert answer.body.startswith("@alice explanation finished:"), answer.body
+    assert "0.33.6: would open a pull request" in answer.body, answer.body
+    assert [c for _, _, c in api.repository("octo/app").reactions] == ["eyes", "+1"]
+    # Only the plain rotation opened pull requests.
+    assert sorted(pull.head for pull in api.pulls("octo/app")) == [
+        "rotation-bot/sharp-0.33.6",
+        "rotation-bot/sharp-0.34.1",
+    ]
+
+
+def test_a_job_s_action_travels_with_it_and_is_checked_when_read_back() -> None:
+    rebase = dataclasses.replace(chat_request("octo/app"), action="rebase")
+    arguments = request_arguments(rebase)
+    assert request_from(json.loads(json.dumps(arguments))) == rebase
+    # a job enqueued before requests had an action is a plain rotation
+    earlier = {key: value for key, value in arguments.items() if key != "action"}
+    assert request_from(earlier) == chat_request("octo/app")
+    with pytest.raises(ValueError, match="unknown action 'delete'"):
+        request_from({**arguments, "action": "delete"})
 
 
 def test_serve_roles_need_postgresql(env: Env) -> None:

@@ -71,7 +71,6 @@ def test_a_hostile_config_is_that_repositorys_failed_run_not_the_services(
         settings,
         pipeline_for(settings, env, None),
         repositories=lambda: settings.repositories,
-        clients=None,
         options=ServiceOptions(shutdown_grace=5),
     )
     try:

@@ -96,12 +96,12 @@ def test_rotate_comment_opens_a_pull_request_through_the_real_pipeline(
     )
     forge = GitHubForge.from_settings(settings, options=FAST)
     pipeline = pipeline_for(settings, env, forge)
-    # What `serve_forever` wires for the GitHub forge: the App's repositories, its clients.
+    # What `serve_forever` wires for the GitHub forge: the App's repositories; chat answers
+    # through the pipeline's forge.
     service = start_service(
         settings,
         pipeline,
         repositories=repository_lister(settings, pipeline.forge),
-        clients=forge.client_for,
         options=ServiceOptions(shutdown_grace=10),
     )
     try:
@@ -161,7 +161,6 @@ def test_missed_cycle_rotates_a_real_repository_once_after_a_restart(
             settings,
             pipeline_for(settings, env, None),
             repositories=lambda: settings.repositories,
-            clients=None,
             options=ServiceOptions(shutdown_grace=30),
         )
 

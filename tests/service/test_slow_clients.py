@@ -31,7 +31,6 @@ def service(tmp_path: Path) -> Iterator[RunningService]:
         settings,
         RecordingPipeline(RecordingRunner(), AuditStore(settings.resolved_database_url)),
         repositories=lambda: (),
-        clients=None,
         options=ServiceOptions(shutdown_grace=2, request_read_timeout=4, cleanup_interval=1),
     )
     try:

@@ -9,6 +9,7 @@ interface), so these tests see exactly which requests reached the pipeline.
 
 from __future__ import annotations
 
+import copy
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -18,10 +19,10 @@ from typing import Any
 
 import httpx
 import pytest
-from github import Auth, Github
 
 from bot.audit import AuditStore
 from bot.config import Settings
+from bot.forges.github import GitHubForge, GitHubOptions
 from bot.models import Trigger
 from bot.runbook import DEFAULT_RUNBOOKS_DIR, load_runbooks
 from bot.service.app import RunningService, ServiceOptions, start_service
@@ -39,6 +40,7 @@ from tests.support.service import (
 )
 
 REPO = "Codertocat/Hello-World"  # the repository of the example payloads
+FAST = GitHubOptions(timeout=5, seconds_between_requests=0, seconds_between_writes=0, backoff=0.1)
 RUNBOOKS = load_runbooks(DEFAULT_RUNBOOKS_DIR)
 
 
@@ -103,19 +105,12 @@ def start(
         state_dir=tmp_path / "state",
         database_url=f"sqlite:///{tmp_path / 'audit.sqlite3'}",
     )
-    github = Github(
-        auth=Auth.Token("ghp_test"),
-        base_url=api.api_url,
-        seconds_between_requests=0,
-        seconds_between_writes=0,
-        retry=None,
-    )
-    pipeline = RecordingPipeline(runner, AuditStore(settings.resolved_database_url))
+    forge = GitHubForge(api.api_url, token="ghp_test", options=FAST)
+    pipeline = RecordingPipeline(runner, AuditStore(settings.resolved_database_url), forge=forge)
     return start_service(
         settings,
         pipeline,
         repositories=served,
-        clients=lambda _repo: github,
         options=ServiceOptions(shutdown_grace=2, max_body=64 * 1024),
     )
 
@@ -295,14 +290,14 @@ def test_rotate_variants_reach_the_pipeline(
     ("body", "problem"),
     [
         ("/rotate", "say what to rotate"),
-        ("/rotate nonsense", "there is no runbook named `nonsense`"),
+        ("/rotate nonsense", "there is no runbook or command `nonsense`"),
         ("/rotate sharp v0.34.5", "`v0.34.5` is not an exact version"),
         ("/rotate sharp 0.34", "`0.34` is not an exact version"),
         ("/rotate sharp latest", "`latest` is not an exact version"),
         ("/rotate base-image 1.2.3", "`base-image` takes no target version"),
         ("/rotate sharp 0.34.5 now", "too many words"),
-        ("/rotate all 0.34.5", "there is no runbook named `all`"),
-        ("/rotate `rm -rf`", "there is no runbook named `rm`"),
+        ("/rotate all 0.34.5", "there is no runbook or command `all`"),
+        ("/rotate `rm -rf`", "there is no runbook or command `rm`"),
     ],
 )
 def test_unknown_commands_get_the_list_of_valid_ones(world: World, body: str, problem: str) -> None:
@@ -339,6 +334,30 @@ def test_junk_edits_and_bots_are_ignored_without_any_api_call(
     assert (response.status_code, response.json()["result"]) == (200, "ignored")
     world.service.stop()  # waits for every comment being handled and every queued run
     assert world.api.requests == [] and world.runner.calls == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"action": "closed"},
+        {"action": "edited"},
+        {"head": "not-a-sha"},
+        {"number": True},
+        {"repository": "someone/else"},  # not served
+    ],
+)
+def test_pull_requests_the_config_check_does_not_concern_are_ignored_without_any_api_call(
+    world: World, change: dict[str, Any]
+) -> None:
+    payload = copy.deepcopy(examples("pull_request", "opened")[0])
+    payload["action"] = change.get("action", "synchronize")
+    payload["pull_request"]["head"]["sha"] = change.get("head", "a" * 40)
+    payload["pull_request"]["number"] = change.get("number", 2)
+    payload["repository"]["full_name"] = change.get("repository", REPO)
+    response = deliver(world.client, world.url, payload, event="pull_request")
+    assert (response.status_code, response.json()["result"]) == (200, "ignored")
+    world.service.stop()  # waits for everything being handled
+    assert world.api.requests == []
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import subprocess
 import sys
@@ -230,6 +231,20 @@ def test_busy_repository_rejects_chat_and_queues_the_schedule(q: Queue) -> None:
         if call.request.repo == "octo/app"
     ]
     assert order == [("octo/app", "chat"), ("octo/app", "schedule")]
+
+
+def test_an_action_is_queued_beside_a_plain_rotation_of_the_same_runbooks(q: Queue) -> None:
+    gate = q.runner.hold("octo/app")
+    assert q.queue.submit(request("octo/app", "chat"), if_busy="reject") == "queued"
+    assert q.runner.entered.wait(5)
+    plain = request("octo/app")
+    explain = dataclasses.replace(plain, action="explain")
+    assert q.queue.submit(plain, if_busy="wait") == "queued"
+    assert q.queue.submit(explain, if_busy="wait") == "queued"
+    assert q.queue.submit(explain, if_busy="wait") == "already-queued"
+    gate.set()
+    calls = q.runner.wait_for_calls(3)
+    assert [call.request.action for call in calls] == ["rotate", "rotate", "explain"]
 
 
 def test_a_rotation_running_in_another_process_blocks_the_repository(

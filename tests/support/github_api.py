@@ -75,6 +75,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import jwt
+import semver
+from graphql import build_schema, parse, validate
+from graphql.error import GraphQLError
 
 API_PREFIX = "/api/v3"
 DOCS = "https://docs.github.com/rest"
@@ -248,6 +251,7 @@ class ItemState:
     created_at: str = field(default_factory=_now)
     updated_at: str = field(default_factory=_now)
     closed_at: str | None = None
+    auto_merge: str | None = None  # the merge method of GitHub's auto-merge, once enabled
 
 
 @dataclass
@@ -278,6 +282,8 @@ class RepositoryState:
     permissions: dict[str, str] = field(default_factory=dict)
     labels: dict[str, int] = field(default_factory=dict)
     updated_at: str = field(default_factory=_now)
+    allow_auto_merge: bool = False  # the repository setting "Allow auto-merge"
+    required_checks: bool = False  # the base branch requires status checks (branch protection)
 
     @property
     def full_name(self) -> str:
@@ -302,6 +308,16 @@ class RepositoryState:
         )
         return completed.stdout.strip() or None
 
+    def git(self, *argv: str) -> str:
+        """Run git on the bare repository; stdout ("" when git fails)."""
+        completed = subprocess.run(
+            ["git", "--git-dir", str(self.bare), *argv],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return completed.stdout if completed.returncode == 0 else ""
+
     def commits_between(self, base: str, head: str) -> int:
         """How many commits `head` has that `base` lacks."""
         completed = subprocess.run(
@@ -311,6 +327,22 @@ class RepositoryState:
             check=True,
         )
         return int(completed.stdout.strip())
+
+
+@dataclass
+class AdvisoryState:
+    """A reviewed global security advisory for one npm package."""
+
+    ghsa_id: str
+    package: str
+    vulnerable_range: str  # GitHub's format: ">= 0.33.0, < 0.33.5"
+    first_patched_version: str | None
+    summary: str
+
+    def affects(self, version: str) -> bool:
+        """Whether `version` is in the vulnerable range."""
+        parsed = semver.Version.parse(version)
+        return all(parsed.match(part.replace(" ", "")) for part in self.vulnerable_range.split(","))
 
 
 @dataclass
@@ -348,6 +380,8 @@ class GitHubApi:
         self.faults: list[Fault] = []
         self.requests: list[RecordedRequest] = []
         self.token_lifetime = timedelta(hours=1)
+        self.emails: dict[str, str] = {}
+        self.advisories: list[AdvisoryState] = []
         self._ids = 1000
 
     # --- seeding -------------------------------------------------------------------------
@@ -443,6 +477,27 @@ class GitHubApi:
             repo.items[item.number] = item
             return item.number
 
+    def add_pull(self, full_name: str, *, head: str, base: str, user: str, title: str) -> int:
+        """Open a person's pull request from branch `head` into `base`; returns its number."""
+        with self.lock:
+            repo = self.repositories[full_name]
+            head_sha, base_sha = repo.branch_sha(head), repo.branch_sha(base)
+            assert head_sha is not None and base_sha is not None, (head, base)
+            item = ItemState(
+                number=len(repo.items) + 1,
+                id=self.next_id(),
+                title=title,
+                body=None,
+                user=user,
+                is_pull=True,
+                head=head,
+                base=base,
+                head_sha=head_sha,
+                base_sha=base_sha,
+            )
+            repo.items[item.number] = item
+            return item.number
+
     def add_comment(
         self, full_name: str, issue: int, *, user: str, body: str, comment_id: int | None = None
     ) -> int:
@@ -454,6 +509,33 @@ class GitHubApi:
             comment = CommentState(comment_id or self.next_id(), issue, user, body)
             repo.comments[comment.id] = comment
             return comment.id
+
+    def add_user_email(self, login: str, email: str) -> None:
+        """Map commits authored with `email` to `login` (as GitHub does for verified emails)."""
+        with self.lock:
+            self.emails[email] = login
+
+    def add_advisory(
+        self,
+        ghsa_id: str,
+        package: str,
+        vulnerable_range: str,
+        first_patched_version: str | None,
+        summary: str = "A vulnerability",
+    ) -> None:
+        """Publish a reviewed npm advisory in the global advisory database."""
+        with self.lock:
+            self.advisories.append(
+                AdvisoryState(ghsa_id, package, vulnerable_range, first_patched_version, summary)
+            )
+
+    def allow_auto_merge(self, full_name: str, *, required_checks: bool = True) -> None:
+        """Turn on "Allow auto-merge" (and, with `required_checks`, protect the default branch
+        with a required status check, so auto-merge has something to wait for)."""
+        with self.lock:
+            repo = self.repositories[full_name]
+            repo.allow_auto_merge = True
+            repo.required_checks = required_checks
 
     def inject(self, fault: Fault) -> None:
         """Queue a fault (see the module docstring)."""
@@ -790,7 +872,14 @@ class GitHubApi:
             "base": part(item.base, base_sha),
             "_links": {key: {"href": value} for key, value in links.items()},
             "author_association": "NONE",
-            "auto_merge": None,
+            "auto_merge": None
+            if item.auto_merge is None
+            else {
+                "enabled_by": self.user(item.user),
+                "merge_method": item.auto_merge.lower(),
+                "commit_title": item.title,
+                "commit_message": "",
+            },
             "draft": item.draft,
             "merged": False,
             "mergeable": None,
@@ -890,6 +979,11 @@ class GitHubApi:
             ("POST", repo + r"/issues/(?P<number>\d+)/comments", self.create_comment),
             ("POST", repo + r"/issues/comments/(?P<comment>\d+)/reactions", self.create_reaction),
             ("GET", repo + r"/collaborators/(?P<login>[^/]+)/permission", self.get_permission),
+            ("GET", repo + r"/issues/(?P<number>\d+)/comments", self.list_comments),
+            ("GET", repo + r"/commits/(?P<sha>[0-9a-f]{40})", self.get_commit),
+            ("GET", repo + r"/contents/(?P<path>.+)", self.get_content),
+            ("GET", r"/advisories", self.list_advisories),
+            ("POST", r"/api/graphql", self.graphql),
         ]
         return [(method, re.compile(f"^{pattern}$"), handler) for method, pattern, handler in table]
 
@@ -1196,6 +1290,195 @@ class GitHubApi:
         level = repo.permissions.get(login, "none")
         user = {**self.user(login), "role_name": level}
         return 200, {"permission": level, "role_name": level, "user": user}
+
+    def list_comments(self, request: Request) -> tuple[int, Any]:
+        repo = request.repository()
+        item = request.item(repo, pull=False)
+        found = [self.comment_shape(repo, c) for c in self.comments_on(repo.full_name, item.number)]
+        return 200, request.page(found)
+
+    def get_commit(self, request: Request) -> tuple[int, Any]:
+        repo = request.repository()
+        sha = request.params["sha"]
+        line = repo.git("log", "-1", "--format=%P%x00%an%x00%ae%x00%cn%x00%ce%x00%s%x00%T", sha)
+        if not line:
+            raise ApiError(404, "No commit found for SHA: " + sha)
+        parents, name, email, committer, committer_email, subject, tree = line.rstrip("\n").split(
+            "\0"
+        )
+        base = f"{self.api_url}/repos/{repo.full_name}"
+        login = self.emails.get(email)
+        return 200, {
+            "url": f"{base}/commits/{sha}",
+            "sha": sha,
+            "node_id": f"C_{sha[:12]}",
+            "html_url": f"{self.url}/{repo.full_name}/commit/{sha}",
+            "comments_url": f"{base}/commits/{sha}/comments",
+            "commit": {
+                "url": f"{base}/git/commits/{sha}",
+                "author": {"name": name, "email": email, "date": _now()},
+                "committer": {"name": committer, "email": committer_email, "date": _now()},
+                "message": subject,
+                "comment_count": 0,
+                "tree": {"sha": tree, "url": f"{base}/git/trees/{tree}"},
+            },
+            "author": self.user(login) if login else None,
+            "committer": self.user(self.emails[committer_email])
+            if committer_email in self.emails
+            else None,
+            "parents": [
+                {"sha": parent, "url": f"{base}/commits/{parent}"} for parent in parents.split()
+            ],
+        }
+
+    def get_content(self, request: Request) -> tuple[int, Any]:
+        repo = request.repository()
+        path = request.params["path"]
+        ref = request.query.get("ref") or repo.default_branch
+        kind = repo.git("cat-file", "-t", f"{ref}:{path}").strip()
+        if kind != "blob":
+            raise ApiError(404, "Not Found")
+        data = subprocess.run(
+            ["git", "--git-dir", str(repo.bare), "cat-file", "blob", f"{ref}:{path}"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        sha = repo.git("rev-parse", f"{ref}:{path}").strip()
+        base = f"{self.api_url}/repos/{repo.full_name}"
+        html = f"{self.url}/{repo.full_name}/blob/{ref}/{path}"
+        return 200, {
+            "type": "file",
+            "encoding": "base64",
+            "size": len(data),
+            "name": path.rsplit("/", 1)[-1],
+            "path": path,
+            "content": base64.encodebytes(data).decode("ascii"),
+            "sha": sha,
+            "url": f"{base}/contents/{path}?ref={ref}",
+            "git_url": f"{base}/git/blobs/{sha}",
+            "html_url": html,
+            "download_url": None,
+            "_links": {
+                "self": f"{base}/contents/{path}",
+                "git": f"{base}/git/blobs/{sha}",
+                "html": html,
+            },
+        }
+
+    def list_advisories(self, request: Request) -> tuple[int, Any]:
+        request.token()
+        affects = request.query.get("affects", "")
+        package, _, version = affects.rpartition("@") if "@" in affects[1:] else (affects, "", "")
+        found = [
+            advisory
+            for advisory in self.advisories
+            if request.query.get("ecosystem", "npm") == "npm"
+            and (not package or advisory.package == package)
+            and (not version or advisory.affects(version))
+        ]
+        return 200, request.page([self.advisory_shape(advisory) for advisory in found])
+
+    def advisory_shape(self, advisory: AdvisoryState) -> dict[str, Any]:
+        """A `global-advisory`."""
+        return {
+            "ghsa_id": advisory.ghsa_id,
+            "cve_id": None,
+            "url": f"{self.api_url}/advisories/{advisory.ghsa_id}",
+            "html_url": f"{self.url}/advisories/{advisory.ghsa_id}",
+            "repository_advisory_url": None,
+            "summary": advisory.summary,
+            "description": advisory.summary,
+            "type": "reviewed",
+            "severity": "high",
+            "source_code_location": None,
+            "identifiers": [{"type": "GHSA", "value": advisory.ghsa_id}],
+            "references": [],
+            "published_at": "2024-01-01T00:00:00Z",
+            "updated_at": "2024-01-01T00:00:00Z",
+            "github_reviewed_at": "2024-01-01T00:00:00Z",
+            "nvd_published_at": None,
+            "withdrawn_at": None,
+            "vulnerabilities": [
+                {
+                    "package": {"ecosystem": "npm", "name": advisory.package},
+                    "vulnerable_version_range": advisory.vulnerable_range,
+                    "first_patched_version": advisory.first_patched_version,
+                    "vulnerable_functions": [],
+                }
+            ],
+            "cvss": None,
+            "cwes": [],
+            "credits": [],
+        }
+
+    def graphql(self, request: Request) -> tuple[int, Any]:
+        """GitHub's GraphQL endpoint for the one mutation the bot sends, validated against
+        GitHub's own schema (tests/fixtures/github-graphql-subset.graphql); answers like GitHub
+        (200 with `errors` for a refused mutation)."""
+        token = request.token()
+        body = request.json_object()
+        try:
+            document = parse(str(body.get("query", "")))
+        except GraphQLError as error:
+            return 200, {"errors": [{"message": error.message}]}
+        problems = validate(GRAPHQL_SCHEMA, document)
+        if problems:
+            return 200, {"errors": [{"message": problem.message} for problem in problems]}
+        variables = body.get("variables") or {}
+        node = str(variables.get("pullRequestId", ""))
+        method = str(variables.get("mergeMethod", "MERGE"))
+        for repo in self.repositories.values():
+            for item in repo.items.values():
+                if item.is_pull and f"PR_{item.id}" == node:
+                    return self._enable_auto_merge(token, repo, item, method)
+        return 200, {
+            "data": {"enablePullRequestAutoMerge": None},
+            "errors": [
+                {
+                    "type": "NOT_FOUND",
+                    "message": f"Could not resolve to a node with the global id of '{node}'",
+                }
+            ],
+        }
+
+    def _enable_auto_merge(
+        self, token: TokenState, repo: RepositoryState, item: ItemState, method: str
+    ) -> tuple[int, Any]:
+        if token.installation is not None and repo.full_name not in (
+            self.installations[token.installation].repositories
+        ):
+            return 200, {"errors": [{"type": "FORBIDDEN", "message": "Resource not accessible"}]}
+        problem = None
+        if not repo.allow_auto_merge:
+            problem = "Auto merge is not allowed for this repository"
+        elif not repo.required_checks:
+            problem = "Pull request is in clean status"
+        elif item.state != "open":
+            problem = "Pull request is closed"
+        if problem is not None:
+            return 200, {
+                "data": {"enablePullRequestAutoMerge": None},
+                "errors": [{"type": "UNPROCESSABLE", "message": problem}],
+            }
+        with self.lock:
+            item.auto_merge = method
+        return 200, {
+            "data": {
+                "enablePullRequestAutoMerge": {
+                    "pullRequest": {
+                        "number": item.number,
+                        "autoMergeRequest": {"enabledAt": _now(), "mergeMethod": method},
+                    }
+                }
+            }
+        }
+
+
+GRAPHQL_SCHEMA = build_schema(
+    (
+        Path(__file__).resolve().parent.parent / "fixtures" / "github-graphql-subset.graphql"
+    ).read_text(encoding="utf-8")
+)
 
 
 def _exists(owner: str, branch: str) -> dict[str, Any]:

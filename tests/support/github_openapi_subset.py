@@ -56,6 +56,10 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     ),
     "apps/list-repos-accessible-to-installation": ("get", "/installation/repositories"),
     "rate-limit/get": ("get", "/rate_limit"),
+    "issues/list-comments": ("get", "/repos/{owner}/{repo}/issues/{issue_number}/comments"),
+    "repos/get-commit": ("get", "/repos/{owner}/{repo}/commits/{ref}"),
+    "repos/get-content": ("get", "/repos/{owner}/{repo}/contents/{path}"),
+    "security-advisories/list-global-advisories": ("get", "/advisories"),
 }
 STATUSES = ("200", "201", "403", "404", "422")
 # Where the description's inlined response schema contradicts its own component: list-installations

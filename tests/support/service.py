@@ -1,6 +1,8 @@
 """Helpers for the service tests: a recording runner, signed webhook deliveries, example payloads.
 
-`RecordingRunner` implements the service's own `Runner` interface (the pipeline's entry point):
+`RecordingRunner` implements the service's own `Runner` interface (the pipeline's entry point),
+and `RecordingPipeline` wraps it with a forge (the local one, or a `GitHubForge` pointed at the
+GitHub-shaped server, which then answers the chat commands):
 it records every request with its start and end time, can hold a repository's run open until the
 test releases it, and answers with `RunSummary`s shaped like the pipeline's.  The GitHub side is
 never faked: the webhook tests talk to `tests/support/github_api.py`.
@@ -26,6 +28,7 @@ import httpx
 
 from bot.audit import AuditStore
 from bot.config import RepoConfig
+from bot.forges.base import Forge
 from bot.forges.local import LocalForge
 from bot.models import Outcome, PublishedProposal, RunRequest, RunSummary, StepResult
 from bot.runbook import DEFAULT_RUNBOOKS_DIR, Runbook, load_runbooks
@@ -137,10 +140,11 @@ class RecordingPipeline:
         runner: RecordingRunner,
         audit: AuditStore,
         configs: Mapping[str, RepoConfig] | None = None,
+        forge: Forge | None = None,
     ) -> None:
         self.runner = runner
         self.audit = audit
-        self.forge = LocalForge(audit)
+        self.forge: Forge = forge or LocalForge(audit)
         self.runbooks: dict[str, Runbook] = load_runbooks(DEFAULT_RUNBOOKS_DIR)
         self.configs = dict(configs or {})
 

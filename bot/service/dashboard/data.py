@@ -198,10 +198,22 @@ class RepositoryStatus:
     images: tuple[ImagePin, ...]
     open_rotations: tuple[OpenRotation, ...]
     pending: tuple[PendingRotation, ...]
+    # planned targets whose newest run is `waiting` (a major for `/rotate approve`, or a slot)
+    waiting: tuple[PendingRotation, ...]
     held: tuple[HeldItem, ...]
     incidents: tuple[IncidentRef, ...]
     last_run: RunRef
     runs: int
+
+    @property
+    def awaiting_approval(self) -> tuple[PendingRotation, ...]:
+        """Waiting majors that open only after a writer's `/rotate approve VERSION`."""
+        return tuple(item for item in self.waiting if "/rotate approve" in item.message)
+
+    @property
+    def waiting_for_slot(self) -> tuple[PendingRotation, ...]:
+        """Waiting rotations held by `max-open` or the hourly limit."""
+        return tuple(item for item in self.waiting if item not in self.awaiting_approval)
 
     @property
     def state(self) -> str:
@@ -393,6 +405,7 @@ def _status(repo: str, state: _Repository, runs: Sequence[RunRef]) -> Repository
     images: dict[str, ImagePin] = {}
     held: list[HeldItem] = []
     pending: list[PendingRotation] = []
+    waiting: list[PendingRotation] = []
     newest_by_target: dict[tuple[str, str], RunRef] = {}
     for run in runs:
         if run.target:
@@ -423,23 +436,27 @@ def _status(repo: str, state: _Repository, runs: Sequence[RunRef]) -> Repository
         for rotation in _mappings(plan.get("rotations")):
             version = _text(rotation.get("new_version"))
             newest = newest_by_target.get((runbook, version))
-            if newest is not None and newest.outcome in FAILURE_OUTCOMES:
-                pending.append(
-                    PendingRotation(
-                        runbook,
-                        version,
-                        _text(rotation.get("kind")),
-                        newest.id,
-                        str(newest.outcome),
-                        newest.message,
-                    )
+            if newest is None or (
+                newest.outcome not in FAILURE_OUTCOMES and newest.outcome != "waiting"
+            ):
+                continue
+            (waiting if newest.outcome == "waiting" else pending).append(
+                PendingRotation(
+                    runbook,
+                    version,
+                    _text(rotation.get("kind")),
+                    newest.id,
+                    str(newest.outcome),
+                    newest.message,
                 )
+            )
     return RepositoryStatus(
         repo=repo,
         packages=tuple(packages),
         images=tuple(images.values()),
         open_rotations=tuple(sorted(state.open.values(), key=lambda item: item.branch)),
         pending=tuple(pending),
+        waiting=tuple(waiting),
         held=tuple(held),
         incidents=tuple(reversed(state.incidents)),
         last_run=runs[-1],

@@ -4,8 +4,10 @@ A request becomes one job of the `rotation_bot.rotate` task on the `rotations` q
 
 - `lock` = the repository's key: procrastinate starts no job while another job with the same
   lock is running, so one rotation per repository runs at a time across every worker;
-- `queueing_lock` = the repository, runbooks and target: a second identical request while one
-  waits is refused (`AlreadyEnqueued`, answered "already queued");
+- `queueing_lock` = the repository, runbooks, target and action: a second identical request
+  while one waits is refused (`AlreadyEnqueued`, answered "already queued"); a `/rotate rebase`,
+  `recreate` or `explain` is other work than a plain rotation of the same runbooks, so it is
+  queued beside one (a plain rotation's lock has no action part, as before the actions existed);
 - `priority`: chat commands (10) before scheduled work (0);
 - for a scheduled request, the cron slot: `defer_periodic_job` records (job id, slot) and
   enqueues in one statement, so a slot is enqueued at most once, whichever scheduler fires it.
@@ -20,7 +22,7 @@ import asyncio
 import threading
 from collections.abc import Coroutine, Mapping
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import procrastinate
 from procrastinate import exceptions as procrastinate_errors
@@ -28,7 +30,7 @@ from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import make_url
 
 from bot.errors import ServiceUnavailable
-from bot.models import RunRequest, Trigger
+from bot.models import Action, RunRequest, Trigger
 from bot.service.chat import AnswerComment, CommentEvent
 from bot.service.locks import repository_key
 from bot.service.workqueue import Activity, Admission, Callback, IfBusy
@@ -82,14 +84,19 @@ def request_arguments(request: RunRequest) -> dict[str, Any]:
         "runbooks": list(request.runbooks) if request.runbooks is not None else None,
         "target": request.target,
         "forge": request.forge,
+        "action": request.action,
     }
 
 
 def request_from(arguments: Mapping[str, Any]) -> RunRequest:
-    """The request in a job's arguments (written by `request_arguments`)."""
+    """The request in a job's arguments (written by `request_arguments`; a job enqueued before
+    requests had an action is a plain rotation)."""
     trigger = arguments["trigger"]
     if trigger["kind"] not in PRIORITIES:
         raise ValueError(f"unknown trigger {trigger['kind']!r}")
+    action = arguments.get("action", "rotate")
+    if action not in get_args(Action):
+        raise ValueError(f"unknown action {action!r}")
     runbooks = arguments.get("runbooks")
     return RunRequest(
         repo=str(arguments["repo"]),
@@ -97,6 +104,7 @@ def request_from(arguments: Mapping[str, Any]) -> RunRequest:
         runbooks=tuple(str(name) for name in runbooks) if runbooks is not None else None,
         target=arguments.get("target"),
         forge=arguments.get("forge"),
+        action=action,
     )
 
 
@@ -130,9 +138,10 @@ def repository_lock(request: RunRequest) -> str:
 
 
 def queueing_lock(request: RunRequest) -> str:
-    """The queueing lock: one waiting job per repository, runbooks and target."""
+    """The queueing lock: one waiting job per repository, runbooks, target and action."""
     runbooks = ",".join(request.runbooks) if request.runbooks is not None else "*"
-    return f"{repository_key(request.repo)}|{runbooks}|{request.target or ''}"
+    lock = f"{repository_key(request.repo)}|{runbooks}|{request.target or ''}"
+    return lock if request.action == "rotate" else f"{lock}|{request.action}"
 
 
 # --- enqueueing -------------------------------------------------------------------------------

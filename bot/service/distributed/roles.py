@@ -24,7 +24,6 @@ from typing import Literal
 from bot.config import RepoConfig, Settings
 from bot.errors import BotError, ServiceUnavailable
 from bot.forges.base import Forge
-from bot.forges.github import GitHubForge
 from bot.service.app import (
     DELIVERY_RETENTION,
     ConfigProblems,
@@ -34,7 +33,7 @@ from bot.service.app import (
     repository_lister,
     start_http,
 )
-from bot.service.chat import ChatCommands, ChatGitHub, ClientFor
+from bot.service.chat import ChatCommands
 from bot.service.dashboard.auth import DashboardAuth
 from bot.service.dashboard.web import DashboardApp
 from bot.service.distributed.fleet import FleetQueue, conninfo
@@ -126,7 +125,6 @@ def start_roles(
     *,
     role: Role,
     repositories: RepositoryLister,
-    clients: ClientFor | None,
     options: ServiceOptions = DEFAULT_OPTIONS,
     worker_options: WorkerOptions | None = None,
     stopping: threading.Event | None = None,
@@ -144,7 +142,7 @@ def start_roles(
         locks = RepositoryLocks(settings.state_dir / "locks")
         if "worker" in wanted:
             worker_options = worker_options or WorkerOptions(heartbeat=settings.worker_heartbeat)
-            chat_github = ChatGitHub(clients) if clients is not None else None
+            forge = pipeline.forge
             running.worker = WorkerProcess(
                 database_url,
                 Rotations(
@@ -153,7 +151,7 @@ def start_roles(
                     locks=locks,
                     stopping=stopping or threading.Event(),
                     run_timeout=settings.run_timeout,
-                    answerer=chat_github,
+                    answerer=forge if forge.hosts_comments else None,
                     max_attempts=worker_options.max_attempts,
                 ),
                 worker_options,
@@ -192,9 +190,7 @@ def start_roles(
             )
             running.election.start()
         if "web" in wanted:
-            running.app, running.chat = _web_app(
-                settings, pipeline, fleet, repositories, clients, options
-            )
+            running.app, running.chat = _web_app(settings, pipeline, fleet, repositories, options)
             running.http = start_http(running.app, settings.listen, options)
     except BaseException:
         running.stop()
@@ -207,7 +203,6 @@ def _web_app(
     pipeline: ServedPipeline,
     fleet: FleetQueue,
     repositories: RepositoryLister,
-    clients: ClientFor | None,
     options: ServiceOptions,
 ) -> tuple[WebhookApp, ChatCommands | None]:
     audit = pipeline.audit
@@ -215,9 +210,9 @@ def _web_app(
     metrics.watch_queue(fleet.depth, fleet.running_count)
     served = ServedRepositories(repositories, options.refresh_interval)
     chat = None
-    if clients is not None:
+    if pipeline.forge.hosts_comments:
         chat = ChatCommands(
-            github=ChatGitHub(clients),
+            forge=pipeline.forge,
             queue=fleet,
             runbooks=pipeline.runbooks,
             audit=audit,
@@ -266,7 +261,6 @@ def serve_roles(
         pipeline,
         role=role,
         repositories=_lister(settings, forge, role),
-        clients=forge.client_for if isinstance(forge, GitHubForge) else None,
         options=options,
         stopping=stopping,
     )

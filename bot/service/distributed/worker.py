@@ -30,7 +30,8 @@ from procrastinate.job_context import JobContext
 
 from bot.audit import AuditStore
 from bot.errors import EXIT_UNAVAILABLE, ServiceUnavailable
-from bot.service.chat import AnswerComment, ChatGitHub
+from bot.forges.base import Forge
+from bot.service.chat import AnswerComment
 from bot.service.distributed.fleet import (
     ROTATE_TASK,
     ROTATIONS_QUEUE,
@@ -104,7 +105,7 @@ class Rotations:
     locks: RepositoryLocks
     stopping: threading.Event
     run_timeout: float | None
-    answerer: ChatGitHub | None
+    answerer: Forge | None  # where chat commands are answered (None: nobody comments there)
     max_attempts: int
 
     def __call__(
