@@ -654,7 +654,7 @@ class Pipeline:
                         workspace, runbook, rotation, assessment, publication
                     )
                 except BotError as error:  # the pull request is open: a stale notice is a warning
-                    log.warning("approval notice not closed: %s", error.message)
+                    log.warning("approval notice not closed", extra={"error": error.message})
         except BotError as error:
             return recorder.fail("worktree", error)
         except Exception as error:

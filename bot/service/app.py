@@ -139,7 +139,7 @@ class ConfigProblems:
             run_id, "open-repository", "failed", problem.as_evidence(), started_at=None
         )
         self.audit.finish_run(run_id, outcome="error", message=problem.message)
-        log.warning("repository config problem recorded repo=%s run=%s", repo, run_id)
+        log.warning("repository config problem recorded", extra={"repo": repo, "run": run_id})
 
 
 class _Channel(HTTPChannel):
@@ -224,7 +224,7 @@ def start_http(app: WebhookApp, listen: str, options: ServiceOptions) -> HttpSer
     thread = threading.Thread(target=server.run, name="http", daemon=True)
     thread.start()
     url = f"http://{host if ':' not in host else f'[{host}]'}:{server.getsockname()[1]}"
-    log.info("serving url=%s", url)
+    log.info("serving", extra={"url": url})
     return HttpServer(url, server, sockets, thread)
 
 
@@ -288,8 +288,8 @@ def start_service(
     closed = close_abandoned_runs(audit, locks)
     if closed:
         log.warning(
-            "runs left unfinished by a previous process marked interrupted runs=%s",
-            ",".join(run[:8] for run in closed),
+            "runs left unfinished by a previous process marked interrupted",
+            extra={"runs": ",".join(run[:8] for run in closed)},
         )
     deliveries = DeliveryLog(audit.engine)
     deliveries.prune(DELIVERY_RETENTION)
@@ -385,7 +385,7 @@ def serve_forever(
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal received signal=%s", signal.Signals(signum).name)
+        log.info("signal received", extra={"signal": signal.Signals(signum).name})
         stop.set()
 
     forge = pipeline.forge

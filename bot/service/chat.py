@@ -412,7 +412,9 @@ class AnswerComment:
             self.forge.react(self.event.repo, self.event.comment_id, reaction)
             self.forge.reply(self.event.repo, self.event.issue_number, body)
         except BotError as error:
-            log.warning("chat answer failed repo=%s error=%s", self.event.repo, error.message)
+            log.warning(
+                "chat answer failed", extra={"repo": self.event.repo, "error": error.message}
+            )
 
 
 class ChatCommands:
@@ -474,10 +476,10 @@ class ChatCommands:
         try:
             result = f"config-{check_config(self.forge, kinds, event)}"
         except BotError as error:
-            log.warning("config check failed repo=%s error=%s", event.repo, error.message)
+            log.warning("config check failed", extra={"repo": event.repo, "error": error.message})
             result = "failed"
         except Exception:
-            log.exception("config check crashed repo=%s", event.repo)
+            log.exception("config check crashed", extra={"repo": event.repo})
             result = "failed"
         finally:
             self._slots.release()
@@ -492,10 +494,10 @@ class ChatCommands:
         try:
             result = self.handle(event)
         except BotError as error:
-            log.warning("chat command failed repo=%s error=%s", event.repo, error.message)
+            log.warning("chat command failed", extra={"repo": event.repo, "error": error.message})
             result = "failed"
         except Exception:
-            log.exception("chat command crashed repo=%s", event.repo)
+            log.exception("chat command crashed", extra={"repo": event.repo})
             result = "failed"
         finally:
             self._slots.release()

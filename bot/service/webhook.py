@@ -198,10 +198,8 @@ class WebhookApp:
             self.deliveries.forget(delivery)
             return 503, {"result": "busy", "error": "too many commands waiting; redeliver later"}
         log.info(
-            "chat command accepted repo=%s user=%s delivery=%s",
-            comment.repo,
-            comment.author,
-            delivery,
+            "chat command accepted",
+            extra={"repo": comment.repo, "user": comment.author, "delivery": delivery},
         )
         return 202, {"result": "accepted"}
 

@@ -519,9 +519,8 @@ class GitHubClient:
                     if delay > self.options.max_retry_after:
                         raise self._convert(error, what) from error
                     log.warning(
-                        "GitHub secondary rate limit; waiting %.0fs",
-                        delay,
-                        extra={"host": self.host, "action": what},
+                        "GitHub secondary rate limit; waiting",
+                        extra={"host": self.host, "action": what, "seconds": round(delay)},
                     )
                     self.options.sleep(delay)
                     continue

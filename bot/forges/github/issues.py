@@ -53,7 +53,7 @@ class Issues:
         found = self._find_issue(client, repo, label, marker)
         if found is None:
             url = self._create_issue(client, repo, title, body, label, marker)
-            log.warning("%s opened", notice.kind, extra={"repo": repo, "url": url})
+            log.warning("notice opened", extra={"kind": notice.kind, "repo": repo, "url": url})
             return url
         url = string_field(found.get("html_url"), source=self.host, what="html_url")
         if found.get("title") != title or found.get("body") != body:
@@ -63,7 +63,7 @@ class Issues:
                 lambda: issue.edit(title=title, body=body),
                 idempotent=True,
             )
-            log.info("%s updated", notice.kind, extra={"repo": repo, "url": url})
+            log.info("notice updated", extra={"kind": notice.kind, "repo": repo, "url": url})
         return url
 
     def close_notice(self, repo: str, notice: Notice, comment: str) -> None:
@@ -81,7 +81,7 @@ class Issues:
             uncertain_is_error=True,
         )
         self.client.call(f"closing {url}", lambda: issue.edit(state="closed"), idempotent=True)
-        log.info("%s closed", notice.kind, extra={"repo": repo, "url": url})
+        log.info("notice closed", extra={"kind": notice.kind, "repo": repo, "url": url})
 
     def ensure_dashboard_issue(self, repo: str, body: str, *, run_id: str) -> str:
         """Open, or update in place, the one dashboard issue (label `rotation-bot-dashboard`,

@@ -183,9 +183,13 @@ class Pulls:
                 self._close_superseded(client, repo, other, pull)
                 superseded.append(other.head)
         log.info(
-            "pull request %s",
-            "opened" if created else "updated" if updated else "unchanged",
-            extra={"repo": repo, "url": pull.url, "superseded": superseded},
+            "pull request ensured",
+            extra={
+                "repo": repo,
+                "url": pull.url,
+                "result": "opened" if created else "updated" if updated else "unchanged",
+                "superseded": superseded,
+            },
         )
         return PublishedProposal(
             url=pull.url, created=created, updated=updated, superseded=tuple(sorted(superseded))
@@ -307,10 +311,8 @@ class Pulls:
                 self.client.call(f"setting {what} on {pull.url}", action, idempotent=True)
             except ConfigError as error:
                 log.warning(
-                    "could not set %s: %s",
-                    what,
-                    error.message,
-                    extra={"repo": repo, "url": pull.url},
+                    "could not set a pull request field",
+                    extra={"repo": repo, "url": pull.url, "field": what, "error": error.message},
                 )
 
     def _close_superseded(self, client: Github, repo: str, old: _Pull, new: _Pull) -> None:
@@ -393,7 +395,7 @@ class Pulls:
                 idempotent=True,
             )
         except ConfigError as error:  # GitHub's refusal: a 4xx or a GraphQL error
-            log.warning("auto-merge not enabled: %s", error.message, extra={"repo": repo})
+            log.warning("auto-merge not enabled", extra={"repo": repo, "error": error.message})
             return error.message
         log.info("auto-merge enabled", extra={"repo": repo, "url": pull.url})
         return None

@@ -70,7 +70,9 @@ class ServedRepositories:
             try:
                 keys = frozenset(repository_key(name) for name in self.repositories() if name)
             except BotError as error:
-                log.warning("repository list unavailable, keeping it error=%s", error.message)
+                log.warning(
+                    "repository list unavailable, keeping it", extra={"error": error.message}
+                )
             else:
                 with self._lock:
                     self._keys, self._read_at = keys, time.monotonic()
@@ -252,7 +254,7 @@ def serve_roles(
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal received signal=%s", signal.Signals(signum).name)
+        log.info("signal received", extra={"signal": signal.Signals(signum).name})
         stop.set()
 
     forge = pipeline.forge

@@ -122,9 +122,8 @@ class Rotations:
             closed = close_earlier_attempts(self.audit, run_request.repo)
             if closed:
                 log.warning(
-                    "runs of an earlier attempt closed as interrupted repo=%s runs=%s",
-                    run_request.repo,
-                    ",".join(run[:8] for run in closed),
+                    "runs of an earlier attempt closed as interrupted",
+                    extra={"repo": run_request.repo, "runs": ",".join(run[:8] for run in closed)},
                 )
         result = execute(
             self.runner,
@@ -137,19 +136,19 @@ class Rotations:
         if transient(result) and attempts + 1 < self.max_attempts:
             reason = result.error or "; ".join(s.message for s in result.summaries) or "busy"
             log.warning(
-                "rotation will be retried repo=%s attempt=%d reason=%s",
-                run_request.repo,
-                attempts + 1,
-                reason,
+                "rotation will be retried",
+                extra={"repo": run_request.repo, "attempt": attempts + 1, "reason": reason},
             )
             raise RetryLater(f"{run_request.repo}: {reason}", repo=run_request.repo)
         if answer is not None and self.answerer is not None:
             AnswerComment(self.answerer, comment_from(answer))(result)
         log.info(
-            "job done repo=%s slot=%s outcomes=%s",
-            run_request.repo,
-            timestamp,
-            ",".join(summary.outcome for summary in result.summaries) or result.error,
+            "job done",
+            extra={
+                "repo": run_request.repo,
+                "slot": timestamp,
+                "result": ",".join(summary.outcome for summary in result.summaries) or result.error,
+            },
         )
 
 
@@ -172,9 +171,8 @@ def build_app(database_url: str, rotations: Rotations, options: WorkerOptions) -
     async def retry_stalled_jobs(timestamp: int) -> None:
         for job in await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=stalled_after):
             log.warning(
-                "job of a worker that stopped sending heartbeats retried job=%s lock=%s",
-                job.id,
-                job.lock,
+                "job of a worker that stopped sending heartbeats retried",
+                extra={"job": job.id, "lock": job.lock},
             )
             await app.job_manager.retry_job(job)
 
@@ -260,7 +258,7 @@ class WorkerProcess:
                 loop.run_until_complete(run_workers(app, self.options, self._stop, name))
             except BaseException as error:
                 self.failure = error
-                log.error("worker stopped error=%s", type(error).__name__)
+                log.error("worker stopped", extra={"error": type(error).__name__})
             finally:
                 loop.close()
                 if on_stopped is not None:
