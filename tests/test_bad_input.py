@@ -176,7 +176,7 @@ CASES: dict[str, tuple[Callable[[Path], None], int, str]] = {
             "runbooks:\n  sharp:\n    platfroms: [linux-x64]\n"
         ),
         2,
-        ".github/rotation-bot.yml: unknown key runbooks.sharp.platfroms",
+        ".github/rotation-bot.yml:3: unknown key runbooks.sharp.platfroms",
     ),
 }
 

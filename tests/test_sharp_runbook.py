@@ -283,9 +283,13 @@ def test_token_from_npmrc_variable_never_lands_anywhere(tmp_path: Path, env: Env
 
 def test_moved_base_branch_updates_the_same_branch_and_proposal(tmp_path: Path, env: Env) -> None:
     path = tmp_path / "app"
-    repo = make_project(
-        path, env, config="runbooks:\n  sharp:\n    minimum-release-age: 0\n    major: false\n"
+    # behind-base: regenerate when the base moves even without a conflict (the default,
+    # conflicted, leaves such a rotation as it is)
+    config = (
+        "runbooks:\n  sharp:\n    minimum-release-age: 0\n    major: false\n"
+        "pull-requests:\n  rebase-when: behind-base\n"
     )
+    repo = make_project(path, env, config=config)
     assert bot(env, "run", "--repo", str(path), "--runbook", "sharp").exit_code == 0
     first = repo.commit("rotation-bot/sharp-0.33.6").hexsha
     (path / "README.md").write_text("unrelated change\n")

@@ -57,7 +57,8 @@ def test_verify_of_a_deleted_database_fails_on_the_anchor(state: tuple[Env, Trai
     result = bot(env, "audit", "verify")
 
     assert result.exit_code == 1 and not result.output.startswith("ok")
-    assert len(result.output.splitlines()) == 3  # each anchored head is missing
+    problems = [line for line in result.output.splitlines() if not line.startswith("WARNING ")]
+    assert len(problems) == 3  # each anchored head is missing
     assert "record 6 is not in the chain, which ends at record 0" in result.output
 
 
