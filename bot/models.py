@@ -18,6 +18,7 @@ Outcome = Literal[
     "proposed",
     "up-to-date",
     "nothing-to-do",
+    "unchanged",  # a scheduled check whose inputs are as at its last no-op check (bot/unchanged.py)
     "held",  # someone else pushed to the bot's branch: left alone
     "waiting",  # a major awaiting `/rotate approve`, or a rotation waiting for a slot
     "recorded",  # a command (ignore, unignore, approve) stored in the audit trail
@@ -102,6 +103,11 @@ class Release:
     version: str
     published_at: datetime | None = None
     deprecated: str | None = None
+
+
+# The end of a `Skipped` reason that only time lifts (a release or digest younger than the
+# minimum age): a plan with one is never remembered as a no-op (bot/unchanged.py).
+LATER_CYCLE = "a later cycle picks it up"
 
 
 @dataclass(frozen=True)

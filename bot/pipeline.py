@@ -11,6 +11,7 @@ last stage, after every step passed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import shutil
@@ -22,6 +23,8 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import git
 
 from bot.cancellation import Cancelled, check
 from bot.config import REPO_CONFIG_PATH, RepoConfig, parse_repo_config, validate_repo_config
@@ -53,8 +56,17 @@ from bot.services import Services
 from bot.sources.npm.registry import NpmRegistry
 from bot.sources.npm.settings import NpmSettings, load_npm_settings
 from bot.steps.registry import StepContext, get_step
+from bot.unchanged import (
+    Memo,
+    Memos,
+    NoOpCheck,
+    bot_version,
+    digest,
+    fingerprint,
+    observing,
+)
 from bot.watchers import WatchRequest, get_watcher, watch_kind
-from bot.workspace import Workspace, is_owner_name
+from bot.workspace import Workspace, is_owner_name, remote_heads
 
 if TYPE_CHECKING:
     from bot.audit import AuditStore
@@ -371,15 +383,85 @@ class Pipeline:
         )
 
     def run(self, request: RunRequest) -> list[RunSummary]:
-        """Execute every selected runbook; each rotation is one audited run."""
+        """Execute every selected runbook; each rotation is one audited run.  A plain scheduled
+        request first tries the no-op fast path (bot/unchanged.py)."""
+        check_fast = request.trigger.kind == "schedule" and (
+            request.runbooks is None and request.target is None and request.action == "rotate"
+        )
+        fast = self.no_op_check if check_fast and is_owner_name(request.repo) else None
+        if fast is None:
+            return self._run(request)[0]
+        memo = fast.unchanged(request.repo)
+        if memo is not None:
+            log.info("unchanged since its last no-op check", extra={"repo": request.repo})
+            return [self._unchanged(memo, runbook, run_id) for runbook, run_id in memo.runs]
+        holds = fast.holds(request.repo)
+        with observing() as inputs:
+            summaries, context = self._run(request)
+        heads, config_blob = _heads(context) if context is not None else (None, None)
+        if context is not None and (not context.configured or context.config.dashboard):
+            heads = None  # onboarding and the dashboard issue need a full run each time
+        fast.remember(request.repo, heads, config_blob, holds, summaries, inputs)
+        return summaries
+
+    @functools.cached_property
+    def no_op_check(self) -> NoOpCheck | None:
+        """The fast path for scheduled no-op checks (None without an audit store, or when the
+        operator's npm config cannot be read: then every run says why)."""
+        if self._audit is None:
+            return None
+        services = self.services
+        settings = services.settings
+        try:
+            npm = load_npm_settings(services.environ, project_variables=settings.npmrc_variables)
+        except BotError:
+            return None
+        parts = [
+            *(
+                (f"runbook {name}", runbook.model_dump_json(exclude={"source"}))
+                for name, runbook in self.runbooks.items()
+            ),
+            ("npm", repr(npm)),
+            ("oci", repr((settings.insecure_registries, settings.registry_mirrors))),
+            ("onboarding", repr(settings.onboarding)),
+        ]
+
+        def heads(repo: str, branches: tuple[str, ...]) -> dict[str, str]:
+            return remote_heads(
+                self.forge.clone_url(repo), branches, auth=self.forge.push_auth(repo)
+            )
+
+        def holds(repo: str) -> str:
+            return digest(repr(self.records.holds(repo) if self.records is not None else ()))
+
+        return NoOpCheck(
+            memos=Memos(self.audit.engine),
+            fingerprint=fingerprint(bot_version(), parts),
+            heads=heads,
+            packuments=services.packuments,
+            oci=services.oci,
+            holds=holds,
+        )
+
+    def _unchanged(self, memo: Memo, runbook: str, run_id: str) -> RunSummary:
+        default = memo.heads["HEAD"]
+        message = (
+            f"unchanged since run {run_id} ({default} at {memo.heads[default][:12]}, "
+            f"{len(memo.inputs)} registry answers the same)"
+        )
+        return RunSummary(
+            run_id, memo.repo, runbook, None, "unchanged", message, EXIT_OK, (), None, None
+        )
+
+    def _run(self, request: RunRequest) -> tuple[list[RunSummary], RepoContext | None]:
         try:
             context = self.open_repo(request.repo)
             selected = self.selected_runbooks(request, context.config)
         except BotError as error:
             recorder = self._recorder(request, request.repo, "-", request.target)
-            return [recorder.fail("open-repository", error)]
+            return [recorder.fail("open-repository", error)], None
         if not context.configured and self.services.settings.onboarding:
-            return [self._onboard(context, request)]
+            return [self._onboard(context, request)], context
         summaries: list[RunSummary] = []
         for runbook, explicit in selected:
             if request.action == "explain":
@@ -388,7 +470,7 @@ class Pipeline:
                 summaries.extend(self._run_runbook(context, runbook, request, explicit))
         if context.config.dashboard and summaries:
             self._update_dashboard(context.workspace.name, summaries[-1].run_id)
-        return summaries
+        return summaries, context
 
     def _explain(
         self, context: RepoContext, runbook: Runbook, request: RunRequest, explicit: bool
@@ -735,6 +817,21 @@ class Pipeline:
         recorder.record(
             "incident", "passed" if url else "skipped", {"url": url, "title": incident.title}
         )
+
+
+def _heads(context: RepoContext) -> tuple[dict[str, str], str | None]:
+    """The heads a full check planned on (as `remote_heads` gives them) and the blob id of the
+    config it read."""
+    workspace = context.workspace
+    repo = workspace.repo
+    default = str(repo.git.symbolic_ref("HEAD", "--short"))
+    heads = {"HEAD": default, default: repo.commit(f"refs/heads/{default}").hexsha}
+    heads[workspace.base_branch] = workspace.base_commit
+    try:
+        blob = str(repo.git.rev_parse(f"{heads[default]}:{REPO_CONFIG_PATH}"))
+    except git.GitCommandError:
+        blob = None
+    return heads, blob
 
 
 @contextmanager

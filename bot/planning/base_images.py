@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot.manifests.dockerfile import BaseImage
 from bot.models import (
+    LATER_CYCLE,
     DigestChange,
     Pin,
     Plan,
@@ -133,8 +134,8 @@ def _check(
                 return Skipped(
                     subject,
                     f"{resolution.digest} was built {resolution.created:%Y-%m-%d %H:%M} UTC, "
-                    f"younger than the minimum age {describe_duration(policy.minimum_age)}; a "
-                    "later cycle picks it up",
+                    f"younger than the minimum age {describe_duration(policy.minimum_age)}; "
+                    f"{LATER_CYCLE}",
                 )
         elif resolution.first_seen is None:
             return Skipped(
@@ -147,7 +148,7 @@ def _check(
                 subject,
                 f"{resolution.digest} has {unusable} for {policy.platform_for(image)}; first "
                 f"seen {resolution.first_seen:%Y-%m-%d %H:%M} UTC, younger than the minimum age "
-                f"{describe_duration(policy.minimum_age)}; a later cycle picks it up",
+                f"{describe_duration(policy.minimum_age)}; {LATER_CYCLE}",
             )
     return None
 

@@ -31,6 +31,7 @@ from bot.manifests.locked import ROOT_IMPORTER, LockedPackage, LockedTree
 from bot.manifests.overrides import Target, npm_override
 from bot.manifests.package_json import Manifest, respec
 from bot.models import (
+    LATER_CYCLE,
     KeptCopy,
     ManifestEdit,
     Pin,
@@ -453,8 +454,7 @@ def _eligible(
                         subject,
                         f"published {release.published_at:%Y-%m-%d %H:%M} UTC, younger than "
                         "the minimum release age "
-                        f"{describe_duration(policy.minimum_release_age)}; a later cycle picks "
-                        "it up",
+                        f"{describe_duration(policy.minimum_release_age)}; {LATER_CYCLE}",
                     )
                 )
                 continue

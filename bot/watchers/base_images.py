@@ -13,6 +13,7 @@ bot dates the digest by when it first saw it: a `digest_sightings` table in the 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from bot.planning.base_images import (
 from bot.services import Services
 from bot.sources.oci.client import OciClient
 from bot.sources.oci.models import ImageDetails, ManifestHead, TagNotFound
+from bot.unchanged import observe, unstable
 from bot.watchers import WatchRequest, watcher
 
 log = logging.getLogger(__name__)
@@ -197,8 +199,10 @@ def resolve_images(
                     heads[key] = error
         head = heads[key]
         if isinstance(head, BotError):
+            unstable(f"{subject}: {head.message}")
             results[image] = Skipped(subject, f"{_failure(head)}: {head.message}")
             continue
+        observe("oci", json.dumps(key), head.digest)
         results[image] = _with_details(
             oci, image, head.digest, policy, subject, now=now, first_seen=first_seen
         )
@@ -231,6 +235,7 @@ def _with_details(
     try:
         details: ImageDetails = oci.details(reference.registry, reference.path, digest, platform)
     except (ServiceUnavailable, InvalidRemoteData) as error:
+        unstable(f"{subject}: {error.message}")
         if policy.minimum_age or policy.platforms:
             return Skipped(subject, f"cannot inspect {digest}: {error.message}")
         log.warning("no created date", extra={"image": subject, "error": error.message})

@@ -2,10 +2,11 @@
 the embedded mode's audit trail copied in (moving from SQLite to PostgreSQL).
 
 The audit trail creates its own tables (opening the store does); this adds the webhook delivery
-log, and on PostgreSQL the fleet's packument cache and request budgets and procrastinate's
-schema (applied when its job table is absent; a later procrastinate version's migrations are
-applied with its own tooling, see deploy/README.md).  Safe to run again, and from several
-processes at once (the schema is applied under a transaction-scoped advisory lock).
+log, the no-op memos (bot/unchanged.py), and on PostgreSQL the fleet's packument cache and
+request budgets and procrastinate's schema (applied when its job table is absent; a later
+procrastinate version's migrations are applied with its own tooling, see deploy/README.md).
+Safe to run again, and from several processes at once (the schema is applied under a
+transaction-scoped advisory lock).
 
 `copy_trail` copies every row of the audit tables as stored (ids, timestamps, evidence text,
 hashes), so the chain verifies the same in the new database; it refuses a target that already
@@ -24,6 +25,7 @@ from bot.errors import UsageError
 from bot.service.distributed.fleet import conninfo
 from bot.service.distributed.shared import create_tables
 from bot.service.webhook import DeliveryLog
+from bot.unchanged import Memos
 
 _MIGRATION_LOCK = 0x726F74_6D6967
 
@@ -33,6 +35,8 @@ def migrate(database_url: str, audit: AuditStore) -> list[str]:
     lines = [f"audit trail: ready ({audit.location})"]
     DeliveryLog(audit.engine)
     lines.append("webhook deliveries: ready")
+    Memos(audit.engine)
+    lines.append("no-op memos: ready")
     if not Settings(database_url=database_url).distributed:
         lines.append("job queue: not used (SQLite: the embedded, one-process mode)")
         return lines

@@ -29,6 +29,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from bot.cancellation import check
 from bot.sources.npm.registry import CachedPackument, PackumentFetch
+from bot.unchanged import body_digest
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +68,43 @@ class FleetPackumentCache:
     def __init__(self, engine: Engine, ttl: float) -> None:
         self.engine = engine
         self.ttl = ttl
-        self._memory: dict[str, tuple[float, CachedPackument]] = {}
+        # key -> (monotonic time it was fetched, the packument, its body_digest)
+        self._memory: dict[str, tuple[float, CachedPackument, str]] = {}
         self._lock = threading.Lock()
+
+    def _remembered(self, key: str) -> tuple[CachedPackument, str] | None:
+        with self._lock:
+            remembered = self._memory.get(key)
+        if remembered is not None and time.monotonic() - remembered[0] < self.ttl:
+            return remembered[1], remembered[2]
+        return None
+
+    def _remember(self, key: str, packument: CachedPackument, age: float) -> str:
+        validator = body_digest(packument.body)
+        with self._lock:
+            self._memory[key] = (time.monotonic() - age, packument, validator)
+        return validator
+
+    def current(self, key: str) -> str | None:
+        """The `body_digest` of the packument under `key` while younger than the TTL (from
+        memory, else the table), without a request; None when it would need one."""
+        remembered = self._remembered(key)
+        if remembered is not None:
+            return remembered[1]
+        with self.engine.connect() as connection:
+            now = float(connection.execute(select(_database_now())).scalar_one())
+            row = connection.execute(select(packuments).where(packuments.c.key == key)).first()
+        if row is None or now - row.fetched_at >= self.ttl:
+            return None
+        held = CachedPackument(json.loads(row.body), row.etag, row.last_modified)
+        return self._remember(key, held, now - row.fetched_at)
 
     def get(self, key: str, fetch: PackumentFetch) -> CachedPackument:
         """The packument under `key`: from this process's memory or the table while younger
         than the TTL, else fetched (conditionally) by exactly one worker and stored."""
-        with self._lock:
-            remembered = self._memory.get(key)
-        if remembered is not None and time.monotonic() - remembered[0] < self.ttl:
-            return remembered[1]
+        remembered = self._remembered(key)
+        if remembered is not None:
+            return remembered[0]
         with self.engine.begin() as connection:
             connection.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
             now = float(connection.execute(select(_database_now())).scalar_one())
@@ -101,8 +129,7 @@ class FleetPackumentCache:
                     .values(key=key, **values)
                     .on_conflict_do_update(index_elements=[packuments.c.key], set_=values)
                 )
-        with self._lock:
-            self._memory[key] = (time.monotonic() - age, fresh)
+        self._remember(key, fresh, age)
         return fresh
 
 

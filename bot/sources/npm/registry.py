@@ -20,6 +20,7 @@ from bot.models import strict_package_name
 from bot.sources.http import HttpSource, host_of
 from bot.sources.npm.models import Packument
 from bot.sources.npm.settings import NpmSettings
+from bot.unchanged import body_digest, observe
 
 TARBALL_LIMIT = 128 * 1024 * 1024
 
@@ -73,6 +74,11 @@ class PackumentCache(Protocol):
         still fresh, else `fetch(held)`'s answer, kept for next time."""
         ...
 
+    def current(self, key: str) -> str | None:
+        """The validator (`body_digest`) of the packument under `key` if the cache holds it
+        fresh, without asking the registry; None when it would have to ask."""
+        ...
+
 
 class DiskPackumentCache:
     """Packuments on disk, one file per URL; asked again (conditionally) every time."""
@@ -86,6 +92,10 @@ class DiskPackumentCache:
         if fetched.etag or fetched.last_modified:
             self._store(key, fetched)
         return fetched
+
+    def current(self, key: str) -> str | None:
+        """Always None: nothing on disk counts as fresh (every read asks again)."""
+        return None
 
     def _path(self, key: str) -> Path:
         return self.directory / (hashlib.sha256(key.encode()).hexdigest() + ".json")
@@ -147,7 +157,9 @@ class NpmRegistry:
         def fetch(cached: CachedPackument | None) -> CachedPackument:
             return self._fetch(name, url, cached)
 
-        data = (fetch(None) if self.cache is None else self.cache.get(self._key(url), fetch)).body
+        key = self._key(url)
+        data = (fetch(None) if self.cache is None else self.cache.get(key, fetch)).body
+        observe("npm", key, body_digest(data))
         if not isinstance(data, dict):
             raise InvalidRemoteData(f"{host_of(url)} returned a packument that is not an object")
         packument = Packument(name, data, host=host_of(url))
