@@ -168,10 +168,20 @@ def run_ids(url: str) -> set[str]:
     return {str(run["id"]) for run in AuditStore(url).list_runs(limit=5000)}
 
 
+def memo_hits(url: str) -> int:
+    """Checks answered `unchanged` so far (they leave no audit run; bot/unchanged.py)."""
+    with psycopg.connect(conninfo(url), autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT coalesce(sum(unchanged), 0) FROM rotation_bot_no_op_memos"
+        ).fetchone()
+    return int(row[0]) if row is not None else 0
+
+
 def cycle(bench: Bench, url: str, names: list[str]) -> tuple[float, dict[str, int]]:
     """Enqueue one scheduled request per repository; (seconds until the queue is empty,
     outcomes of the runs it made)."""
     before = run_ids(url)
+    hits = memo_hits(url)
     queue = FleetQueue(url)
     started = time.perf_counter()
     try:
@@ -192,36 +202,46 @@ def cycle(bench: Bench, url: str, names: list[str]) -> tuple[float, dict[str, in
     finally:
         queue.close()
     counts: dict[str, int] = {}
+    if unchanged := memo_hits(url) - hits:
+        counts["unchanged"] = unchanged
     for run in AuditStore(url).list_runs(limit=5000):
         if str(run["id"]) not in before:
             counts[str(run["outcome"])] = counts.get(str(run["outcome"]), 0) + 1
     return seconds, counts
 
 
-def no_op(bench: Bench, repos: int, workers: int) -> None:
-    names = bench.repositories(f"n{repos}w{workers}r", repos, "0.34.1", NO_OP_CONFIG)
-    url = bench.database(f"noop_{repos}_{workers}")
-    processes = bench.workers(url, workers, f"noop-{repos}-{workers}")
-    try:
-        for label in ("cold", "warm"):
-            bench.api.clear_requests()
-            bench.proxy.take()
-            seconds, counts = cycle(bench, url, names)
-            packuments = bench.proxy.take()
-            rest = [r for r in bench.api.requests if not _GIT.search(r.path)]
-            git_requests = len(bench.api.requests) - len(rest)
-            kinds = Counter(
-                f"{r.method} {re.sub(r'/repos/fleet/[^/]+', '/repos/R', r.path)}" for r in rest
-            )
-            print(
-                f"no-op {repos:>5} repos  {workers} worker(s)  {label}: {seconds:7.1f} s  "
-                f"registry requests {len(packuments)} ({len(set(packuments))} distinct)  "
-                f"GitHub API calls/repo {len(rest) / repos:.2f} {dict(kinds)}  "
-                f"git HTTP requests/repo {git_requests / repos:.1f}  outcomes {counts}  {load()}",
-                flush=True,
-            )
-    finally:
-        stop(processes)
+def no_op(bench: Bench, repos: int, workers: list[int]) -> None:
+    """One fleet of `repos` repositories and one database: a cold cycle with the most workers
+    (every repository cloned and checked in full, leaving its no-op memo), then for each worker
+    count fresh workers run a cycle (no clone: the memos answer) and a second one (warm)."""
+    names = bench.repositories(f"n{repos}r", repos, "0.34.1", NO_OP_CONFIG)
+    url = bench.database(f"noop_{repos}")
+    runs = [(max(workers), ("cold",))] + [(count, ("memo", "warm")) for count in workers]
+    for count, labels in runs:
+        processes = bench.workers(url, count, f"noop-{repos}-{count}-{labels[0]}")
+        try:
+            for label in labels:
+                measure(bench, url, names, count, label)
+        finally:
+            stop(processes)
+
+
+def measure(bench: Bench, url: str, names: list[str], workers: int, label: str) -> None:
+    repos = len(names)
+    bench.api.clear_requests()
+    bench.proxy.take()
+    seconds, counts = cycle(bench, url, names)
+    packuments = bench.proxy.take()
+    rest = [r for r in bench.api.requests if not _GIT.search(r.path)]
+    git_requests = len(bench.api.requests) - len(rest)
+    kinds = Counter(f"{r.method} {re.sub(r'/repos/fleet/[^/]+', '/repos/R', r.path)}" for r in rest)
+    print(
+        f"no-op {repos:>5} repos  {workers} worker(s)  {label:>5}: {seconds:7.1f} s  "
+        f"registry requests {len(packuments)} ({len(set(packuments))} distinct)  "
+        f"GitHub API calls/repo {len(rest) / repos:.2f} {dict(kinds)}  "
+        f"git HTTP requests/repo {git_requests / repos:.1f}  outcomes {counts}  {load()}",
+        flush=True,
+    )
 
 
 def wave(bench: Bench, size: int, workers: int) -> float:
@@ -326,8 +346,7 @@ def main() -> None:
         with environment(root) as bench:
             if "noop" not in skip:
                 for repos in (int(count) for count in arguments.repos.split(",")):
-                    for count in workers:
-                        no_op(bench, repos, count)
+                    no_op(bench, repos, workers)
             if "wave" not in skip:
                 rates = {count: wave(bench, arguments.wave, count) for count in workers}
                 if 1 in rates and 2 in rates and rates[1]:
