@@ -31,7 +31,7 @@ from bot.config import REPO_CONFIG_PATH, RepoConfig, parse_repo_config, validate
 from bot.errors import EXIT_FAILED, EXIT_OK, BotError, ConfigError, UsageError, VerificationFailed
 from bot.forges.base import Forge, Notice
 from bot.lifecycle.explain import Assessed, explain
-from bot.lifecycle.gate import ProposalGate, Stop
+from bot.lifecycle.gate import Assessment, ProposalGate, Stop
 from bot.lifecycle.onboarding import (
     ONBOARDING_BRANCH,
     ONBOARDING_VERSION,
@@ -39,6 +39,7 @@ from bot.lifecycle.onboarding import (
     render_config,
 )
 from bot.lifecycle.records import CommandRecords, Hold
+from bot.lifecycle.slots import HourlySlots
 from bot.models import (
     Outcome,
     Plan,
@@ -709,10 +710,20 @@ class Pipeline:
                         replace(result, kind=kind, started_at=started, finished_at=self.clock())
                     )
                 started = self.clock()
+                claim: int | None = None
+                if self._limited(assessment):
+                    claimed = self._claim_slot(recorder, workspace.name, rotation)
+                    if isinstance(claimed, RunSummary):
+                        return claimed
+                    claim = claimed
                 try:
                     publication = publish(ctx, lifecycle)
                 except BotError as error:
+                    if claim is not None:
+                        self.hourly_slots.release(claim)
                     return self._step_failed(recorder, context, runbook, rotation, PUBLISH, error)
+                if claim is not None and not publication.published.created:
+                    self.hourly_slots.release(claim)  # an existing pull request was updated
                 verb = "opened" if publication.published.created else "updated"
                 recorder.record(
                     PUBLISH,
@@ -757,6 +768,38 @@ class Pipeline:
             EXIT_OK,
             publication=publication,
         )
+
+    @functools.cached_property
+    def hourly_slots(self) -> HourlySlots:
+        """The claims under `ROTATION_BOT_MAX_PRS_PER_HOUR`, in the audit database."""
+        return HourlySlots(self.audit.engine)
+
+    def _limited(self, assessment: Assessment) -> bool:
+        """Whether publishing opens a new pull request that the hourly limit applies to."""
+        return (
+            self.services.settings.max_prs_per_hour is not None
+            and self._audit is not None
+            and assessment.facts.proposal is None
+            and assessment.bypass is None
+        )
+
+    def _claim_slot(self, recorder: RunRecorder, repo: str, rotation: Rotation) -> int | RunSummary:
+        """Claim an hourly slot for a new pull request (atomically across the fleet), or end the
+        run `waiting` when the hour's are all taken."""
+        limit = self.services.settings.max_prs_per_hour or 0
+        claim = self.hourly_slots.claim(repo, rotation.branch, limit, self.clock())
+        if claim is not None:
+            return claim
+        message = (
+            f"waiting for a slot: the service opened {limit} pull requests in the last hour "
+            f"(ROTATION_BOT_MAX_PRS_PER_HOUR={limit}); a later cycle proposes it"
+        )
+        recorder.record(
+            LIFECYCLE,
+            "skipped",
+            {"branch": rotation.branch, "verdict": "waiting", "reason": message},
+        )
+        return recorder.finish("waiting", message, EXIT_OK)
 
     def _step_failed(
         self,

@@ -4,6 +4,8 @@ and onboarding."""
 
 from __future__ import annotations
 
+from bot.lifecycle.slots import HourlySlots
+from bot.models import utc_now
 from tests.conftest import bot
 from tests.support.hub import MAJOR, PATCH, REPO, Hub
 
@@ -164,3 +166,24 @@ def test_onboarding_proposes_the_config_and_nothing_else(hub: Hub) -> None:
     assert "sharp: project . (npm, package-lock.json) at 0.33.4" in config
     assert 'platforms: ["linux-x64", "linuxmusl-x64"]' in config
     assert hub.writes() == []  # nothing else happens there until it is merged
+
+
+def test_the_hourly_limit_is_claimed_right_before_publishing(hub: Hub) -> None:
+    # Two other workers claimed this hour's two slots after this run counted none opened:
+    # the rotation runs its steps, then finds no slot at its claim and opens nothing.
+    hub.config(MAJORS)
+    hub.env.extra["ROTATION_BOT_MAX_PRS_PER_HOUR"] = "2"
+    slots = HourlySlots(hub.audit().engine)
+    taken = [slots.claim(f"octo/other{n}", PATCH, 2, utc_now()) for n in range(2)]
+
+    patch, major = hub.run()
+
+    assert (patch["outcome"], major["outcome"]) == ("waiting", "waiting")
+    assert "ROTATION_BOT_MAX_PRS_PER_HOUR=2" in str(patch["message"])
+    assert hub.pulls() == {}
+    assert slots.claim("octo/third", PATCH, 2, utc_now()) is None  # no slot leaked to them
+    for claim in taken:
+        assert claim is not None
+        slots.release(claim)
+    patch, major = hub.run()
+    assert (patch["outcome"], major["outcome"]) == ("proposed", "proposed")
