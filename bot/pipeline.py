@@ -67,7 +67,7 @@ from bot.unchanged import (
     observing,
 )
 from bot.watchers import WatchRequest, get_watcher, watch_kind
-from bot.workspace import Workspace, is_owner_name, remote_heads
+from bot.workspace import Workspace, is_owner_name
 
 if TYPE_CHECKING:
     from bot.audit import AuditStore
@@ -428,9 +428,7 @@ class Pipeline:
         ]
 
         def heads(repo: str, branches: tuple[str, ...]) -> dict[str, str]:
-            return remote_heads(
-                self.forge.clone_url(repo), branches, auth=self.forge.push_auth(repo)
-            )
+            return {branch: self.forge.branch_head(repo, branch) for branch in branches}
 
         def holds(repo: str) -> str:
             return digest(repr(self.records.holds(repo) if self.records is not None else ()))
@@ -445,7 +443,7 @@ class Pipeline:
         )
 
     def _unchanged(self, memo: Memo, runbook: str, run_id: str) -> RunSummary:
-        default = memo.heads["HEAD"]
+        default = memo.branches[0]
         message = (
             f"unchanged since run {run_id} ({default} at {memo.heads[default][:12]}, "
             f"{len(memo.inputs)} registry answers the same)"
@@ -863,12 +861,12 @@ class Pipeline:
 
 
 def _heads(context: RepoContext) -> tuple[dict[str, str], str | None]:
-    """The heads a full check planned on (as `remote_heads` gives them) and the blob id of the
-    config it read."""
+    """The heads a full check planned on, default branch first (the one the bot's repository
+    cache follows), and the blob id of the config it read."""
     workspace = context.workspace
     repo = workspace.repo
     default = str(repo.git.symbolic_ref("HEAD", "--short"))
-    heads = {"HEAD": default, default: repo.commit(f"refs/heads/{default}").hexsha}
+    heads = {default: repo.commit(f"refs/heads/{default}").hexsha}
     heads[workspace.base_branch] = workspace.base_commit
     try:
         blob = str(repo.git.rev_parse(f"{heads[default]}:{REPO_CONFIG_PATH}"))

@@ -7,9 +7,10 @@ repository, in the audit database: SQLite or PostgreSQL) of exactly what its res
 
 - the bot: its version, every loaded runbook (minus its file path), the operator's npm and
   registry settings and the onboarding switch (`Memos.fingerprint`);
-- the repository: the default branch's name and head commit, and the head of the
-  `pull-requests.base` branch when the config names one (the config file and every manifest are
-  in that commit; the config file's blob id is kept to say which config the memo saw);
+- the repository: the head commit of the default branch (as the bot's repository cache
+  follows it), and of the `pull-requests.base` branch when the config names one (the config
+  file and every manifest are in that commit; the config file's blob id is kept to say which
+  config the memo saw);
 - the registries: each packument the plan read (its cache key, so registry and credentials, and
   the SHA-256 of its body) and each base-image tag it resolved (the digest);
 - the holds (`/rotate ignore`) in force.
@@ -17,11 +18,12 @@ repository, in the audit database: SQLite or PostgreSQL) of exactly what its res
 A plan that would change with time alone (a release younger than the minimum age: "a later
 cycle picks it up"), one that met an unreachable registry, a repository without a config
 (onboarding) or with the dashboard on, and any run that was not plain `nothing-to-do` leave no
-memo (and remove the one there was).  The next scheduled check asks git for the heads (`git
-ls-remote`: one git HTTP exchange, no GitHub API call), re-reads each packument from the fleet's
-shared cache (no request while it is fresh; a stale or missing entry means a full check, which
-refreshes it for the fleet), re-resolves each tag and re-reads the holds: any difference, or a
-bot upgrade, means a full check.  Only scheduled requests take the fast path; a person's command
+memo (and remove the one there was).  The next scheduled check re-reads each packument from
+the fleet's shared cache (no request while it is fresh; a stale or missing entry means a full
+check, which refreshes it for the fleet), re-resolves each tag, re-reads the holds and asks the
+forge for each branch's head (one API request per branch, `GET /repos/…/commits/BRANCH`: one
+for a repository without `pull-requests.base`; no clone, no fetch): any difference, or a bot
+upgrade, means a full check.  Only scheduled requests take the fast path; a person's command
 always gets a full check.
 """
 
@@ -56,7 +58,7 @@ no_op_memos = Table(
     _metadata,
     Column("repo", String(255), primary_key=True),  # owner/name, lower case
     Column("fingerprint", String(64), nullable=False),  # bot, runbooks, operator settings
-    Column("heads", Text, nullable=False),  # JSON {"HEAD": branch, branch: commit, …}
+    Column("heads", Text, nullable=False),  # JSON {branch: commit}, the default branch first
     Column("config_blob", String(64)),
     Column("inputs", Text, nullable=False),  # JSON [[kind, key, validator], …]
     Column("holds", String(64), nullable=False),
@@ -151,7 +153,7 @@ class Memo:
     @property
     def branches(self) -> tuple[str, ...]:
         """The branches whose heads the memo holds (the default branch first)."""
-        return tuple(name for name in self.heads if name != "HEAD")
+        return tuple(self.heads)
 
 
 class Memos:
@@ -239,7 +241,7 @@ class NoOpCheck:
 
     memos: Memos
     fingerprint: str
-    heads: Callable[[str, tuple[str, ...]], dict[str, str]]  # repo, branches -> remote_heads
+    heads: Callable[[str, tuple[str, ...]], dict[str, str]]  # repo, branches -> their heads
     packuments: PackumentCache | None
     oci: OciClient
     holds: Callable[[str], str]  # repo -> digest of the holds in force

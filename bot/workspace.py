@@ -510,33 +510,6 @@ class Workspace:
             ) from error
 
 
-def remote_heads(url: str, branches: tuple[str, ...], *, auth: PushAuth | None) -> dict[str, str]:
-    """The remote's default branch (under "HEAD") and the head commit of it and of each of
-    `branches` that exists, from one `git ls-remote` (no clone, no fetch)."""
-    environment = {**_GIT_ENV, **(auth.environment() if auth else {})}
-    patterns = ["HEAD", *(f"refs/heads/{branch}" for branch in branches)]
-    try:
-        listing = str(git.Git().ls_remote("--symref", url, *patterns, env=environment))
-    except git.GitCommandError as error:
-        raise ServiceUnavailable(
-            f"cannot list the branches of {redact(url)} ({_last_line(error)}); check the URL "
-            "and access"
-        ) from error
-    heads: dict[str, str] = {}
-    default = None
-    for line in listing.splitlines():
-        value, _, ref = line.partition("\t")
-        if value.startswith("ref: refs/heads/") and ref == "HEAD":
-            default = value.removeprefix("ref: refs/heads/")
-        elif ref.startswith("refs/heads/"):
-            heads[ref.removeprefix("refs/heads/")] = value
-        elif ref == "HEAD" and default is not None:
-            heads.setdefault(default, value)
-    if default is None:
-        raise ServiceUnavailable(f"{redact(url)} names no default branch; check the repository")
-    return {"HEAD": default, **heads}
-
-
 def _first_error(error: git.GitCommandError) -> str:
     """git's first `error:` or `fatal:` line (the cause; later ones are consequences)."""
     lines = redact(str(error.stderr or "")).splitlines()

@@ -98,6 +98,10 @@ class Forge(Protocol):
         """The forge login that authored commit `sha`, if the forge knows one."""
         ...
 
+    def branch_head(self, repo: str, branch: str) -> str:
+        """The commit `branch` of `repo` points at now (one API request, no git)."""
+        ...
+
     def find_advisories(self, repo: str, package: str, version: str) -> tuple[Advisory, ...]:
         """Reviewed npm security advisories that affect `package@version` (asked for `repo`)."""
         ...

@@ -75,6 +75,10 @@ class LocalForge:
         """Local commits have authors, not forge logins."""
         return None
 
+    def branch_head(self, repo: str, branch: str) -> str:
+        """The local forge hosts no repositories."""
+        raise UsageError(f"{repo} looks like owner/name, which needs a forge")
+
     def find_advisories(self, repo: str, package: str, version: str) -> tuple[Advisory, ...]:
         """The local forge has no advisory database."""
         return ()

@@ -134,7 +134,7 @@ def audit_runs(world: World) -> int:
     return len(AuditStore(world.database_url).list_runs(limit=1000))
 
 
-def test_an_unchanged_repository_costs_one_github_call_no_fetch_and_no_audit_run(
+def test_an_unchanged_repository_costs_one_github_call_no_git_and_no_audit_run(
     world: World,
 ) -> None:
     full = full_then_unchanged(world.checker())
@@ -145,11 +145,11 @@ def test_an_unchanged_repository_costs_one_github_call_no_fetch_and_no_audit_run
     answered = scheduled(fresh)
     assert outcomes(answered) == ["unchanged", "unchanged"]
     assert {s.run_id for s in answered} == {s.run_id for s in full}  # the result that stands
-    api_calls = [r for r in world.running.api.requests if ".git/" not in r.path]
-    assert len(api_calls) <= 1, api_calls  # the clone URL, once per process
-    assert fresh.forge.api_usage().requests <= 1
-    fetched = [r.path for r in world.running.api.requests if r.path.endswith("git-upload-pack")]
-    assert len(fetched) <= 1, fetched  # `ls-remote`'s one exchange, no pack
+    requests = world.running.api.requests
+    assert [r.path for r in requests if ".git/" in r.path] == []  # no clone, no fetch
+    (head,) = [r for r in requests if ".git/" not in r.path]  # one API call: the branch head
+    assert (head.method, head.path.endswith("/repos/octo/app/commits/main")) == ("GET", True)
+    assert fresh.forge.api_usage().requests == 1
     assert not (fresh.services.settings.state_dir / "repositories").exists()  # never cloned
     assert audit_runs(world) == runs  # nothing written to the audit trail
     # A person's command is never answered from the memo.

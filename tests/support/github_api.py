@@ -72,7 +72,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import jwt
 import semver
@@ -980,7 +980,7 @@ class GitHubApi:
             ("POST", repo + r"/issues/comments/(?P<comment>\d+)/reactions", self.create_reaction),
             ("GET", repo + r"/collaborators/(?P<login>[^/]+)/permission", self.get_permission),
             ("GET", repo + r"/issues/(?P<number>\d+)/comments", self.list_comments),
-            ("GET", repo + r"/commits/(?P<sha>[0-9a-f]{40})", self.get_commit),
+            ("GET", repo + r"/commits/(?P<ref>[^/]+)", self.get_commit),
             ("GET", repo + r"/contents/(?P<path>.+)", self.get_content),
             ("GET", r"/advisories", self.list_advisories),
             ("POST", r"/api/graphql", self.graphql),
@@ -1299,10 +1299,17 @@ class GitHubApi:
 
     def get_commit(self, request: Request) -> tuple[int, Any]:
         repo = request.repository()
-        sha = request.params["sha"]
-        line = repo.git("log", "-1", "--format=%P%x00%an%x00%ae%x00%cn%x00%ce%x00%s%x00%T", sha)
+        ref = unquote(request.params["ref"])  # a commit id or a branch name, as GitHub takes
+        sha = ref if re.fullmatch(r"[0-9a-f]{40}", ref) else ""
+        if not sha and not ref.startswith("-"):
+            sha = repo.git(
+                "rev-parse", "--verify", "--quiet", f"refs/heads/{ref}^{{commit}}"
+            ).strip()
+        line = sha and repo.git(
+            "log", "-1", "--format=%P%x00%an%x00%ae%x00%cn%x00%ce%x00%s%x00%T", sha
+        )
         if not line:
-            raise ApiError(404, "No commit found for SHA: " + sha)
+            raise ApiError(404, "No commit found for SHA: " + ref)
         parents, name, email, committer, committer_email, subject, tree = line.rstrip("\n").split(
             "\0"
         )

@@ -30,6 +30,7 @@ from github import Github
 from github.PullRequest import PullRequest
 from github.Repository import Repository
 
+from bot.config import check_branch_name
 from bot.errors import (
     ConfigError,
     InvalidRemoteData,
@@ -399,6 +400,20 @@ class Pulls:
             return error.message
         log.info("auto-merge enabled", extra={"repo": repo, "url": pull.url})
         return None
+
+    def branch_head(self, repo: str, branch: str) -> str:
+        """The commit `branch` of `repo` points at now (the API's commit of a ref)."""
+        try:
+            check_branch_name(branch)
+        except ValueError as error:
+            raise InvalidRemoteData(f"{repo}: {error}") from None
+        owner, name = split_name(repo)
+        path = f"/repos/{quote(owner)}/{quote(name)}/commits/{quote(branch, safe='')}"
+        data = self.client.get(repo, path, f"reading the head of {branch}")
+        sha = data.get("sha") if isinstance(data, Mapping) else None
+        if not isinstance(sha, str) or not _SHA.match(sha):
+            raise InvalidRemoteData(f"{repo}: the API gave no commit id for {branch}")
+        return sha
 
     def find_commit_author(self, repo: str, sha: str) -> str | None:
         """The GitHub login of commit `sha`'s author (None for an author GitHub cannot map)."""
