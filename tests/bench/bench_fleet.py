@@ -5,9 +5,13 @@ git's HTTP protocol), a private Verdaccio with the fake sharp family behind a co
 real PostgreSQL, and `rotation-bot serve --role worker` processes:
 
 - no-op cycle: every repository is at the newest sharp; one scheduled request each is enqueued
-  and the wall time until the queue is empty is measured, cold (fresh workers: every repository
-  cloned) and warm (the same workers again: fetches only); with registry requests per cycle
-  (should equal the distinct packages the plans read) and GitHub API calls per repository;
+  and the wall time until the queue is empty is measured.  Per fleet size, one database: a cold
+  cycle with the most workers (every repository cloned and checked in full, which leaves its
+  no-op memo, bot/unchanged.py), then for each worker count fresh workers ("memo": nothing
+  cloned, the memos answer) and the same workers again ("warm"); with registry requests per
+  cycle (should equal the distinct packages the plans read), GitHub API calls and git HTTP
+  requests per repository, and the outcomes (`unchanged` answers leave no audit run: they are
+  counted from the memo table);
 - wave: every repository of a smaller set is one patch behind (sharp 0.34.0 → 0.34.1); the
   rotations per minute with 1, 2, … workers, and with the one-process mode (`serve` without a
   database URL: SQLite and the in-process queue, its default two worker threads).
