@@ -123,6 +123,12 @@ class PackageManager(ABC):
         """What one override key path applies to, in this manager's syntax."""
         return npm_override(relative)
 
+    def check_config(self, project: Project, read: Reader) -> None:
+        """Fail on a project config file the manager could not use at regenerate time, so the
+        plan stops before any work (`read` reads a file of the project directory by name);
+        npm's and pnpm's rc files are not read, so nothing to check."""
+        return
+
     def documents(self, project: Project) -> tuple[str, ...]:
         """Files besides package.json that can hold a version spec of the project (read when
         present): pnpm-workspace.yaml with pnpm's catalogs and overrides."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import git
 
 from bot.manifests.yarn_lock import parse_berry_lock, parse_classic_lock
-from tests.conftest import DEFAULT_CONFIG, Env, pin_names, publish_releases
+from tests.conftest import DEFAULT_CONFIG, Env, bot, pin_names, publish_releases
 from tests.managers.rotation import NEWER, branches, changed_lines, run_bot, show
 from tests.managers.test_pnpm import expected_lines, integrity
 from tests.support.git_fixture import commit_directory
@@ -172,6 +172,24 @@ def test_yarn4_sub_directory_project_rotates_without_running_repository_code(
     again = run_bot(env, path, "--target", "0.33.6")
     assert again.code == 0
     assert {item["outcome"] for item in again.summaries} == {"up-to-date"}
+    assert branches(repo) == heads
+
+
+def test_a_broken_yarnrc_fails_the_plan_naming_it_before_any_work(
+    tmp_path: Path, staged_registry: Verdaccio, tools_dir: Path
+) -> None:
+    env = Env(tmp_path, staged_registry.url, staged_registry.token, tools=tools_dir)
+    path = berry_repository(tmp_path, staged_registry, tools_dir)
+    (path / "web" / ".yarnrc.yml").write_text("- nodeLinker: node-modules\n")
+    repo = commit_directory(path, "a list where Yarn wants a mapping")
+    heads = branches(repo)
+
+    # `plan` never regenerates: only a check at plan time can find it
+    planned = bot(env, "plan", "--repo", str(path), "--runbook", "sharp")
+
+    assert planned.exit_code == 2, planned.output
+    assert "web/.yarnrc.yml must hold a YAML mapping of Yarn settings; fix it" in planned.output
+    assert run_bot(env, path, "--target", "0.33.6").code == 2
     assert branches(repo) == heads
 
 

@@ -252,6 +252,17 @@ def test_a_pull_request_that_changes_the_config_gets_the_validation_result(chat:
     (_, _, third) = said(number)  # said again: the newest verdict is what counts
     assert third.split("\n", 1)[1] == first.split("\n", 1)[1]  # the same problems and marker
 
+    unreadable = (  # the file itself is the problem, not only logged: the author is told
+        (CONFIG.encode() + b"# caf\xe9\n", "is not UTF-8 text (invalid byte at offset"),
+        (CONFIG + "#" * 300_000 + "\n", "is 300,"),
+    )
+    for count, (broken, problem) in enumerate(unreadable, start=4):
+        hub.people.commit({".github/rotation-bot.yml": broken}, "Break it", branch="configure")
+        _pull_request_event(chat, "synchronize", number, "configure")
+        wait_until(lambda n=count: checks("config-invalid") == n, message="the unreadable config")
+        *_, latest = said(number)
+        assert f".github/rotation-bot.yml: {problem}" in latest, latest
+
     hub.people.commit({"README.md": "more\n"}, "Docs", branch="docs")
     other = hub.api.add_pull(REPO, head="docs", base="main", user="jane", title="Docs")
     _pull_request_event(chat, "opened", other, "docs")
