@@ -116,6 +116,7 @@ class Bench:
     api: GitHubApi
     postgres: Postgres
     proxy: CountingProxy
+    budget: float
 
     def repositories(self, prefix: str, count: int, sharp: str, config: str) -> list[str]:
         """`count` repositories `fleet/<prefix>N`, bare clones of one project."""
@@ -149,6 +150,9 @@ class Bench:
                 "ROTATION_BOT_GITHUB_URL": self.api.api_url,
                 "ROTATION_BOT_GITHUB_TOKEN": TOKEN,
                 "ROTATION_BOT_PACKUMENT_TTL": "30m",
+                # the GitHub request budget (4000/h, bursts of 333, by default) is a deliberate
+                # cap, not throughput: a cycle of more repositories than the burst waits for it
+                "ROTATION_BOT_GITHUB_RATE_BUDGET": str(self.budget),
             }
             started.append(start_bot(self.root / name, environ, "serve", "--role", "worker"))
         for process in started:
@@ -161,6 +165,32 @@ def stop(processes: list[BotProcess]) -> None:
         process.signal(signal.SIGTERM)
     for process in processes:
         process.finish(120)
+
+
+def tree_cpu(roots: list[int]) -> float:
+    """CPU seconds used so far by the processes `roots` and all their descendants (live ones'
+    own time plus what every process counted for the children it reaped), from /proc."""
+    stats: dict[int, tuple[int, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone meanwhile
+        stats[int(entry.name)] = (int(fields[1]), sum(int(value) for value in fields[11:15]))
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in stats.items():
+        children.setdefault(parent, []).append(pid)
+    total, stack, seen = 0, list(roots), set()
+    while stack:
+        pid = stack.pop()
+        if pid in seen or pid not in stats:
+            continue
+        seen.add(pid)
+        total += stats[pid][1]
+        stack.extend(children.get(pid, []))
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def load() -> str:
@@ -225,16 +255,24 @@ def no_op(bench: Bench, repos: int, workers: list[int]) -> None:
         processes = bench.workers(url, count, f"noop-{repos}-{count}-{labels[0]}")
         try:
             for label in labels:
-                measure(bench, url, names, count, label)
+                measure(bench, url, names, processes, label)
         finally:
             stop(processes)
 
 
-def measure(bench: Bench, url: str, names: list[str], workers: int, label: str) -> None:
-    repos = len(names)
+def measure(
+    bench: Bench, url: str, names: list[str], processes: list[BotProcess], label: str
+) -> None:
+    """One no-op cycle, printed: wall time, requests, outcomes and CPU per repository (the
+    workers', and everything's: workers, PostgreSQL, the GitHub-shaped server, its git)."""
+    repos, workers = len(names), len(processes)
+    pids = [process.process.pid for process in processes]
     bench.api.clear_requests()
     bench.proxy.take()
+    cpu = tree_cpu(pids), tree_cpu([os.getpid()])
     seconds, counts = cycle(bench, url, names)
+    worker_cpu = (tree_cpu(pids) - cpu[0]) / repos
+    all_cpu = (tree_cpu([os.getpid()]) - cpu[1]) / repos
     packuments = bench.proxy.take()
     rest = [r for r in bench.api.requests if not _GIT.search(r.path)]
     git_requests = len(bench.api.requests) - len(rest)
@@ -243,7 +281,8 @@ def measure(bench: Bench, url: str, names: list[str], workers: int, label: str) 
         f"no-op {repos:>5} repos  {workers} worker(s)  {label:>5}: {seconds:7.1f} s  "
         f"registry requests {len(packuments)} ({len(set(packuments))} distinct)  "
         f"GitHub API calls/repo {len(rest) / repos:.2f} {dict(kinds)}  "
-        f"git HTTP requests/repo {git_requests / repos:.1f}  outcomes {counts}  {load()}",
+        f"git HTTP requests/repo {git_requests / repos:.1f}  outcomes {counts}  "
+        f"CPU/repo workers {worker_cpu * 1000:.0f} ms, all {all_cpu * 1000:.0f} ms  {load()}",
         flush=True,
     )
 
@@ -252,14 +291,18 @@ def wave(bench: Bench, size: int, workers: int) -> float:
     names = bench.repositories(f"v{size}w{workers}r", size, "0.34.0", WAVE_CONFIG)
     url = bench.database(f"wave_{size}_{workers}")
     processes = bench.workers(url, workers, f"wave-{size}-{workers}")
+    pids = [process.process.pid for process in processes]
     try:
+        cpu = tree_cpu(pids), tree_cpu([os.getpid()])
         seconds, counts = cycle(bench, url, names)
+        worker_cpu, all_cpu = tree_cpu(pids) - cpu[0], tree_cpu([os.getpid()]) - cpu[1]
     finally:
         stop(processes)
     rate = counts.get("proposed", 0) / seconds * 60
     print(
         f"wave  {size:>5} repos  {workers} worker(s): {seconds:7.1f} s  {rate:6.1f} rotations/min"
-        f"  outcomes {counts}  {load()}",
+        f"  outcomes {counts}  CPU/rotation workers {worker_cpu / size:.1f} s, all "
+        f"{all_cpu / size:.1f} s (all busy {all_cpu / seconds:.2f} cores)  {load()}",
         flush=True,
     )
     return rate
@@ -319,7 +362,7 @@ def wave_one_process(bench: Bench, size: int) -> float:
 
 
 @contextmanager
-def environment(root: Path) -> Iterator[Bench]:
+def environment(root: Path, budget: float = 4000.0) -> Iterator[Bench]:
     verdaccio = start_verdaccio(root / "verdaccio")
     postgres = start_postgres()
     running = start_github_api(root / "github")
@@ -328,7 +371,7 @@ def environment(root: Path) -> Iterator[Bench]:
         proxy = CountingProxy(verdaccio.url)
         running.api.add_token(TOKEN, login="rotation-bot")
         env = Env(root, proxy.url, verdaccio.token, tools=root / "tools")
-        yield Bench(root, env, running.api, postgres, proxy)
+        yield Bench(root, env, running.api, postgres, proxy, budget)
     finally:
         running.stop()
         postgres.stop()
@@ -341,13 +384,19 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--wave", type=int, default=24)
     parser.add_argument("--skip", default="", help="comma-separated: noop, wave, embedded")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=4000.0,
+        help="the workers' GitHub requests per hour (ROTATION_BOT_GITHUB_RATE_BUDGET)",
+    )
     arguments = parser.parse_args()
     skip = set(arguments.skip.split(","))
     workers = [int(count) for count in arguments.workers.split(",")]
     root = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
-    print(f"cores {os.cpu_count()}  {load()}", flush=True)
+    print(f"cores {os.cpu_count()}  GitHub budget {arguments.budget:.0f}/h  {load()}", flush=True)
     try:
-        with environment(root) as bench:
+        with environment(root, arguments.budget) as bench:
             if "noop" not in skip:
                 for repos in (int(count) for count in arguments.repos.split(",")):
                     no_op(bench, repos, workers)
