@@ -173,9 +173,17 @@ def test_holds_approvals_refusals_and_malformed_commands(chat: Chat) -> None:
     chat.answer(chat.say("/rotate unignore 0.33.6"))
     assert hub.records().holds(REPO) == ()
 
-    chat.answer(chat.say("/rotate approve 0.34.1"))
+    approved = chat.answer(chat.say("/rotate approve 0.34.1"))
     approval = hub.records().approval(REPO, "sharp", "0.34.1")
     assert approval is not None and approval.by == "alice"
+    assert "its pull request is opened now" in approved
+
+    chat.idle()
+    chat.service.queue.stop(30)  # shutdown began: the queue takes no run to act on a command
+    late = chat.answer(chat.say("/rotate approve 0.34.2"))
+    assert hub.records().approval(REPO, "sharp", "0.34.2") is not None  # stored all the same
+    assert "its pull request is opened at the next cycle" in late
+    assert "No run was started now (the service is restarting)" in late
 
     for body, problem in (
         ("/rotate ignore banana", "`banana` is not a line like 0.35"),
