@@ -28,7 +28,15 @@ import httpx
 import yaml
 
 from bot.errors import ManifestError
-from bot.managers.base import PackageManager, Prepared, ScratchProject, Tool, ToolPlaces, join
+from bot.managers.base import (
+    PackageManager,
+    Prepared,
+    ScratchProject,
+    Tool,
+    ToolPlaces,
+    join,
+    manifest_files,
+)
 from bot.managers.yarn_classic import yarn_major
 from bot.manifests.locked import LockedTree
 from bot.manifests.overrides import Target, yarn_resolution
@@ -175,12 +183,7 @@ class YarnBerry(PackageManager):
     def project_files(self, directory: str, members: Sequence[str]) -> tuple[str, ...]:
         """package.json, yarn.lock, .yarnrc.yml (sanitised by `prepare`) and the members'
         package.json."""
-        return (
-            join(directory, "package.json"),
-            join(directory, self.lockfile),
-            join(directory, RC_FILE),
-            *(join(member, "package.json") for member in members),
-        )
+        return manifest_files(directory, self.lockfile, members, RC_FILE)
 
     def regenerate_argv(self, tool: Tool) -> tuple[str, ...]:
         """`yarn install --mode=update-lockfile`."""
