@@ -9,6 +9,7 @@ from typing import Any
 import git
 
 from tests.conftest import Env, bot_json
+from tests.support.layouts import load_layout
 from tests.test_sharp_runbook import audit, branches
 
 NEWER = ("0.33.5", "0.33.6", "0.33.7-rc.1", "0.34.0", "0.34.1", "0.35.0-rc.0")
@@ -43,6 +44,16 @@ def show(repo: git.Repo, branch: str, path: str) -> str:
     return text
 
 
+def expected_lines(name: str, file: str) -> list[tuple[str, str]]:
+    """The layout `name`'s expected (line before, line after) pairs for one file."""
+    return [
+        (edit["line_before"], edit["line_after"])
+        for project in load_layout(name).projects()
+        for edit in project.get("edits", ())
+        if edit["file"] == file
+    ]
+
+
 def changed_lines(repo: git.Repo, branch: str, path: str) -> list[tuple[str, str]]:
     """(before, after) line pairs that differ between main and `branch` (same line count)."""
     before = show(repo, "main", path).splitlines()
@@ -51,4 +62,4 @@ def changed_lines(repo: git.Repo, branch: str, path: str) -> list[tuple[str, str
     return [(old, new) for old, new in zip(before, after, strict=True) if old != new]
 
 
-__all__ = ["NEWER", "Outcome", "branches", "changed_lines", "run_bot", "show"]
+__all__ = ["NEWER", "Outcome", "branches", "changed_lines", "expected_lines", "run_bot", "show"]

@@ -8,46 +8,28 @@ from pathlib import Path
 import yaml
 
 from bot.manifests.pnpm_lock import parse_pnpm_lock
-from tests.conftest import DEFAULT_CONFIG, Env, pin_names, publish_releases
-from tests.managers.rotation import NEWER, branches, changed_lines, run_bot, show
+from tests.conftest import pin_names
+from tests.managers.rotation import branches, changed_lines, expected_lines, run_bot, show
 from tests.support.git_fixture import commit_directory
-from tests.support.layouts import layout_repository, load_layout
+from tests.support.layouts import staged_layout
 from tests.support.verdaccio import Verdaccio
 
 PACKAGE_JSON_OVERRIDES = "08-pnpm-package-json-overrides"
 WORKSPACE_OVERRIDES = "09-pnpm10-workspace-yaml-overrides"
 
 
-def expected_lines(name: str, file: str) -> list[tuple[str, str]]:
-    """The fixture's expected (line before, line after) pairs for one file."""
-    return [
-        (edit["line_before"], edit["line_after"])
-        for project in load_layout(name).projects()
-        for edit in project.get("edits", ())
-        if edit["file"] == file
-    ]
-
-
-def integrity(registry: Verdaccio, name: str, version: str) -> str:
-    value: str = registry.published[f"{name}@{version}"]["dist"]["integrity"]
-    return value
-
-
 def test_pnpm_overrides_in_package_json_rotate_patch_and_major_with_pnpm_10_on_a_pnpm_9_lock(
     tmp_path: Path, staged_registry: Verdaccio, tools_dir: Path
 ) -> None:
-    env = Env(tmp_path, staged_registry.url, staged_registry.token, tools=tools_dir)
-    publish_releases(staged_registry, ["0.33.4"])
-    path = tmp_path / "fuwari"
-    repo = layout_repository(
+    env, path, repo = staged_layout(
         PACKAGE_JSON_OVERRIDES,
-        path,
+        tmp_path,
         staged_registry,
         tools_dir,
+        repository="fuwari",
+        start=["0.33.4"],
         versions={".": "9.15.9"},
-        config=DEFAULT_CONFIG,
     )
-    publish_releases(staged_registry, NEWER)
     before = parse_pnpm_lock(show(repo, "main", "pnpm-lock.yaml"))
 
     outcome = run_bot(env, path)
@@ -69,7 +51,7 @@ def test_pnpm_overrides_in_package_json_rotate_patch_and_major_with_pnpm_10_on_a
         (entry,) = lock.find(name)
         assert (entry.version, entry.integrity) == (
             version,
-            integrity(staged_registry, name, version),
+            staged_registry.integrity(name, version),
         )
         assert entry.libc == (("musl",) if "musl" in name else ("glibc",))
     # nothing outside sharp's closure moved: same keys, versions and integrity
@@ -106,18 +88,15 @@ def test_pnpm_overrides_in_package_json_rotate_patch_and_major_with_pnpm_10_on_a
 def test_pnpm_workspace_overrides_rotate_without_running_the_repository_pnpmfile(
     tmp_path: Path, staged_registry: Verdaccio, tools_dir: Path
 ) -> None:
-    env = Env(tmp_path, staged_registry.url, staged_registry.token, tools=tools_dir)
-    publish_releases(staged_registry, ["0.33.4", "0.33.5"])
-    path = tmp_path / "immich"
-    layout_repository(
+    env, path, _ = staged_layout(
         WORKSPACE_OVERRIDES,
-        path,
+        tmp_path,
         staged_registry,
         tools_dir,
+        repository="immich",
+        start=["0.33.4", "0.33.5"],
         versions={".": "10.32.1"},
-        config=DEFAULT_CONFIG,
     )
-    publish_releases(staged_registry, [v for v in NEWER if v != "0.33.5"])
     # the attacker's commit: immich's kind of .pnpmfile.cjs, a pnpmfile named by the workspace
     # file, and an install script — each would leave a marker if anything ran it
     markers = [tmp_path / "pnpmfile-ran", tmp_path / "named-pnpmfile-ran", tmp_path / "script-ran"]
@@ -169,18 +148,15 @@ def test_pnpm_workspace_overrides_rotate_without_running_the_repository_pnpmfile
 def test_a_tampered_binary_fails_a_pnpm_rotation_closed(
     tmp_path: Path, staged_registry: Verdaccio, tools_dir: Path
 ) -> None:
-    env = Env(tmp_path, staged_registry.url, staged_registry.token, tools=tools_dir)
-    publish_releases(staged_registry, ["0.33.4"])
-    path = tmp_path / "fuwari"
-    repo = layout_repository(
+    env, path, repo = staged_layout(
         PACKAGE_JSON_OVERRIDES,
-        path,
+        tmp_path,
         staged_registry,
         tools_dir,
+        repository="fuwari",
+        start=["0.33.4"],
         versions={".": "10.32.1"},
-        config=DEFAULT_CONFIG,
     )
-    publish_releases(staged_registry, NEWER)
     tarball = staged_registry.tarball_path("@img/sharp-linuxmusl-x64", "0.33.6")
     tarball.write_bytes(tarball.read_bytes()[:-8] + b"tampered")
 
@@ -212,19 +188,16 @@ def use_the_catalog(root: Path) -> None:
 def test_a_pnpm_catalog_declaration_is_rotated_in_the_workspace_file(
     tmp_path: Path, staged_registry: Verdaccio, tools_dir: Path
 ) -> None:
-    env = Env(tmp_path, staged_registry.url, staged_registry.token, tools=tools_dir)
-    publish_releases(staged_registry, ["0.33.4", "0.33.5"])
-    path = tmp_path / "immich"
-    repo = layout_repository(
+    env, path, repo = staged_layout(
         WORKSPACE_OVERRIDES,
-        path,
+        tmp_path,
         staged_registry,
         tools_dir,
+        repository="immich",
+        start=["0.33.4", "0.33.5"],
         versions={".": "10.32.1"},
-        config=DEFAULT_CONFIG,
         change=use_the_catalog,
     )
-    publish_releases(staged_registry, [v for v in NEWER if v != "0.33.5"])
 
     outcome = run_bot(env, path, "--target", "0.33.6")
 
@@ -248,20 +221,16 @@ def test_a_copy_pnpm_keeps_for_another_package_fails_closed_and_names_it(
 ) -> None:
     """With sharp from the catalog and no override, pnpm keeps the dev tool's resolution of the
     copy it shared with the member: the rotation would leave a second sharp behind."""
-    env = Env(tmp_path, staged_registry.url, staged_registry.token, tools=tools_dir)
-    publish_releases(staged_registry, ["0.33.4", "0.33.5"])
-    path = tmp_path / "immich"
-
-    repo = layout_repository(
+    env, path, repo = staged_layout(
         WORKSPACE_OVERRIDES,
-        path,
+        tmp_path,
         staged_registry,
         tools_dir,
+        repository="immich",
+        start=["0.33.4", "0.33.5"],
         versions={".": "10.32.1"},
-        config=DEFAULT_CONFIG,
         change=catalog_without_override,
     )
-    publish_releases(staged_registry, [v for v in NEWER if v != "0.33.5"])
 
     outcome = run_bot(env, path, "--target", "0.33.6")
 
