@@ -19,7 +19,8 @@ import resource
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import FrameType
@@ -382,12 +383,6 @@ def serve_forever(
     without `ROTATION_BOT_REPOSITORIES`, every repository the App is installed on is served.
     `stopping`, shared with the pipeline, is set when shutdown begins.
     """
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal received", extra={"signal": signal.Signals(signum).name})
-        stop.set()
-
     forge = pipeline.forge
     running = start_service(
         settings,
@@ -396,13 +391,29 @@ def serve_forever(
         options=options,
         stopping=stopping,
     )
+    try:
+        with stop_on_signals() as stop:
+            if on_ready is not None:
+                on_ready(running.url)
+            while not stop.wait(timeout=1.0):
+                pass
+    finally:
+        running.stop()
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """An event that SIGTERM or SIGINT sets (logged) while the block runs; the previous signal
+    handlers are back when it ends."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal received", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        if on_ready is not None:
-            on_ready(running.url)
-        while not stop.wait(timeout=1.0):
-            pass
+        yield stop
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        running.stop()

@@ -12,13 +12,11 @@
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from types import FrameType
 from typing import Literal
 
 from bot.config import RepoConfig, Settings
@@ -32,6 +30,7 @@ from bot.service.app import (
     ServiceOptions,
     repository_lister,
     start_http,
+    stop_on_signals,
 )
 from bot.service.chat import ChatCommands
 from bot.service.dashboard.auth import DashboardAuth
@@ -251,12 +250,6 @@ def serve_roles(
     on_ready: Callable[[str | None], None] | None = None,
 ) -> None:
     """Serve `role` until SIGTERM or SIGINT (or until the worker stops by itself), then stop."""
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal received", extra={"signal": signal.Signals(signum).name})
-        stop.set()
-
     forge = pipeline.forge
     running = start_roles(
         settings,
@@ -266,21 +259,19 @@ def serve_roles(
         options=options,
         stopping=stopping,
     )
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        if on_ready is not None:
-            on_ready(running.url)
-        while not stop.wait(timeout=1.0):
-            if running.worker is not None and running.worker.failure is not None:
-                failure = running.worker.failure
-                raise ServiceUnavailable(
-                    f"job queue: the worker stopped ({type(failure).__name__}: "
-                    f"{str(failure)[:200]}); check ROTATION_BOT_DATABASE_URL and that "
-                    "`rotation-bot migrate` has run"
-                ) from failure
+        with stop_on_signals() as stop:
+            if on_ready is not None:
+                on_ready(running.url)
+            while not stop.wait(timeout=1.0):
+                if running.worker is not None and running.worker.failure is not None:
+                    failure = running.worker.failure
+                    raise ServiceUnavailable(
+                        f"job queue: the worker stopped ({type(failure).__name__}: "
+                        f"{str(failure)[:200]}); check ROTATION_BOT_DATABASE_URL and that "
+                        "`rotation-bot migrate` has run"
+                    ) from failure
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         running.stop()
 
 
