@@ -7,7 +7,16 @@ from pathlib import Path
 
 from bot.manifests.yarn_lock import parse_berry_lock, parse_classic_lock
 from tests.conftest import pin_names
-from tests.managers.rotation import branches, changed_lines, expected_lines, run_bot, show
+from tests.managers.rotation import (
+    assert_a_tampered_binary_fails_closed,
+    assert_pins_locked_at_target,
+    assert_second_run_is_up_to_date,
+    branches,
+    changed_lines,
+    expected_lines,
+    run_bot,
+    show,
+)
 from tests.support.git_fixture import commit_directory
 from tests.support.layouts import StagedLayout, staged_layout
 from tests.support.verdaccio import Verdaccio
@@ -43,13 +52,7 @@ def test_yarn1_workspace_resolutions_rotate_patch_and_major(
     # one sharp: the resolution still collapses miniflare's exact request onto it
     assert [p.version for p in lock.find("sharp")] == ["0.33.6"]
     assert '\nsharp@0.33.4, sharp@^0.33.6:\n  version "0.33.6"' in text
-    for name in pin_names():
-        version = "1.0.4" if "libvips" in name else "0.33.6"
-        (entry,) = lock.find(name)
-        assert (entry.version, entry.integrity) == (
-            version,
-            staged_registry.integrity(name, version),
-        )
+    assert_pins_locked_at_target(lock, staged_registry)
     unrelated = {"miniflare", "wrangler", "tar", "undici", "uuid", "which", "typescript"}
     assert {p.key: p.integrity for p in lock.packages if p.name in unrelated} == {
         p.key: p.integrity for p in before.packages if p.name in unrelated
@@ -63,12 +66,7 @@ def test_yarn1_workspace_resolutions_rotate_patch_and_major(
     assert [p.version for p in major_lock.find("sharp")] == ["0.34.1"]
     assert [p.version for p in major_lock.find("@img/sharp-libvips-linuxmusl-x64")] == ["1.1.1"]
 
-    heads = branches(repo)
-    again = run_bot(env, path)
-
-    assert again.code == 0
-    assert {item["outcome"] for item in again.summaries} == {"up-to-date"}
-    assert branches(repo) == heads
+    assert_second_run_is_up_to_date(env, path, repo)
 
 
 def berry_layout(tmp_path: Path, registry: Verdaccio, tools: Path) -> StagedLayout:
@@ -158,26 +156,14 @@ def test_yarn4_sub_directory_project_rotates_without_running_repository_code(
     body = outcome.summary("0.33.6")["proposal"]["body"]
     assert "registry `sha512-" in body and "own archive checksum" in body
 
-    heads = branches(repo)
-    again = run_bot(env, path, "--target", "0.33.6")
-    assert again.code == 0
-    assert {item["outcome"] for item in again.summaries} == {"up-to-date"}
-    assert branches(repo) == heads
+    assert_second_run_is_up_to_date(env, path, repo, "--target", "0.33.6")
 
 
 def test_a_tampered_binary_fails_a_yarn4_rotation_closed(
     tmp_path: Path, staged_registry: Verdaccio, tools_dir: Path
 ) -> None:
     env, path, repo = berry_layout(tmp_path, staged_registry, tools_dir)
-    tarball = staged_registry.tarball_path("@img/sharp-linuxmusl-x64", "0.33.6")
-    tarball.write_bytes(tarball.read_bytes()[:-8] + b"tampered")
-
-    outcome = run_bot(env, path, "--target", "0.33.6")
-
-    assert outcome.code == 1
-    (summary,) = outcome.summaries
-    assert summary["outcome"] == "failed" and "verify-tarballs" in summary["message"]
-    assert list(branches(repo)) == ["main"]
+    assert_a_tampered_binary_fails_closed(env, path, repo, staged_registry)
 
 
 def test_yarn3_plug_n_play_project_keeps_every_supported_architecture(

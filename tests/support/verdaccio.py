@@ -122,6 +122,12 @@ class Verdaccio:
         """Where Verdaccio stores a tarball on disk (to tamper with it)."""
         return self.storage / name / f"{name.rsplit('/', maxsplit=1)[-1]}-{version}.tgz"
 
+    def tamper(self, name: str, version: str) -> None:
+        """Corrupt the stored tarball of `name@version` (its last 8 bytes), so the registry serves
+        bytes that no longer match the integrity it publishes."""
+        tarball = self.tarball_path(name, version)
+        tarball.write_bytes(tarball.read_bytes()[:-8] + b"tampered")
+
     def stop(self) -> None:
         """Stop the server by its process group."""
         stop_process(self.process)
