@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
-from bot.config import RepoConfig, Settings
+from bot.config import Settings
 from bot.errors import BotError, ServiceUnavailable
 from bot.forges.base import Forge
 from bot.service.app import (
@@ -28,6 +28,8 @@ from bot.service.app import (
     HttpServer,
     ServedPipeline,
     ServiceOptions,
+    chat_commands,
+    config_reader,
     repository_lister,
     start_http,
     stop_on_signals,
@@ -159,11 +161,6 @@ def start_roles(
             )
             running.worker.start()
         if "scheduler" in wanted:
-
-            def read_config(repo: str) -> RepoConfig:
-                with locks.hold(repo, timeout=0):
-                    return pipeline.open_repo(repo).config
-
             deliveries = DeliveryLog(audit.engine)
 
             def make_scheduler() -> Scheduler:
@@ -173,7 +170,7 @@ def start_roles(
                     runbooks=sorted(pipeline.runbooks),
                     default_schedule=settings.schedule,
                     repositories=repositories,
-                    repo_config=read_config,
+                    repo_config=config_reader(pipeline, locks),
                     refresh_interval=options.refresh_interval,
                     report=ConfigProblems(audit),
                 )
@@ -210,21 +207,14 @@ def _web_app(
     metrics = Metrics()
     metrics.watch_queue(fleet.depth, fleet.running_count)
     served = ServedRepositories(repositories, options.refresh_interval)
-    chat = None
-    if pipeline.forge.hosts_comments:
-        chat = ChatCommands(
-            forge=pipeline.forge,
-            queue=fleet,
-            runbooks=pipeline.runbooks,
-            audit=audit,
-            metrics=metrics,
-            next_runs=lambda repo: stored_next_runs(audit.engine, repo),
-            workers=options.chat_workers,
-        )
-    if not settings.webhook_secret:
-        log.warning("webhook disabled: set ROTATION_BOT_WEBHOOK_SECRET to accept deliveries")
-    elif chat is None:
-        log.warning("chat commands disabled: they need GitHub credentials")
+    chat = chat_commands(
+        settings,
+        pipeline,
+        queue=fleet,
+        metrics=metrics,
+        next_runs=lambda repo: stored_next_runs(audit.engine, repo),
+        options=options,
+    )
     app = WebhookApp(
         secret=settings.webhook_secret,
         deliveries=DeliveryLog(audit.engine),
