@@ -28,18 +28,23 @@ PACKAGE_JSON_OVERRIDES = "08-pnpm-package-json-overrides"
 WORKSPACE_OVERRIDES = "09-pnpm10-workspace-yaml-overrides"
 
 
+def fuwari_layout(tmp_path: Path, registry: Verdaccio, tools: Path, pnpm: str) -> StagedLayout:
+    """Layout 08 locked by `pnpm` with only sharp 0.33.4 published, then the rest."""
+    return staged_layout(
+        PACKAGE_JSON_OVERRIDES,
+        tmp_path,
+        registry,
+        tools,
+        repository="fuwari",
+        start=["0.33.4"],
+        versions={".": pnpm},
+    )
+
+
 def test_pnpm_overrides_in_package_json_rotate_patch_and_major_with_pnpm_10_on_a_pnpm_9_lock(
     tmp_path: Path, staged_registry: Verdaccio, tools_dir: Path
 ) -> None:
-    env, path, repo = staged_layout(
-        PACKAGE_JSON_OVERRIDES,
-        tmp_path,
-        staged_registry,
-        tools_dir,
-        repository="fuwari",
-        start=["0.33.4"],
-        versions={".": "9.15.9"},
-    )
+    env, path, repo = fuwari_layout(tmp_path, staged_registry, tools_dir, "9.15.9")
     before = parse_pnpm_lock(show(repo, "main", "pnpm-lock.yaml"))
 
     outcome = run_bot(env, path)
@@ -161,15 +166,7 @@ def test_pnpm_workspace_overrides_rotate_without_running_the_repository_pnpmfile
 def test_a_tampered_binary_fails_a_pnpm_rotation_closed(
     tmp_path: Path, staged_registry: Verdaccio, tools_dir: Path
 ) -> None:
-    env, path, repo = staged_layout(
-        PACKAGE_JSON_OVERRIDES,
-        tmp_path,
-        staged_registry,
-        tools_dir,
-        repository="fuwari",
-        start=["0.33.4"],
-        versions={".": "10.32.1"},
-    )
+    env, path, repo = fuwari_layout(tmp_path, staged_registry, tools_dir, "10.32.1")
     message = assert_a_tampered_binary_fails_closed(env, path, repo, staged_registry)
 
     assert "@img/sharp-linuxmusl-x64@0.33.6" in message
