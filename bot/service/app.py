@@ -209,12 +209,14 @@ class HttpServer:
     _thread: threading.Thread
 
     def stop(self) -> None:
-        """Close the listener and every connection, then the request threads."""
+        """Let the request threads finish, then close the listener and every connection."""
+        # A request thread that finishes wakes the I/O loop through the trigger's pipe: they stop
+        # first, so that none writes to the pipe once it is closed (EBADF, or a reused fd).
+        self._server.task_dispatcher.shutdown(timeout=1)
         # From inside waitress's I/O loop (its own thread); with its socket map empty the loop
         # returns.
         cast(_Trigger, self._server.trigger).pull_trigger(lambda: close_all(self._sockets))
         self._thread.join(5)
-        self._server.task_dispatcher.shutdown(timeout=1)
 
 
 def start_http(app: WebhookApp, listen: str, options: ServiceOptions) -> HttpServer:
