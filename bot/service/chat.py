@@ -465,22 +465,20 @@ class ChatCommands:
 
     def accept(self, event: CommentEvent) -> bool:
         """Handle the comment in the background; False when too many are waiting already."""
-        if not self._slots.acquire(blocking=False):
-            return False
-        try:
-            self._pool.submit(self._guarded, event)
-        except RuntimeError:  # the pool was shut down
-            self._slots.release()
-            return False
-        return True
+        return self._in_background(lambda: self._guarded(event))
 
     def accept_config_check(self, event: PullRequestEvent) -> bool:
         """Check the config file a pull request changes (`config_check`), in the background;
         False when too many are waiting already."""
+        return self._in_background(lambda: self._guarded_check(event))
+
+    def _in_background(self, work: Callable[[], None]) -> bool:
+        """Run `work` in the pool if a slot is free (`work` releases it); False when too many
+        are waiting already or the pool was shut down."""
         if not self._slots.acquire(blocking=False):
             return False
         try:
-            self._pool.submit(self._guarded_check, event)
+            self._pool.submit(work)
         except RuntimeError:  # the pool was shut down
             self._slots.release()
             return False
