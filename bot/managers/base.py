@@ -179,6 +179,26 @@ def join(directory: str, name: str) -> str:
     return f"{directory}/{name}" if directory else name
 
 
+def manifest_files(
+    directory: str, lockfile: str, members: Sequence[str], *root_files: str
+) -> tuple[str, ...]:
+    """The files of a project rooted at `directory`: its package.json, its `lockfile` and its
+    `root_files` (a workspace or rc file), then each workspace member's package.json."""
+    return (
+        join(directory, "package.json"),
+        join(directory, lockfile),
+        *(join(directory, name) for name in root_files),
+        *(join(member, "package.json") for member in members),
+    )
+
+
+def write_npmrc(project: ScratchProject, settings: NpmSettings) -> Prepared:
+    """Write the sanitised project config as the scratch copy's `.npmrc` (replacing the
+    repository's); the settings it dropped are reported."""
+    (project.directory / ".npmrc").write_text(settings.project.text(), encoding="utf-8")
+    return Prepared(ignored=settings.project.dropped)
+
+
 def read_json(read: Reader, path: str) -> object:
     """A parsed JSON file, or None when missing or unreadable (discovery tolerates both)."""
     try:

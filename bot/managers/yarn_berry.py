@@ -36,6 +36,7 @@ from bot.managers.base import (
     Tool,
     ToolPlaces,
     join,
+    manifest_files,
 )
 from bot.managers.yarn_classic import yarn_major
 from bot.manifests.locked import LockedTree
@@ -192,12 +193,7 @@ class YarnBerry(PackageManager):
     def project_files(self, directory: str, members: Sequence[str]) -> tuple[str, ...]:
         """package.json, yarn.lock, .yarnrc.yml (sanitised by `prepare`) and the members'
         package.json."""
-        return (
-            join(directory, "package.json"),
-            join(directory, self.lockfile),
-            join(directory, RC_FILE),
-            *(join(member, "package.json") for member in members),
-        )
+        return manifest_files(directory, self.lockfile, members, RC_FILE)
 
     def check_config(self, project: Project, read: Reader) -> None:
         """.yarnrc.yml, when present, is a YAML mapping."""

@@ -6,9 +6,10 @@ file is read at both through the forge (nothing from the pull request is checked
 When the head's file differs from the base's, it is checked as `rotation-bot validate` checks it
 (for the runbooks the service runs) and the result is commented: every problem on its own line
 with its line number, or that it is valid; a head file over the size cap or not UTF-8 is such a
-problem too.  The comment carries the result's digest, and a new
-one is written only when the newest such comment says something else, so a push that leaves the
-verdict as it was writes nothing.
+problem too.  The comment carries the result's digest, and a new one is written only when the
+newest such comment says something else, so a push that leaves the verdict as it was writes
+nothing.  A push that takes the change back out says so once, under the earlier verdict; a pull
+request that never changed the file gets no comment.
 """
 
 from __future__ import annotations
@@ -93,6 +94,16 @@ def check_config(forge: Forge, kinds: Mapping[str, str], event: PullRequestEvent
         problems = [ConfigProblem(REPO_CONFIG_PATH, None, message)]
     else:
         if head is None or head == forge.read_file(event.repo, REPO_CONFIG_PATH, event.base_sha):
+            # a verdict said earlier on this pull request no longer holds: say so, once
+            forge.ensure_latest_comment(
+                event.repo,
+                event.number,
+                FAMILY,
+                f"{FAMILY}/unchanged",
+                f"rotation-bot: as of {event.head_sha[:12]} this pull request no longer changes "
+                f"`{REPO_CONFIG_PATH}`; nothing to check.",
+                follow_up=True,
+            )
             return "unchanged"
         _, problems = validate_repo_config(head, kinds=kinds)
     digest = hashlib.sha256("\n".join(map(str, problems)).encode("utf-8")).hexdigest()[:16]
