@@ -41,9 +41,10 @@ from importlib import metadata as package_metadata
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Column, Engine, Float, Integer, MetaData, String, Table, Text, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 
-from bot.errors import BotError, ServiceUnavailable
+from bot.audit.store import create_table
+from bot.errors import BotError
 from bot.models import LATER_CYCLE, RunSummary
 
 if TYPE_CHECKING:
@@ -66,11 +67,6 @@ no_op_memos = Table(
     Column("checked_at", Float, nullable=False),  # epoch seconds of the last check
     Column("unchanged", Integer, nullable=False),  # checks answered unchanged since
 )
-
-
-def create_tables(engine: Engine) -> None:
-    """Create the memo table if missing (`migrate` does it once for a fleet)."""
-    _metadata.create_all(engine)
 
 
 def bot_version() -> str:
@@ -161,13 +157,7 @@ class Memos:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        try:
-            create_tables(engine)
-        except SQLAlchemyError as error:
-            raise ServiceUnavailable(
-                f"database: cannot create the no-op memo table ({type(error).__name__}); "
-                "check ROTATION_BOT_DATABASE_URL"
-            ) from error
+        create_table(no_op_memos, engine)
 
     def get(self, repo: str) -> Memo | None:
         """The memo of `repo`, if there is one."""

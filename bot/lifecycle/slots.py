@@ -15,10 +15,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, delete, func, select
-from sqlalchemy.exc import SQLAlchemyError
 
-from bot.audit import stamp
-from bot.errors import ServiceUnavailable
+from bot.audit import create_table, stamp
 
 HOUR = timedelta(hours=1)
 _CLAIM_LOCK = 0x726F74_736C6F74  # the advisory lock key of claims (PostgreSQL)
@@ -39,13 +37,7 @@ class HourlySlots:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        try:
-            _metadata.create_all(engine)
-        except SQLAlchemyError as error:
-            raise ServiceUnavailable(
-                f"database: cannot create the pull-request slot table ({type(error).__name__}); "
-                "check ROTATION_BOT_DATABASE_URL"
-            ) from error
+        create_table(pr_slots, engine)
 
     def claim(self, repo: str, branch: str, limit: int, now: datetime) -> int | None:
         """Claim one of `limit` slots of the hour before `now` for a new pull request; the
