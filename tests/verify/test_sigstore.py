@@ -11,7 +11,8 @@ import base64
 import copy
 import hashlib
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -325,3 +326,81 @@ def test_a_timestamp_from_a_tsa_the_root_does_not_trust_fails_even_beside_a_log_
 
     with pytest.raises(VerificationFailed, match="RFC 3161 timestamp does not verify"):
         verify_bundle(bundle, load_trusted_root(), label=name, artifact=artifact)
+
+
+# --- RFC 3161 timestamps ----------------------------------------------------------------------
+
+REKOR2 = "rekor2-happy-path"
+
+
+def _failure(name: str, reason: str) -> str:
+    """The whole message a verification failure of fixture `name` must carry."""
+    return re.escape(
+        f"provenance check failed for {name}: {reason}; do not bypass — keep the known-good pins"
+    )
+
+
+def _with_timestamps(name: str, timestamps: list[str]) -> Any:
+    data = json.loads(_case(name)[0].read_text(encoding="utf-8"))
+    data["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"] = [
+        {"signedTimestamp": timestamp} for timestamp in timestamps
+    ]
+    return data
+
+
+def _timestamp(name: str) -> str:
+    data = json.loads(_case(name)[0].read_text(encoding="utf-8"))
+    timestamps = data["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"]
+    return str(timestamps[0]["signedTimestamp"])
+
+
+def test_thirty_two_timestamps_are_read_and_a_thirty_third_is_refused() -> None:
+    timestamp = _timestamp(REKOR2)
+
+    verified = _verify(REKOR2, _with_timestamps(REKOR2, [timestamp] * 32))
+
+    assert verified.signed_at == datetime.fromisoformat(HAPPY[REKOR2][1])
+    with pytest.raises(
+        VerificationFailed, match=_failure(REKOR2, "the bundle carries more than 32 timestamps")
+    ):
+        _verify(REKOR2, _with_timestamps(REKOR2, [timestamp] * 33))
+
+
+def test_a_timestamp_that_is_not_a_der_response_fails() -> None:
+    not_der = base64.b64encode(b"\x30\x03not a timestamp").decode()
+
+    with pytest.raises(
+        VerificationFailed,
+        match=_failure(REKOR2, "an RFC 3161 timestamp is not a DER TimeStampResponse"),
+    ):
+        _verify(REKOR2, _with_timestamps(REKOR2, [_timestamp(REKOR2), not_der]))
+
+
+UNTRUSTED_TIMESTAMP = (
+    "an RFC 3161 timestamp does not verify over the signature with a timestamp authority the "
+    "trusted root trusts at its time"
+)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda tsa: tsa.clear(), id="no authority"),
+        # the leaf alone cannot anchor the chain: it is not self-signed
+        pytest.param(lambda tsa: tsa[0]["certChain"]["certificates"].pop(), id="leaf only"),
+        pytest.param(
+            lambda tsa: tsa[0].update(validFor={"start": "2025-06-13T00:00:00Z"}),
+            id="not yet valid at the timestamp",
+        ),
+    ],
+)
+def test_a_timestamp_without_an_authority_trusted_at_its_time_fails(
+    change: Callable[[list[Any]], object],
+) -> None:
+    bundle_path, root_path, artifact = _case(REKOR2)
+    data = json.loads(root_path.read_text(encoding="utf-8"))
+    change(data["timestampAuthorities"])
+    bundle = parse_bundle(json.loads(bundle_path.read_text(encoding="utf-8")), source=REKOR2)
+
+    with pytest.raises(VerificationFailed, match=_failure(REKOR2, UNTRUSTED_TIMESTAMP)):
+        verify_bundle(bundle, parse_trusted_root(data, source="x"), label=REKOR2, artifact=artifact)
