@@ -357,6 +357,64 @@ def test_log_entry_for_another_envelope_fails(
         check(attestations(sigstore, None, bundle=mine), root, keys)
 
 
+def _relogged(sigstore: TestSigstore, change: Any) -> dict[str, Any]:
+    """A provenance bundle whose log entry body `change` rewrites and the log then logs anew:
+    the log vouches for whatever it is given, so the body must still match the bundle."""
+    bundle = sigstore.provenance_bundle(NAME, "0.33.5", INTEGRITY)
+    entry = _entry(bundle)
+    body = json.loads(base64.b64decode(entry["canonicalizedBody"]))
+    change(body)
+    when = datetime.fromtimestamp(int(entry["integratedTime"]), UTC)
+    logged = sigstore.logged(json.dumps(body, sort_keys=True).encode(), when)
+    bundle["verificationMaterial"]["tlogEntries"] = [logged]
+    return bundle
+
+
+def _other_payload_type(body: dict[str, Any]) -> None:
+    body["spec"]["content"]["envelope"]["payloadType"] = "application/json"
+
+
+def _message_entry(body: dict[str, Any]) -> None:
+    body.update(
+        kind="hashedrekord",
+        apiVersion="0.0.1",
+        spec={
+            "data": {"hash": {"algorithm": "sha256", "value": "0" * 64}},
+            "signature": {"content": "", "publicKey": {"content": ""}},
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (_other_payload_type, "the log entry records another payload type"),
+        (_message_entry, "a hashedrekord log entry cannot record this bundle's content"),
+    ],
+    ids=["payload-type", "message-entry-for-an-envelope"],
+)
+def test_a_logged_body_that_does_not_describe_the_envelope_fails(
+    sigstore: TestSigstore, root: TrustedRoot, keys: TrustedKeys, change: Any, reason: str
+) -> None:
+    bundle = _relogged(sigstore, change)
+
+    with pytest.raises(VerificationFailed, match=failed(reason)):
+        check(attestations(sigstore, None, bundle=bundle), root, keys)
+
+
+def test_an_entry_whose_body_is_of_another_kind_than_it_claims_fails(
+    sigstore: TestSigstore, root: TrustedRoot, keys: TrustedKeys
+) -> None:
+    # the kind beside the entry is not signed by the log; the body's own kind is
+    bundle = sigstore.provenance_bundle(NAME, "0.33.5", INTEGRITY)
+    _entry(bundle)["kindVersion"] = {"kind": "dsse", "version": "0.0.1"}
+
+    with pytest.raises(
+        VerificationFailed, match=failed("the log entry body disagrees with its kind and version")
+    ):
+        check(attestations(sigstore, None, bundle=bundle), root, keys)
+
+
 def test_publish_attestation_by_an_unknown_key_fails(
     sigstore: TestSigstore, root: TrustedRoot, keys: TrustedKeys
 ) -> None:
