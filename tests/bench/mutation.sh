@@ -4,6 +4,7 @@
 #   bash tests/bench/mutation.sh verify [MODULE...]  # bot/verify modules, one run each
 #   bash tests/bench/mutation.sh steps               # the verify steps against their tests (slow)
 #   bash tests/bench/mutation.sh results [MODULE]    # a module's mutants, the surviving ones marked
+#   bash tests/bench/mutation.sh survivors MODULE    # its survivors again, against today's tests
 #
 # MODULE is a path under bot/verify (`closure.py`, `sigstore/tlog.py`); without one, every module
 # is run in turn. Each run works in its own scratch copy, .mutation/<module>/, with its own
@@ -123,10 +124,24 @@ tests/steps/test_verify_tarballs.py
 tests/verify" "not network"
     mutmut "$work" run --max-children 2 >"$work/run.log" 2>&1 || { tail -20 "$work/run.log"; exit 1; }
     figures "$work" steps;;
+  survivors)
+    # rerun a module's surviving mutants against the current tests (the source must not have
+    # changed since its run: mutants are made from the copy)
+    name=${1:?usage: $0 survivors MODULE}
+    for work in "$ROOT/.mutation/${name//\//.}" "$ROOT/.mutation/${name//\//.}+registry"; do
+      [[ -d "$work" ]] || continue
+      mapfile -t names < <(mutmut "$work" results | sed -n 's/^ *\(.*\): survived$/\1/p')
+      ((${#names[@]})) || continue
+      git ls-files -z tests | xargs -0 cp -a --parents -t "$work/mutants"
+      mutmut "$work" run --max-children 2 "${names[@]}" >"$work/rerun.log" 2>&1 ||
+        { tail -20 "$work/rerun.log"; exit 1; }
+      figures "$work" "$name (${#names[@]} survivors rerun)"
+    done;;
   results)
     name=${1:-steps}
     for work in "$ROOT/.mutation/${name//\//.}" "$ROOT/.mutation/${name//\//.}+registry"; do
       [[ -d "$work" ]] && mutmut "$work" results
     done;;
-  *) echo "usage: $0 verify [MODULE...] | steps | results [MODULE]" >&2; exit 2;;
+  *) echo "usage: $0 verify [MODULE...] | steps | results [MODULE] | survivors MODULE" >&2
+     exit 2;;
 esac

@@ -390,8 +390,9 @@ def _message_entry(body: dict[str, Any]) -> None:
     [
         (_other_payload_type, "the log entry records another payload type"),
         (_message_entry, "a hashedrekord log entry cannot record this bundle's content"),
+        (lambda body: body.pop("spec"), "the log entry body is malformed"),
     ],
-    ids=["payload-type", "message-entry-for-an-envelope"],
+    ids=["payload-type", "message-entry-for-an-envelope", "no-spec"],
 )
 def test_a_logged_body_that_does_not_describe_the_envelope_fails(
     sigstore: TestSigstore, root: TrustedRoot, keys: TrustedKeys, change: Any, reason: str
