@@ -404,3 +404,126 @@ def test_a_timestamp_without_an_authority_trusted_at_its_time_fails(
 
     with pytest.raises(VerificationFailed, match=_failure(REKOR2, UNTRUSTED_TIMESTAMP)):
         verify_bundle(bundle, parse_trusted_root(data, source="x"), label=REKOR2, artifact=artifact)
+
+
+# --- bundle shapes: each malformed field refused with a message naming it --------------------
+
+V02 = "happy-path-v0.2"  # message signature, certificate chain, Rekor v1 promise and proof
+V03_DSSE = "happy-path-intoto-in-dsse-v3"
+NO_FIELD = object()
+
+
+def _material(data: Any) -> Any:
+    return data["verificationMaterial"]
+
+
+def _tlog(data: Any) -> Any:
+    return _material(data)["tlogEntries"][0]
+
+
+def _proof(data: Any) -> Any:
+    return _tlog(data)["inclusionProof"]
+
+
+def _put(target: Any, key: str, value: object) -> None:
+    if value is NO_FIELD:
+        del target[key]
+    else:
+        target[key] = value
+
+
+def _edit(locate: Callable[[Any], Any], key: str, value: object) -> Callable[[Any], None]:
+    return lambda data: _put(locate(data), key, value)
+
+
+def _bundle(data: Any) -> Any:
+    return data
+
+
+def _message(data: Any) -> Any:
+    return data["messageSignature"]
+
+
+def _certificates(data: Any) -> Any:
+    return _material(data)["x509CertificateChain"]
+
+
+def _envelope(data: Any) -> Any:
+    return data["dsseEnvelope"]
+
+
+def _timestamps(data: Any) -> Any:
+    return _material(data).setdefault("timestampVerificationData", {})
+
+
+NOT_BASE64 = "not base64!"
+MALFORMED = {
+    "media type": (V02, _edit(_bundle, "mediaType", "application/json"), "unsupported sigstore bundle media type 'application/json'"),
+    "media type not text": (V02, _edit(_bundle, "mediaType", 3), "unsupported sigstore bundle media type 3"),
+    "no material": (V02, _edit(_bundle, "verificationMaterial", NO_FIELD), "bundle field verificationMaterial is missing"),
+    "two contents": (V02, _edit(_bundle, "dsseEnvelope", {}), "a bundle holds exactly one of dsseEnvelope and messageSignature"),
+    "no content": (V02, _edit(_bundle, "messageSignature", NO_FIELD), "a bundle holds exactly one of dsseEnvelope and messageSignature"),
+    "timestamp data": (V02, _edit(_material, "timestampVerificationData", "x"), "bundle field timestampVerificationData is missing"),
+    "timestamps": (V02, _edit(_timestamps, "rfc3161Timestamps", {"0": {}}), "bundle tlogEntries and timestamps must be lists"),
+    "timestamp": (V02, _edit(_timestamps, "rfc3161Timestamps", ["x"]), "bundle field rfc3161Timestamps[] is missing"),
+    "signed timestamp": (V02, _edit(_timestamps, "rfc3161Timestamps", [{}]), "bundle field signedTimestamp is missing"),
+    "entries": (V02, _edit(_material, "tlogEntries", {"0": {}}), "bundle tlogEntries and timestamps must be lists"),
+    "entry": (V02, _edit(_material, "tlogEntries", ["x"]), "bundle field tlogEntries[] is missing"),
+    "kind": (V02, _edit(_tlog, "kindVersion", NO_FIELD), "bundle field kindVersion is missing"),
+    "index": (V02, _edit(_tlog, "logIndex", "-1"), "bundle field logIndex is not a non-negative integer"),
+    "negative index": (V02, _edit(_tlog, "logIndex", -1), "bundle field logIndex is not a non-negative integer"),
+    "boolean index": (V02, _edit(_tlog, "logIndex", True), "bundle field logIndex is not a non-negative integer"),
+    "log id": (V02, _edit(_tlog, "logId", NO_FIELD), "bundle field logId is missing"),
+    "log key id": (V02, _edit(_tlog, "logId", {"keyId": NOT_BASE64}), "bundle field logId is not base64"),
+    "time": (V02, _edit(_tlog, "integratedTime", "soon"), "bundle field integratedTime is not a non-negative integer"),
+    "body": (V02, _edit(_tlog, "canonicalizedBody", NO_FIELD), "bundle field canonicalizedBody is missing"),
+    "promise": (V02, _edit(_tlog, "inclusionPromise", {}), "bundle field signedEntryTimestamp is missing"),
+    "proof": (V02, _edit(_tlog, "inclusionProof", "x"), "bundle field inclusionProof is missing"),
+    "checkpoint": (V02, _edit(_proof, "checkpoint", NO_FIELD), "bundle field checkpoint is missing"),
+    "checkpoint note": (V02, _edit(_proof, "checkpoint", {"envelope": 1}), "inclusion proof has no checkpoint"),
+    "hashes": (V02, _edit(_proof, "hashes", "x"), "bundle field inclusionProof.hashes is not a list"),
+    "hash": (V02, _edit(_proof, "hashes", [NOT_BASE64]), "bundle field inclusionProof.hashes is not base64"),
+    "proof index": (V02, _edit(_proof, "logIndex", "x"), "bundle field inclusionProof.logIndex is not a non-negative integer"),
+    "root hash": (V02, _edit(_proof, "rootHash", NOT_BASE64), "bundle field rootHash is not base64"),
+    "tree size": (V02, _edit(_proof, "treeSize", NO_FIELD), "bundle field treeSize is not a non-negative integer"),
+    "v0.2 single certificate": (V02, _edit(_material, "certificate", {}), "a v0.2 bundle carries no single certificate"),
+    "chain": (V02, _edit(_material, "x509CertificateChain", "x"), "bundle field x509CertificateChain is missing"),
+    "empty chain": (V02, _edit(_certificates, "certificates", []), "the bundle's certificate chain is empty"),
+    "chain entry": (V02, _edit(_certificates, "certificates", ["x"]), "bundle field certificate is missing"),
+    "certificate bytes": (V02, _edit(_certificates, "certificates", [{"rawBytes": "AAAA"}]), "bundle certificate is not DER X.509"),
+    "v0.3 chain": (V03_DSSE, _edit(_material, "x509CertificateChain", {}), "a v0.3 bundle must not carry a certificate chain"),
+    "message": (V02, _edit(_bundle, "messageSignature", "x"), "bundle field messageSignature is missing"),
+    "digest": (V02, _edit(_message, "messageDigest", NO_FIELD), "bundle field messageDigest is missing"),
+    "digest algorithm": (V02, lambda data: _message(data)["messageDigest"].update(algorithm="SHA2_512"), "message digest algorithm 'SHA2_512' is not SHA2_256"),
+    "digest value": (V02, lambda data: _message(data)["messageDigest"].pop("digest"), "bundle field messageDigest.digest is missing"),
+    "message signature": (V02, _edit(_message, "signature", NO_FIELD), "bundle field messageSignature.signature is missing"),
+    "envelope": (V03_DSSE, _edit(_bundle, "dsseEnvelope", "x"), "bundle field dsseEnvelope is missing"),
+    "envelope signatures": (V03_DSSE, _edit(_envelope, "signatures", NO_FIELD), "bundle field dsseEnvelope.signatures is missing"),
+    "payload type": (V03_DSSE, _edit(_envelope, "payloadType", NO_FIELD), "bundle field dsseEnvelope.payloadType is missing"),
+    "payload": (V03_DSSE, _edit(_envelope, "payload", NOT_BASE64), "bundle field payload is not base64"),
+    "envelope signature": (V03_DSSE, _edit(_envelope, "signatures", ["x"]), "bundle field signatures[] is missing"),
+    "envelope sig": (V03_DSSE, _edit(_envelope, "signatures", [{}]), "bundle field sig is missing"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_a_malformed_bundle_is_refused_naming_the_field(case: str) -> None:
+    name, change, reason = MALFORMED[case]
+    data = json.loads(_case(name)[0].read_text(encoding="utf-8"))
+    change(data)
+
+    with pytest.raises(InvalidRemoteData, match="^" + re.escape(f"{name}: {reason}") + "$"):
+        parse_bundle(data, source=name)
+
+
+def test_a_bundle_that_is_not_an_object_is_refused() -> None:
+    with pytest.raises(InvalidRemoteData, match="^x: bundle field bundle is missing$"):
+        parse_bundle([], source="x")
+
+
+@pytest.mark.parametrize("index", [0, "0", 27246492, "27246492"])
+def test_a_log_index_is_a_json_number_or_a_decimal_string_from_zero(index: int | str) -> None:
+    data = json.loads(_case(V02)[0].read_text(encoding="utf-8"))
+    _tlog(data)["logIndex"] = index
+
+    assert parse_bundle(data, source=V02).tlog_entries[0].log_index == int(index)
