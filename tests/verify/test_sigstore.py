@@ -539,3 +539,19 @@ def test_a_log_index_is_a_json_number_or_a_decimal_string_from_zero(index: int |
     _tlog(data)["logIndex"] = index
 
     assert parse_bundle(data, source=V02).tlog_entries[0].log_index == int(index)
+
+
+def test_a_certificate_signed_when_no_trusted_ca_was_valid_fails() -> None:
+    # Fulcio's CA must be valid at the signing time, whatever the certificate itself claims
+    name = "happy-path-v0.3"
+    bundle_path, root_path, artifact = _case(name)
+    data = json.loads(root_path.read_text(encoding="utf-8"))
+    for authority in data["certificateAuthorities"]:
+        authority["validFor"] = {"start": "2024-03-20T00:00:00Z"}
+    bundle = parse_bundle(json.loads(bundle_path.read_text(encoding="utf-8")), source=name)
+
+    with pytest.raises(
+        VerificationFailed,
+        match=_failure(name, "no trusted certificate authority was valid at the signing time"),
+    ):
+        verify_bundle(bundle, parse_trusted_root(data, source="x"), label=name, artifact=artifact)
