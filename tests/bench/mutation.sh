@@ -132,7 +132,8 @@ tests/verify" "not network"
       [[ -d "$work" ]] || continue
       mapfile -t names < <(mutmut "$work" results | sed -n 's/^ *\(.*\): survived$/\1/p')
       ((${#names[@]})) || continue
-      git ls-files -z tests | xargs -0 cp -a --parents -t "$work/mutants"
+      # mutmut copies the tests from the scratch copy into mutants/ when it starts
+      git ls-files -z tests | xargs -0 cp -a --parents -t "$work"
       mutmut "$work" run --max-children 2 "${names[@]}" >"$work/rerun.log" 2>&1 ||
         { tail -20 "$work/rerun.log"; exit 1; }
       figures "$work" "$name (${#names[@]} survivors rerun)"
