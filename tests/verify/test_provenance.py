@@ -344,21 +344,71 @@ def _drop_promise(bundle: dict[str, Any]) -> None:
     del _entry(bundle)["inclusionPromise"]
 
 
+def _drop_proof(bundle: dict[str, Any]) -> None:
+    del _entry(bundle)["inclusionProof"]
+
+
+def _checkpoint_note(change: Any) -> Any:
+    def tamper(bundle: dict[str, Any]) -> None:
+        checkpoint = _entry(bundle)["inclusionProof"]["checkpoint"]
+        checkpoint["envelope"] = change(checkpoint["envelope"])
+
+    return tamper
+
+
+def _note_line(index: int, value: str) -> Any:
+    def change(text: str) -> str:
+        note, _, signatures = text.partition("\n\n")
+        lines = note.split("\n")
+        lines[index] = value
+        return "\n".join(lines) + "\n\n" + signatures
+
+    return _checkpoint_note(change)
+
+
+NO_TIME = "no trusted signing time: the log entry has no signed entry timestamp and the bundle no "
+NO_TIME += "RFC 3161 timestamp"
+
+
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        (_swap_payload, "envelope's signature does not verify"),
-        (_later_time, "signed entry timestamp does not verify"),
-        (_bad_proof, "inclusion proof does not lead"),
-        (_bad_checkpoint, "checkpoint"),
-        (_drop_promise, "no trusted signing time"),
+        (_swap_payload, "the envelope's signature does not verify"),
+        (_later_time, "the log's signed entry timestamp does not verify"),
+        (_bad_proof, "the inclusion proof does not lead to the recorded root"),
+        (_bad_checkpoint, "the checkpoint carries no valid signature by the log"),
+        (_drop_promise, NO_TIME),
+        (_drop_proof, "the log entry has no inclusion proof"),
+        (
+            _checkpoint_note(lambda text: text.partition("\n\n")[0]),
+            "the checkpoint has no signature block",
+        ),
+        (
+            _checkpoint_note(lambda text: text.replace("\n", "\n\n", 1)),
+            "the checkpoint lacks an origin, a size or a root hash",
+        ),
+        (_note_line(1, "99999"), "the checkpoint names another tree size than the proof"),
+        (_note_line(2, "abc"), "the checkpoint's root hash is not base64"),
+        (_note_line(2, "AAAA"), "the checkpoint names another root than the proof"),
     ],
-    ids=["payload", "log-time", "inclusion-proof", "checkpoint", "no-promise"],
+    ids=[
+        "payload",
+        "log-time",
+        "inclusion-proof",
+        "checkpoint",
+        "no-promise",
+        "no-proof",
+        "unsigned-checkpoint",
+        "short-checkpoint",
+        "checkpoint-size",
+        "checkpoint-root-not-base64",
+        "checkpoint-root",
+    ],
 )
 def test_tampered_bundles_fail(
     sigstore: TestSigstore, root: TrustedRoot, keys: TrustedKeys, change: Any, reason: str
 ) -> None:
-    with pytest.raises(VerificationFailed, match=reason):
+    with pytest.raises(VerificationFailed, match=failed(reason)):
         check(attestations(sigstore, None, bundle=_tampered(sigstore, change)), root, keys)
 
 
