@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 from bot.cli import main
 from tests.support.git_fixture import commit_directory
 from tests.support.postgres import Postgres, start_postgres
-from tests.support.verdaccio import Verdaccio, publish_tools, start_verdaccio
+from tests.support.verdaccio import Verdaccio, publish_tools, running_verdaccio
 
 PLATFORMS = {
     "linux-x64": {"os": ["linux"], "cpu": ["x64"], "libc": ["glibc"]},
@@ -99,23 +99,17 @@ def tools_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Verdaccio]:
     """A shared Verdaccio holding the whole fake sharp family (tests must not tamper with it)."""
-    server = start_verdaccio(tmp_path_factory.mktemp("verdaccio"))
-    try:
+    with running_verdaccio(tmp_path_factory.mktemp("verdaccio")) as server:
         publish_family(server)
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def private_registry(tmp_path: Path) -> Iterator[Verdaccio]:
     """A Verdaccio of this test's own, with the family published, free to tamper with."""
-    server = start_verdaccio(tmp_path / "verdaccio")
-    try:
+    with running_verdaccio(tmp_path / "verdaccio") as server:
         publish_family(server)
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -123,12 +117,9 @@ def staged_registry(tmp_path: Path) -> Iterator[Verdaccio]:
     """A Verdaccio of this test's own holding only the package-manager tools: the test
     publishes the sharp releases it starts from, locks, then publishes the newer ones
     (`publish_releases`), as the layout fixtures prescribe."""
-    server = start_verdaccio(tmp_path / "verdaccio")
-    try:
+    with running_verdaccio(tmp_path / "verdaccio") as server:
         publish_tools(server)
         yield server
-    finally:
-        server.stop()
 
 
 @dataclass

@@ -13,6 +13,7 @@ import git
 import pytest
 
 from bot.audit import AuditStore
+from bot.managers.npm import DEFAULT_NPM
 from tests.conftest import Env, bot, make_project
 from tests.support.processes import free_port
 
@@ -199,7 +200,7 @@ PACKAGE_MANAGER_CASES = {
     "yarn@4.18.0": "package.json: packageManager says yarn@4.18.0 but the project's lockfile "
     "package-lock.json is npm's; make them agree",
     "npm@latest": "package.json: packageManager 'npm@latest' is not NAME@VERSION (npm, pnpm or "
-    'yarn); fix it (e.g. "pnpm@9.15.0")',
+    f'yarn); fix it (e.g. "npm@{DEFAULT_NPM}")',  # the project's own manager: following it works
 }
 
 

@@ -23,6 +23,7 @@ from bot.audit.owner import ProcessIdentity, current_process
 from bot.audit.store import (
     AuditStore,
     chain_head,
+    create_table,
     metadata,
     now,
     proposals,
@@ -42,6 +43,7 @@ __all__ = [
     "canonical",
     "chain_hash",
     "chain_head",
+    "create_table",
     "current_process",
     "metadata",
     "now",

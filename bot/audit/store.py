@@ -161,6 +161,18 @@ def stamp(moment: datetime | None) -> str:
     return (moment or now()).astimezone(UTC).isoformat(timespec="milliseconds")
 
 
+def create_table(table: Table, engine: Engine) -> None:
+    """Create `table` (one a feature keeps in the audit database beside the chain) if missing;
+    a database that refuses is a `ServiceUnavailable` naming the table."""
+    try:
+        table.metadata.create_all(engine)
+    except SQLAlchemyError as error:
+        raise ServiceUnavailable(
+            f"database: cannot create the {table.name} table ({type(error).__name__}); "
+            "check ROTATION_BOT_DATABASE_URL"
+        ) from error
+
+
 def _status_of(outcome: str) -> str:
     return "failed" if outcome in ("failed", "error", "interrupted") else "passed"
 

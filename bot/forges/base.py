@@ -156,11 +156,12 @@ class Forge(Protocol):
         ...
 
     def ensure_latest_comment(
-        self, repo: str, number: int, family: str, key: str, body: str
+        self, repo: str, number: int, family: str, key: str, body: str, *, follow_up: bool = False
     ) -> bool:
         """Comment `body` on issue or proposal `number` unless the newest of the bot's comments
         of `family` already carries `key` (`family/…`), so a verdict is said again only when it
-        changes; True when a comment was written."""
+        changes; with `follow_up`, only when `family` has a comment already (a verdict that
+        replaces an earlier one).  True when a comment was written."""
         ...
 
     def ensure_notice(self, repo: str, notice: Notice) -> str | None:

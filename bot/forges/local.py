@@ -172,7 +172,7 @@ class LocalForge:
         raise UsageError("the local forge has no comments")
 
     def ensure_latest_comment(
-        self, repo: str, number: int, family: str, key: str, body: str
+        self, repo: str, number: int, family: str, key: str, body: str, *, follow_up: bool = False
     ) -> bool:
         """There are no issues or pull requests of people to comment on."""
         raise UsageError("the local forge has no comments")

@@ -35,7 +35,7 @@ def get_manager(name: str) -> PackageManager:
     return MANAGERS[name]
 
 
-def declared_tool(package_manager: str | None) -> tuple[str, str] | None:
+def declared_manager(package_manager: str | None) -> tuple[str, str] | None:
     """(tool, version) of a `packageManager` value (`yarn@4.5.1+sha512.…` → yarn, 4.5.1), or
     None when absent or unreadable (discovery then goes by the lockfile)."""
     if not package_manager or "@" not in package_manager[1:]:
@@ -49,5 +49,5 @@ def manager_for(
 ) -> str:
     """The manager of a project with `lockfile` (a `LOCKFILES` name)."""
     names = LOCKFILES[lockfile]
-    declared = declared_tool(package_manager)
+    declared = declared_manager(package_manager)
     return next((name for name in names if MANAGERS[name].claims(declared, lock_text)), names[-1])

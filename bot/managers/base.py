@@ -123,6 +123,12 @@ class PackageManager(ABC):
         """What one override key path applies to, in this manager's syntax."""
         return npm_override(relative)
 
+    def check_config(self, project: Project, read: Reader) -> None:
+        """Fail on a project config file the manager could not use at regenerate time, so the
+        plan stops before any work (`read` reads a file of the project directory by name);
+        npm's and pnpm's rc files are not read, so nothing to check."""
+        return
+
     def documents(self, project: Project) -> tuple[str, ...]:
         """Files besides package.json that can hold a version spec of the project (read when
         present): pnpm-workspace.yaml with pnpm's catalogs and overrides."""
@@ -171,6 +177,26 @@ class PackageManager(ABC):
 def join(directory: str, name: str) -> str:
     """`name` in the repository-relative `directory`."""
     return f"{directory}/{name}" if directory else name
+
+
+def manifest_files(
+    directory: str, lockfile: str, members: Sequence[str], *root_files: str
+) -> tuple[str, ...]:
+    """The files of a project rooted at `directory`: its package.json, its `lockfile` and its
+    `root_files` (a workspace or rc file), then each workspace member's package.json."""
+    return (
+        join(directory, "package.json"),
+        join(directory, lockfile),
+        *(join(directory, name) for name in root_files),
+        *(join(member, "package.json") for member in members),
+    )
+
+
+def write_npmrc(project: ScratchProject, settings: NpmSettings) -> Prepared:
+    """Write the sanitised project config as the scratch copy's `.npmrc` (replacing the
+    repository's); the settings it dropped are reported."""
+    (project.directory / ".npmrc").write_text(settings.project.text(), encoding="utf-8")
+    return Prepared(ignored=settings.project.dropped)
 
 
 def read_json(read: Reader, path: str) -> object:

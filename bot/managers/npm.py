@@ -6,7 +6,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bot.managers.base import PackageManager, Prepared, ScratchProject, Tool, join
+from bot.managers.base import (
+    PackageManager,
+    Prepared,
+    ScratchProject,
+    Tool,
+    manifest_files,
+    write_npmrc,
+)
 from bot.manifests.locked import LockedTree
 from bot.manifests.lockfile import parse_package_lock
 from bot.sources.npm.settings import NpmSettings
@@ -31,11 +38,7 @@ class Npm(PackageManager):
 
     def project_files(self, directory: str, members: Sequence[str]) -> tuple[str, ...]:
         """The root package.json and lockfile, and every workspace member's package.json."""
-        return (
-            join(directory, "package.json"),
-            join(directory, self.lockfile),
-            *(join(member, "package.json") for member in members),
-        )
+        return manifest_files(directory, self.lockfile, members)
 
     def regenerate_argv(self, tool: Tool) -> tuple[str, ...]:
         """`npm install --package-lock-only` with scripts, audit and funding messages off."""
@@ -51,8 +54,7 @@ class Npm(PackageManager):
 
     def prepare(self, project: ScratchProject, settings: NpmSettings) -> Prepared:
         """npm reads the sanitised config as the project's `.npmrc`."""
-        (project.directory / ".npmrc").write_text(settings.project.text(), encoding="utf-8")
-        return Prepared(ignored=settings.project.dropped)
+        return write_npmrc(project, settings)
 
     def parse_lock(
         self, text: str, *, source: str, manifests: Mapping[str, Mapping[str, Any]] | None = None

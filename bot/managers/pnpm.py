@@ -27,6 +27,8 @@ from bot.managers.base import (
     Tool,
     ToolPlaces,
     join,
+    manifest_files,
+    write_npmrc,
 )
 from bot.manifests.locked import LockedTree
 from bot.manifests.overrides import Target, pnpm_override
@@ -159,12 +161,7 @@ class Pnpm(PackageManager):
 
     def project_files(self, directory: str, members: Sequence[str]) -> tuple[str, ...]:
         """package.json, pnpm-lock.yaml, pnpm-workspace.yaml and the members' package.json."""
-        return (
-            join(directory, "package.json"),
-            join(directory, self.lockfile),
-            join(directory, WORKSPACE_FILE),
-            *(join(member, "package.json") for member in members),
-        )
+        return manifest_files(directory, self.lockfile, members, WORKSPACE_FILE)
 
     def regenerate_argv(self, tool: Tool) -> tuple[str, ...]:
         """`pnpm install --lockfile-only` with scripts and the repository's pnpmfile off."""
@@ -180,19 +177,17 @@ class Pnpm(PackageManager):
 
     def prepare(self, project: ScratchProject, settings: NpmSettings) -> Prepared:
         """The sanitised `.npmrc`, and pnpm-workspace.yaml reduced to `WORKSPACE_KEYS`."""
-        (project.directory / ".npmrc").write_text(settings.project.text(), encoding="utf-8")
+        npmrc = write_npmrc(project, settings)
         path = project.directory / WORKSPACE_FILE
         if not path.exists():
-            return Prepared(ignored=settings.project.dropped)
+            return npmrc
         source = join(project.location, WORKSPACE_FILE)
         data = _workspace(lambda _: path.read_text(encoding="utf-8"), source)
         dropped = sorted(key for key in data if key not in WORKSPACE_KEYS)
         if dropped:
             kept = {key: value for key, value in data.items() if key in WORKSPACE_KEYS}
             path.write_text(yaml.safe_dump(kept, sort_keys=False), encoding="utf-8")
-        return Prepared(
-            ignored=(*settings.project.dropped, *(f"{source}: {key}" for key in dropped))
-        )
+        return Prepared(ignored=(*npmrc.ignored, *(f"{source}: {key}" for key in dropped)))
 
     def environment(
         self, base: Mapping[str, str], settings: NpmSettings, places: ToolPlaces

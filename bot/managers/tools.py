@@ -33,13 +33,16 @@ _DECLARED = re.compile(
 _MARKER = ".rotation-bot-integrity"
 
 
-def parse_package_manager(value: object, *, source: str) -> tuple[str, str, tuple[str, str] | None]:
-    """`packageManager` → (tool name, strict version, (hash algorithm, hex) or None)."""
+def parse_package_manager(
+    value: object, *, source: str, example: str
+) -> tuple[str, str, tuple[str, str] | None]:
+    """`packageManager` → (tool name, strict version, (hash algorithm, hex) or None);
+    `example` is the value the error suggests (the project's own manager)."""
     match = _DECLARED.match(value) if isinstance(value, str) else None
     if match is None:
         raise ManifestError(
             f"{source}: packageManager {value!r} is not NAME@VERSION (npm, pnpm or yarn); "
-            'fix it (e.g. "pnpm@9.15.0")'
+            f'fix it (e.g. "{example}")'
         )
     version = match.group("version")
     if not semver.Version.is_valid(version):
@@ -59,7 +62,10 @@ def declared_tool(
     if project.package_manager is None:
         return None
     source = project.path("package.json")
-    name, version, digest = parse_package_manager(project.package_manager, source=source)
+    example = f"{manager.declared_as}@{manager.default_version}"
+    name, version, digest = parse_package_manager(
+        project.package_manager, source=source, example=example
+    )
     if name != manager.declared_as or not manager.accepts(version):
         raise ManifestError(
             f"{source}: packageManager says {name}@{version} but the project's lockfile "

@@ -28,12 +28,22 @@ import httpx
 import yaml
 
 from bot.errors import ManifestError
-from bot.managers.base import PackageManager, Prepared, ScratchProject, Tool, ToolPlaces, join
+from bot.managers.base import (
+    PackageManager,
+    Prepared,
+    Reader,
+    ScratchProject,
+    Tool,
+    ToolPlaces,
+    join,
+    manifest_files,
+)
 from bot.managers.yarn_classic import yarn_major
 from bot.manifests.locked import LockedTree
 from bot.manifests.overrides import Target, yarn_resolution
 from bot.manifests.yaml_document import load_yaml
 from bot.manifests.yarn_lock import berry_lock_version, is_berry_lock, parse_berry_lock
+from bot.models import Project
 from bot.sources.npm.settings import NpmSettings
 
 RC_FILE = ".yarnrc.yml"
@@ -63,6 +73,14 @@ def _url(value: str) -> str:
 
 def _operator_registries(settings: NpmSettings) -> set[str]:
     return {_url(settings.registry), *(_url(url) for _, url in settings.scoped_registries)}
+
+
+def _load_rc(text: str, rc: str) -> dict[str, Any]:
+    """The settings of a .yarnrc.yml (`rc`: its path); not a YAML mapping is an error."""
+    data = load_yaml(text, source=rc) or {}
+    if not isinstance(data, dict):
+        raise ManifestError(f"{rc} must hold a YAML mapping of Yarn settings; fix it")
+    return data
 
 
 def _sanitise_rc(
@@ -175,12 +193,13 @@ class YarnBerry(PackageManager):
     def project_files(self, directory: str, members: Sequence[str]) -> tuple[str, ...]:
         """package.json, yarn.lock, .yarnrc.yml (sanitised by `prepare`) and the members'
         package.json."""
-        return (
-            join(directory, "package.json"),
-            join(directory, self.lockfile),
-            join(directory, RC_FILE),
-            *(join(member, "package.json") for member in members),
-        )
+        return manifest_files(directory, self.lockfile, members, RC_FILE)
+
+    def check_config(self, project: Project, read: Reader) -> None:
+        """.yarnrc.yml, when present, is a YAML mapping."""
+        text = read(RC_FILE)
+        if text is not None:
+            _load_rc(text, project.path(RC_FILE))
 
     def regenerate_argv(self, tool: Tool) -> tuple[str, ...]:
         """`yarn install --mode=update-lockfile`."""
@@ -193,9 +212,7 @@ class YarnBerry(PackageManager):
         if not path.exists():
             return Prepared()
         rc = join(project.location, RC_FILE)
-        data = load_yaml(path.read_text(encoding="utf-8"), source=rc) or {}
-        if not isinstance(data, dict):
-            raise ManifestError(f"{rc} must hold a YAML mapping of Yarn settings; fix it")
+        data = _load_rc(path.read_text(encoding="utf-8"), rc)
         kept, dropped = _sanitise_rc(data, settings, rc)
         path.write_text(yaml.safe_dump(kept, sort_keys=False) if kept else "", encoding="utf-8")
         notes = []

@@ -14,7 +14,15 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bot.managers.base import PackageManager, Prepared, ScratchProject, Tool, ToolPlaces, join
+from bot.managers.base import (
+    PackageManager,
+    Prepared,
+    ScratchProject,
+    Tool,
+    ToolPlaces,
+    manifest_files,
+    write_npmrc,
+)
 from bot.manifests.locked import LockedTree
 from bot.manifests.overrides import Target, yarn_resolution
 from bot.manifests.yarn_lock import is_berry_lock, parse_classic_lock
@@ -57,11 +65,7 @@ class YarnClassic(PackageManager):
 
     def project_files(self, directory: str, members: Sequence[str]) -> tuple[str, ...]:
         """package.json, yarn.lock and the members' package.json (no `.yarnrc`)."""
-        return (
-            join(directory, "package.json"),
-            join(directory, self.lockfile),
-            *(join(member, "package.json") for member in members),
-        )
+        return manifest_files(directory, self.lockfile, members)
 
     def regenerate_argv(self, tool: Tool) -> tuple[str, ...]:
         """`yarn install` with scripts, bin links, engine checks and prompts off."""
@@ -77,8 +81,7 @@ class YarnClassic(PackageManager):
 
     def prepare(self, project: ScratchProject, settings: NpmSettings) -> Prepared:
         """Yarn 1 reads the sanitised config as the project's `.npmrc`."""
-        (project.directory / ".npmrc").write_text(settings.project.text(), encoding="utf-8")
-        return Prepared(ignored=settings.project.dropped)
+        return write_npmrc(project, settings)
 
     def environment(
         self, base: Mapping[str, str], settings: NpmSettings, places: ToolPlaces

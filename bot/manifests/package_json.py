@@ -15,14 +15,14 @@ from json.decoder import scanstring  # type: ignore[attr-defined]
 from typing import Any, Protocol
 
 from bot.errors import ManifestError
+from bot.manifests import tree
+from bot.manifests.tree import Path_
 from bot.models import ManifestEdit
 
 DEPENDENCY_FIELDS = ("dependencies", "devDependencies", "optionalDependencies")
 _SIMPLE_SPEC = re.compile(r"^(?P<operator>\^|~|>=|=|v)?(?P<version>\d+\.\d+\.\d+)$")
 _LITERAL = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null")
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
-
-Path_ = tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -152,25 +152,11 @@ class PackageJson:
 
     def get(self, location: Path_) -> object:
         """The value at a JSON path, or None."""
-        node: object = self.data
-        for key in location:
-            if not isinstance(node, dict) or key not in node:
-                return None
-            node = node[key]
-        return node
+        return tree.value_at(self.data, location)
 
     def strings_under(self, location: Path_) -> Iterator[tuple[Path_, str]]:
         """Every string value in the object tree at `location`, with its path."""
-        yield from _walk(self.get(location), location)
-
-
-def _walk(node: object, path: Path_) -> Iterator[tuple[Path_, str]]:
-    if isinstance(node, dict):
-        for key, item in node.items():
-            if isinstance(item, str):
-                yield (*path, key), item
-            else:
-                yield from _walk(item, (*path, key))
+        return tree.strings_under(self.get(location), location)
 
 
 def replace_values(document: PackageJson, changes: Mapping[Path_, str]) -> str:

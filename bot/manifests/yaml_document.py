@@ -20,9 +20,10 @@ import yaml
 
 from bot.errors import ManifestError
 from bot.limits import MAX_NESTING, too_deep
+from bot.manifests import tree
+from bot.manifests.tree import Path_
 from bot.models import ManifestEdit
 
-Path_ = tuple[str, ...]
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # a plain scalar that YAML reads back as the same string: versions, ranges, names
 _PLAIN = re.compile(r"^[A-Za-z0-9^~<>=.*_/@+-][A-Za-z0-9^~<>=.*_/@+ |-]*$")
@@ -111,25 +112,11 @@ class YamlDocument:
 
     def get(self, location: Path_) -> object:
         """The value at a key path, or None."""
-        node: object = self.data
-        for key in location:
-            if not isinstance(node, dict) or key not in node:
-                return None
-            node = node[key]
-        return node
+        return tree.value_at(self.data, location)
 
     def strings_under(self, location: Path_) -> Iterator[tuple[Path_, str]]:
         """Every string value in the mapping tree at `location`, with its path."""
-        yield from _walk(self.get(location), location)
-
-
-def _walk(node: object, path: Path_) -> Iterator[tuple[Path_, str]]:
-    if isinstance(node, dict):
-        for key, item in node.items():
-            if isinstance(item, str):
-                yield (*path, str(key)), item
-            else:
-                yield from _walk(item, (*path, str(key)))
+        return tree.strings_under(self.get(location), location)
 
 
 def _index(

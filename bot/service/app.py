@@ -19,9 +19,10 @@ import resource
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any, Protocol, cast
 
@@ -44,7 +45,7 @@ from bot.service.locks import RepositoryBusy, RepositoryLocks, repository_key
 from bot.service.metrics import Metrics
 from bot.service.scheduler import RepositoryLister, Scheduler
 from bot.service.webhook import MAX_BODY_BYTES, DeliveryLog, WebhookApp
-from bot.service.workqueue import WorkQueue, close_abandoned_runs
+from bot.service.workqueue import RotationQueue, WorkQueue, close_abandoned_runs
 
 log = logging.getLogger(__name__)
 
@@ -208,12 +209,14 @@ class HttpServer:
     _thread: threading.Thread
 
     def stop(self) -> None:
-        """Close the listener and every connection, then the request threads."""
+        """Let the request threads finish, then close the listener and every connection."""
+        # A request thread that finishes wakes the I/O loop through the trigger's pipe: they stop
+        # first, so that none writes to the pipe once it is closed (EBADF, or a reused fd).
+        self._server.task_dispatcher.shutdown(timeout=1)
         # From inside waitress's I/O loop (its own thread); with its socket map empty the loop
         # returns.
         cast(_Trigger, self._server.trigger).pull_trigger(lambda: close_all(self._sockets))
         self._thread.join(5)
-        self._server.task_dispatcher.shutdown(timeout=1)
 
 
 def start_http(app: WebhookApp, listen: str, options: ServiceOptions) -> HttpServer:
@@ -304,35 +307,24 @@ def start_service(
         run_timeout=settings.run_timeout,
     )
 
-    def read_config(repo: str) -> RepoConfig:
-        with locks.hold(repo, timeout=0):
-            return pipeline.open_repo(repo).config
-
     scheduler = Scheduler(
         engine=audit.engine,
         queue=queue,
         runbooks=sorted(pipeline.runbooks),
         default_schedule=settings.schedule,
         repositories=repositories,
-        repo_config=read_config,
+        repo_config=config_reader(pipeline, locks),
         refresh_interval=options.refresh_interval,
         report=ConfigProblems(audit),
     )
-    chat = None
-    if pipeline.forge.hosts_comments:
-        chat = ChatCommands(
-            forge=pipeline.forge,
-            queue=queue,
-            runbooks=pipeline.runbooks,
-            audit=audit,
-            metrics=metrics,
-            next_runs=scheduler.next_runs,
-            workers=options.chat_workers,
-        )
-    if not settings.webhook_secret:
-        log.warning("webhook disabled: set ROTATION_BOT_WEBHOOK_SECRET to accept deliveries")
-    elif chat is None:
-        log.warning("chat commands disabled: they need GitHub credentials")
+    chat = chat_commands(
+        settings,
+        pipeline,
+        queue=queue,
+        metrics=metrics,
+        next_runs=scheduler.next_runs,
+        options=options,
+    )
     dashboard_auth = DashboardAuth.from_settings(settings)
     if not dashboard_auth.enabled:
         log.info("dashboard off: set ROTATION_BOT_DASHBOARD_TOKEN to serve it")
@@ -353,6 +345,46 @@ def start_service(
     )
     http = start_http(app, settings.listen, options)
     return RunningService(queue, scheduler, chat, app, options, http)
+
+
+def config_reader(pipeline: ServedPipeline, locks: RepositoryLocks) -> Callable[[str], RepoConfig]:
+    """Reads a repository's config for the scheduler, refused (`RepositoryBusy`) while a
+    rotation holds the repository's lock."""
+
+    def read_config(repo: str) -> RepoConfig:
+        with locks.hold(repo, timeout=0):
+            return pipeline.open_repo(repo).config
+
+    return read_config
+
+
+def chat_commands(
+    settings: Settings,
+    pipeline: ServedPipeline,
+    *,
+    queue: RotationQueue,
+    metrics: Metrics,
+    next_runs: Callable[[str], Mapping[str, datetime | None]],
+    options: ServiceOptions,
+) -> ChatCommands | None:
+    """The chat commands when the forge hosts comments (None otherwise); a webhook or chat
+    commands left off is logged with what turns them on."""
+    chat = None
+    if pipeline.forge.hosts_comments:
+        chat = ChatCommands(
+            forge=pipeline.forge,
+            queue=queue,
+            runbooks=pipeline.runbooks,
+            audit=pipeline.audit,
+            metrics=metrics,
+            next_runs=next_runs,
+            workers=options.chat_workers,
+        )
+    if not settings.webhook_secret:
+        log.warning("webhook disabled: set ROTATION_BOT_WEBHOOK_SECRET to accept deliveries")
+    elif chat is None:
+        log.warning("chat commands disabled: they need GitHub credentials")
+    return chat
 
 
 def repository_lister(settings: Settings, forge: Forge) -> RepositoryLister:
@@ -382,12 +414,6 @@ def serve_forever(
     without `ROTATION_BOT_REPOSITORIES`, every repository the App is installed on is served.
     `stopping`, shared with the pipeline, is set when shutdown begins.
     """
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal received", extra={"signal": signal.Signals(signum).name})
-        stop.set()
-
     forge = pipeline.forge
     running = start_service(
         settings,
@@ -396,13 +422,29 @@ def serve_forever(
         options=options,
         stopping=stopping,
     )
+    try:
+        with stop_on_signals() as stop:
+            if on_ready is not None:
+                on_ready(running.url)
+            while not stop.wait(timeout=1.0):
+                pass
+    finally:
+        running.stop()
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """An event that SIGTERM or SIGINT sets (logged) while the block runs; the previous signal
+    handlers are back when it ends."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal received", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        if on_ready is not None:
-            on_ready(running.url)
-        while not stop.wait(timeout=1.0):
-            pass
+        yield stop
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        running.stop()

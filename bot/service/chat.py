@@ -333,19 +333,36 @@ def result_reply(author: str, result: WorkResult) -> tuple[Reaction, str]:
     )
 
 
-def recorded_reply(author: str, command: Command, runbook: str) -> str:
-    """The answer to ignore, unignore and approve, once stored."""
+_NOT_NOW = {
+    "queue-full": "the work queue is full",
+    "stopping": "the service is restarting",
+}
+
+
+def recorded_reply(author: str, command: Command, runbook: str, follow_up: Admission) -> str:
+    """The answer to ignore, unignore and approve, once stored; `follow_up` is what the queue
+    said to the run that acts on it (when it took none, it acts at the next scheduled cycle)."""
     selector = command.target or ""
+    acted = follow_up in ("queued", "already-queued")
     if command.action == "ignore":
-        return (
+        reply = (
             f"@{author} holding back {runbook} {selector}: no rotation to it is proposed, and an "
             f"open one is closed at the next cycle. `/rotate unignore {selector}` lifts it."
         )
-    if command.action == "unignore":
-        return f"@{author} {runbook} {selector} is no longer held back; it may be proposed again."
+    elif command.action == "unignore":
+        reply = f"@{author} {runbook} {selector} is no longer held back; it may be proposed again."
+    else:
+        when = "now" if acted else "at the next cycle"
+        reply = (
+            f"@{author} approved the major rotation of {runbook} to {selector}; its pull request "
+            f"is opened {when} (if that is the version planned)."
+        )
+    if acted:
+        return reply
+    reason = _NOT_NOW.get(follow_up, follow_up)
     return (
-        f"@{author} approved the major rotation of {runbook} to {selector}; its pull request is "
-        "opened now (if that is the version planned)."
+        f"{reply} No run was started now ({reason}); the next scheduled cycle acts on it, or "
+        f"comment `/rotate {runbook}` later to act sooner."
     )
 
 
@@ -448,22 +465,20 @@ class ChatCommands:
 
     def accept(self, event: CommentEvent) -> bool:
         """Handle the comment in the background; False when too many are waiting already."""
-        if not self._slots.acquire(blocking=False):
-            return False
-        try:
-            self._pool.submit(self._guarded, event)
-        except RuntimeError:  # the pool was shut down
-            self._slots.release()
-            return False
-        return True
+        return self._in_background(lambda: self._guarded(event))
 
     def accept_config_check(self, event: PullRequestEvent) -> bool:
         """Check the config file a pull request changes (`config_check`), in the background;
         False when too many are waiting already."""
+        return self._in_background(lambda: self._guarded_check(event))
+
+    def _in_background(self, work: Callable[[], None]) -> bool:
+        """Run `work` in the pool if a slot is free (`work` releases it); False when too many
+        are waiting already or the pool was shut down."""
         if not self._slots.acquire(blocking=False):
             return False
         try:
-            self._pool.submit(self._guarded_check, event)
+            self._pool.submit(work)
         except RuntimeError:  # the pool was shut down
             self._slots.release()
             return False
@@ -561,16 +576,15 @@ class ChatCommands:
                 by=event.author,
                 url=event.comment_url,
             )
-        self.forge.react(event.repo, event.comment_id, "+1")
-        self.forge.reply(
-            event.repo, event.issue_number, recorded_reply(event.author, command, runbook)
-        )
         request = RunRequest(
             repo=event.repo,
             trigger=Trigger(kind="chat", actor=event.author, url=event.comment_url),
             runbooks=(runbook,),
         )
-        self.queue.submit(request, if_busy="wait")
+        follow_up = self.queue.submit(request, if_busy="wait")
+        reply = recorded_reply(event.author, command, runbook, follow_up)
+        self.forge.react(event.repo, event.comment_id, "+1")
+        self.forge.reply(event.repo, event.issue_number, reply)
         return command.action
 
     def _runbook_for(self, event: CommentEvent, command: Command) -> str | None:

@@ -5,9 +5,11 @@ A `pull_request` delivery (opened, synchronize, reopened) names the head and bas
 file is read at both through the forge (nothing from the pull request is checked out or run).
 When the head's file differs from the base's, it is checked as `rotation-bot validate` checks it
 (for the runbooks the service runs) and the result is commented: every problem on its own line
-with its line number, or that it is valid.  The comment carries the result's digest, and a new
-one is written only when the newest such comment says something else, so a push that leaves the
-verdict as it was writes nothing.
+with its line number, or that it is valid; a head file over the size cap or not UTF-8 is such a
+problem too.  The comment carries the result's digest, and a new one is written only when the
+newest such comment says something else, so a push that leaves the verdict as it was writes
+nothing.  A push that takes the change back out says so once, under the earlier verdict; a pull
+request that never changed the file gets no comment.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from bot.config import REPO_CONFIG_PATH, ConfigProblem, validate_repo_config
+from bot.errors import ConfigError
 from bot.forges.base import Forge
 from bot.markdown import code_block
 from bot.service.chat import REPOSITORY_NAME, positive_id
@@ -84,10 +87,25 @@ def config_check_reply(head_sha: str, problems: Sequence[ConfigProblem]) -> str:
 def check_config(forge: Forge, kinds: Mapping[str, str], event: PullRequestEvent) -> CheckResult:
     """Validate the config file the pull request changes and comment the result when it is new;
     `unchanged` when the pull request leaves the file alone (or removes it)."""
-    head = forge.read_file(event.repo, REPO_CONFIG_PATH, event.head_sha)
-    if head is None or head == forge.read_file(event.repo, REPO_CONFIG_PATH, event.base_sha):
-        return "unchanged"
-    _, problems = validate_repo_config(head, kinds=kinds)
+    try:
+        head = forge.read_file(event.repo, REPO_CONFIG_PATH, event.head_sha)
+    except ConfigError as error:  # the file itself: over the size cap, or not UTF-8
+        message = error.message.removeprefix(f"{REPO_CONFIG_PATH} ")
+        problems = [ConfigProblem(REPO_CONFIG_PATH, None, message)]
+    else:
+        if head is None or head == forge.read_file(event.repo, REPO_CONFIG_PATH, event.base_sha):
+            # a verdict said earlier on this pull request no longer holds: say so, once
+            forge.ensure_latest_comment(
+                event.repo,
+                event.number,
+                FAMILY,
+                f"{FAMILY}/unchanged",
+                f"rotation-bot: as of {event.head_sha[:12]} this pull request no longer changes "
+                f"`{REPO_CONFIG_PATH}`; nothing to check.",
+                follow_up=True,
+            )
+            return "unchanged"
+        _, problems = validate_repo_config(head, kinds=kinds)
     digest = hashlib.sha256("\n".join(map(str, problems)).encode("utf-8")).hexdigest()[:16]
     forge.ensure_latest_comment(
         event.repo,

@@ -30,10 +30,9 @@ from typing import Any
 
 from prometheus_client import make_wsgi_app
 from sqlalchemy import Column, Engine, MetaData, String, Table, delete, insert
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 
-from bot.audit import now, stamp
-from bot.errors import ServiceUnavailable
+from bot.audit import create_table, now, stamp
 from bot.service.chat import ChatCommands, comment_event
 from bot.service.config_check import pull_request_event
 from bot.service.metrics import Metrics
@@ -63,13 +62,7 @@ class DeliveryLog:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        try:
-            _metadata.create_all(engine)
-        except SQLAlchemyError as error:
-            raise ServiceUnavailable(
-                f"database: cannot create the webhook_deliveries table ({type(error).__name__}); "
-                "check ROTATION_BOT_DATABASE_URL"
-            ) from error
+        create_table(deliveries, engine)
 
     def first_time(self, delivery: str, event: str) -> bool:
         """Record `delivery`; False when it was recorded before (a replay)."""

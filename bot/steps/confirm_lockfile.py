@@ -21,9 +21,7 @@ import re
 from collections import Counter
 from dataclasses import asdict
 
-from bot import paths
-from bot.errors import StepFailed, VerificationFailed
-from bot.managers import get_manager
+from bot.errors import VerificationFailed
 from bot.manifests.locked import LockedPackage, LockedTree
 from bot.models import ProjectRotation, StepResult
 from bot.sources.npm.models import PackageVersion
@@ -234,15 +232,8 @@ def _confirm_project(
     ctx: StepContext, part: ProjectRotation, problems: list[str]
 ) -> tuple[list[LockedEntry], int, LockedTree]:
     project = part.project
-    manager = get_manager(project.manager)
     rotation = ctx.rotation
-    text = paths.read_text(ctx.worktree, project.lockfile)
-    if text is None:
-        raise StepFailed(f"{project.lockfile} disappeared from the worktree")
-    after = manager.parse_lock(text, source=project.lockfile)
-    before = manager.parse_lock(
-        ctx.workspace.read_text(project.lockfile) or "", source=project.lockfile
-    )
+    before, after = ctx.locked_trees(project)
     label = project.label
     if part.installs_parent:
         entries = _confirm_copies(ctx, part, before, after, problems)

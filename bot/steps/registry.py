@@ -17,8 +17,11 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot import paths
 from bot.errors import ConfigError, StepFailed
-from bot.models import Plan, Rotation, StepResult
+from bot.managers import get_manager
+from bot.manifests.locked import LockedTree
+from bot.models import Plan, Project, Rotation, StepResult
 from bot.steps.outputs import Outputs
 
 if TYPE_CHECKING:
@@ -122,3 +125,17 @@ class StepContext:
         if self.audit is None:
             raise StepFailed("this run has no audit store; refusing to publish")
         self.audit.ensure_durable()
+
+    def locked_trees(self, project: Project) -> tuple[LockedTree, LockedTree]:
+        """(before, after): `project`'s lockfile as the workspace's base has it and as the
+        worktree has it now, read by its manager; a lockfile gone from the worktree is a
+        `StepFailed`."""
+        manager = get_manager(project.manager)
+        text = paths.read_text(self.worktree, project.lockfile)
+        if text is None:
+            raise StepFailed(f"{project.lockfile} disappeared from the worktree")
+        after = manager.parse_lock(text, source=project.lockfile)
+        before = manager.parse_lock(
+            self.workspace.read_text(project.lockfile) or "", source=project.lockfile
+        )
+        return before, after

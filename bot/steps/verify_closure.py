@@ -15,9 +15,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from bot import paths
-from bot.errors import InvalidRemoteData, RotationHeld, StepFailed, VerificationFailed
-from bot.managers import get_manager
+from bot.errors import InvalidRemoteData, RotationHeld, VerificationFailed
 from bot.models import StepResult, describe_duration
 from bot.sources.npm.models import PackageVersion
 from bot.steps.outputs import ClosureNode, ClosureVerified
@@ -44,15 +42,7 @@ def _changes(ctx: StepContext) -> tuple[NodeChange, ...]:
     """The changed nodes of every project's regenerated lockfile, each once."""
     found: dict[tuple[str, str], NodeChange] = {}
     for part in ctx.rotation.projects:
-        project = part.project
-        manager = get_manager(project.manager)
-        text = paths.read_text(ctx.worktree, project.lockfile)
-        if text is None:
-            raise StepFailed(f"{project.lockfile} disappeared from the worktree")
-        after = manager.parse_lock(text, source=project.lockfile)
-        before = manager.parse_lock(
-            ctx.workspace.read_text(project.lockfile) or "", source=project.lockfile
-        )
+        before, after = ctx.locked_trees(part.project)
         for change in changed_nodes(before, after):
             found.setdefault((change.name, change.new_version), change)
     return tuple(sorted(found.values(), key=lambda change: (change.name, change.new_version)))

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Column, Engine, MetaData, String, Table, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from bot.audit import AuditStore, stamp
+from bot.audit import AuditStore, create_table, stamp
 from bot.config import BaseImageSettings
 from bot.errors import BotError, InvalidRemoteData, ManifestError, ServiceUnavailable
 from bot.manifests.dockerfile import DEFAULT_DOCKERFILES, BaseImage, Dockerfile, select_dockerfiles
@@ -59,13 +59,7 @@ class DigestSightings:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        try:
-            _metadata.create_all(engine)
-        except SQLAlchemyError as error:
-            raise ServiceUnavailable(
-                f"database: cannot create the digest_sightings table ({type(error).__name__}); "
-                "check ROTATION_BOT_DATABASE_URL"
-            ) from error
+        create_table(digest_sightings, engine)
 
     @classmethod
     def open(cls, database_url: str) -> DigestSightings:

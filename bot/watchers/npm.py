@@ -52,7 +52,9 @@ def read_project(workspace: Workspace, project: Project) -> ProjectInput:
     """A project's manifests, the file with its overrides and its lockfile at the base commit,
     parsed by its manager."""
     manager = MANAGERS[project.manager]
-    declared_tool(project, manager)  # a bad packageManager fails the plan, before any work
+    # a bad packageManager or rc file fails the plan, before any work
+    declared_tool(project, manager)
+    manager.check_config(project, lambda name: workspace.read_text(project.path(name)))
     manifests: dict[str, Manifest] = {}
     importers: dict[str, Mapping[str, Any]] = {}
     prefix = f"{project.directory}/" if project.directory else ""

@@ -4,14 +4,18 @@ bot/errors.py, never a traceback; and the trail stays verifiable afterwards."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import git
 import psycopg
 import pytest
+from sqlalchemy import Engine, create_engine
 
 from bot.audit import AuditStore
-from bot.errors import ConfigError
+from bot.errors import ConfigError, ServiceUnavailable
+from bot.service.webhook import DeliveryLog
+from bot.watchers.base_images import DigestSightings
 from tests.audit.conftest import bot_process, finish
 from tests.conftest import Env, bot, make_project
 from tests.support.postgres import Postgres
@@ -127,4 +131,22 @@ def test_postgres_read_only_or_unreachable_is_a_one_line_error(
     (line,) = error_lines(result.output)
     assert line.startswith(
         f"rotation-bot: unavailable: audit database nowhere on 127.0.0.1:{port} cannot be reached"
+    )
+
+
+@pytest.mark.parametrize(
+    ("open_table", "name"),
+    [(DeliveryLog, "webhook_deliveries"), (DigestSightings, "digest_sightings")],
+)
+def test_a_side_table_the_database_refuses_is_a_one_line_error_naming_it(
+    tmp_path: Path, open_table: Callable[[Engine], object], name: str
+) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'missing-directory' / 'audit.sqlite3'}")
+
+    with pytest.raises(ServiceUnavailable) as raised:
+        open_table(engine)
+
+    assert str(raised.value) == (
+        f"database: cannot create the {name} table (OperationalError); "
+        "check ROTATION_BOT_DATABASE_URL"
     )

@@ -4,6 +4,12 @@ and onboarding."""
 
 from __future__ import annotations
 
+import re
+
+from bot.models import utc_now
+from bot.service.dashboard.auth import Viewer
+from bot.service.dashboard.data import FleetQuery, load_fleet
+from bot.service.dashboard.render import render_fleet
 from tests.conftest import bot
 from tests.support.hub import MAJOR, PATCH, REPO, Hub
 
@@ -83,6 +89,11 @@ def test_max_open_keeps_a_rotation_waiting_for_a_slot_until_one_frees(hub: Hub) 
     assert _lifecycle(hub, major)["verdict"] == "waiting"
     assert set(hub.pulls()) == {PATCH}
     assert "sharp `0.34.1`: waiting for a slot: 1 rotation pull requests are open" in slots
+    page = render_fleet(
+        load_fleet(hub.audit(), now=utc_now()), FleetQuery(), Viewer("t", "token"), runbooks=[]
+    )
+    (waiting,) = re.findall(r'<li class="waiting">.*?</li>', page)
+    assert 'sharp <code>0.34.1</code>: <span class="reason">waiting for a slot' in waiting
 
     hub.people.git("fetch", "-q", "origin")  # the patch pull request is merged: a slot frees
     hub.people.git("checkout", "-q", "-B", "main", "origin/main")

@@ -15,19 +15,16 @@ from tests.conftest import DEFAULT_CONFIG, Env, publish_releases
 from tests.managers.rotation import NEWER, branches, run_bot
 from tests.support.git_fixture import commit_directory
 from tests.support.layouts import lock_with
-from tests.support.verdaccio import Verdaccio, publish_tools, start_verdaccio
+from tests.support.verdaccio import Verdaccio, publish_tools, running_verdaccio
 from tests.test_sharp_runbook import audit
 
 
 @pytest.fixture
 def private_only_registry(tmp_path: Path) -> Iterator[Verdaccio]:
     """A Verdaccio that serves nothing without the token."""
-    server = start_verdaccio(tmp_path / "verdaccio", access="$authenticated")
-    try:
+    with running_verdaccio(tmp_path / "verdaccio", access="$authenticated") as server:
         publish_tools(server)
         yield server
-    finally:
-        server.stop()
 
 
 MANAGERS = {

@@ -32,7 +32,7 @@ from tests.support.layouts import (
     expected_file,
     load_layout,
 )
-from tests.support.verdaccio import TOOLS, Verdaccio, start_verdaccio
+from tests.support.verdaccio import TOOLS, Verdaccio, running_verdaccio
 
 NPM_LAYOUTS = (
     "01-npm-workspaces-root-optional-pins",
@@ -114,11 +114,8 @@ SKIPS: Mapping[str, Mapping[str, str]] = {
 def empty_registry(tmp_path: Path) -> Iterator[Verdaccio]:
     """A Verdaccio of this test's own with nothing published yet (a layout is locked against
     the start of the family only)."""
-    server = start_verdaccio(tmp_path / "verdaccio")
-    try:
+    with running_verdaccio(tmp_path / "verdaccio") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @dataclass
@@ -140,10 +137,6 @@ class Built:
     def show(self, ref: str, path: str) -> bytes:
         data: bytes = self.repo.git.show(f"{ref}:{path}", stdout_as_string=False)
         return data
-
-    def integrity(self, name: str, version: str) -> str:
-        value: str = self.registry.published[f"{name}@{version}"]["dist"]["integrity"]
-        return value
 
     def audit(self) -> AuditStore:
         return AuditStore(f"sqlite:///{self.env.state / 'audit.sqlite3'}")
@@ -246,12 +239,14 @@ def test_layout_rotates_as_a_user_wants(
         for key, version in project["lock_after"].items():
             entry = after[key]
             assert entry["version"] == version, (key, entry)
-            assert entry["integrity"] == built.integrity(name_of(key, entry), version), key
+            assert entry["integrity"] == built.registry.integrity(name_of(key, entry), version), key
         for key in project.get("lock_must_not_contain", ()):
             assert key not in after, key
         for key, entry in after.items():
             if "node_modules/" in key and family(name_of(key, entry)):
-                assert entry["integrity"] == built.integrity(name_of(key, entry), entry["version"])
+                assert entry["integrity"] == built.registry.integrity(
+                    name_of(key, entry), entry["version"]
+                )
         # copies another package holds stay, with their own binaries, and the PR names them
         for copy in project.get("copies_that_stay", ()):
             nested = {key for key in before if key.startswith(copy["path"])}
@@ -353,7 +348,10 @@ def test_pin_true_adds_the_pins_in_the_files_own_indentation(
         ("@img/sharp-libvips-linuxmusl-x64", "1.0.4"),
     ):
         entry = after[f"node_modules/{name}"]
-        assert (entry["version"], entry["integrity"]) == (version, built.integrity(name, version))
+        assert (entry["version"], entry["integrity"]) == (
+            version,
+            built.registry.integrity(name, version),
+        )
     body = normalized(proposed["proposal"]["body"])
     assert "Not pinned" not in body
     assert '- `package.json`: added `overrides` `{"@img/sharp-linux-x64": "0.33.6", ' in body

@@ -3,51 +3,48 @@ the real CLI, on layouts taken from real repositories (tests/fixtures/layouts/08
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
 from bot.manifests.pnpm_lock import parse_pnpm_lock
-from tests.conftest import DEFAULT_CONFIG, Env, pin_names, publish_releases
-from tests.managers.rotation import NEWER, branches, changed_lines, run_bot, show
+from tests.conftest import pin_names
+from tests.managers.rotation import (
+    assert_a_tampered_binary_fails_closed,
+    assert_pins_locked_at_target,
+    assert_second_run_is_up_to_date,
+    branches,
+    changed_lines,
+    expected_lines,
+    run_bot,
+    show,
+)
 from tests.support.git_fixture import commit_directory
-from tests.support.layouts import layout_repository, load_layout
+from tests.support.layouts import StagedLayout, staged_layout
 from tests.support.verdaccio import Verdaccio
 
 PACKAGE_JSON_OVERRIDES = "08-pnpm-package-json-overrides"
 WORKSPACE_OVERRIDES = "09-pnpm10-workspace-yaml-overrides"
 
 
-def expected_lines(name: str, file: str) -> list[tuple[str, str]]:
-    """The fixture's expected (line before, line after) pairs for one file."""
-    return [
-        (edit["line_before"], edit["line_after"])
-        for project in load_layout(name).projects()
-        for edit in project.get("edits", ())
-        if edit["file"] == file
-    ]
-
-
-def integrity(registry: Verdaccio, name: str, version: str) -> str:
-    value: str = registry.published[f"{name}@{version}"]["dist"]["integrity"]
-    return value
+def fuwari_layout(tmp_path: Path, registry: Verdaccio, tools: Path, pnpm: str) -> StagedLayout:
+    """Layout 08 locked by `pnpm` with only sharp 0.33.4 published, then the rest."""
+    return staged_layout(
+        PACKAGE_JSON_OVERRIDES,
+        tmp_path,
+        registry,
+        tools,
+        repository="fuwari",
+        start=["0.33.4"],
+        versions={".": pnpm},
+    )
 
 
 def test_pnpm_overrides_in_package_json_rotate_patch_and_major_with_pnpm_10_on_a_pnpm_9_lock(
     tmp_path: Path, staged_registry: Verdaccio, tools_dir: Path
 ) -> None:
-    env = Env(tmp_path, staged_registry.url, staged_registry.token, tools=tools_dir)
-    publish_releases(staged_registry, ["0.33.4"])
-    path = tmp_path / "fuwari"
-    repo = layout_repository(
-        PACKAGE_JSON_OVERRIDES,
-        path,
-        staged_registry,
-        tools_dir,
-        versions={".": "9.15.9"},
-        config=DEFAULT_CONFIG,
-    )
-    publish_releases(staged_registry, NEWER)
+    env, path, repo = fuwari_layout(tmp_path, staged_registry, tools_dir, "9.15.9")
     before = parse_pnpm_lock(show(repo, "main", "pnpm-lock.yaml"))
 
     outcome = run_bot(env, path)
@@ -64,13 +61,9 @@ def test_pnpm_overrides_in_package_json_rotate_patch_and_major_with_pnpm_10_on_a
     lock = parse_pnpm_lock(text)
     assert yaml.safe_load(text)["overrides"]["sharp"] == "^0.33.6"
     assert [p.version for p in lock.find("sharp")] == ["0.33.6"]
+    assert_pins_locked_at_target(lock, staged_registry)
     for name in pin_names():
-        version = "1.0.4" if "libvips" in name else "0.33.6"
         (entry,) = lock.find(name)
-        assert (entry.version, entry.integrity) == (
-            version,
-            integrity(staged_registry, name, version),
-        )
         assert entry.libc == (("musl",) if "musl" in name else ("glibc",))
     # nothing outside sharp's closure moved: same keys, versions and integrity
     unrelated = {"astro", "astro-compress", "stylus", "typescript"}
@@ -95,29 +88,33 @@ def test_pnpm_overrides_in_package_json_rotate_patch_and_major_with_pnpm_10_on_a
     assert [p.version for p in major_lock.find("@img/sharp-libvips-linux-x64")] == ["1.1.1"]
     assert "Major rotation checklist" in outcome.summary("0.34.1")["proposal"]["body"]
 
-    heads = branches(repo)
-    again = run_bot(env, path)
+    assert_second_run_is_up_to_date(env, path, repo)
 
-    assert again.code == 0
-    assert {item["outcome"] for item in again.summaries} == {"up-to-date"}
-    assert branches(repo) == heads
+
+def immich_layout(
+    tmp_path: Path,
+    registry: Verdaccio,
+    tools: Path,
+    change: Callable[[Path], None] | None = None,
+) -> StagedLayout:
+    """Layout 09 (`change`d, for a variant) locked by pnpm 10.32.1 with sharp 0.33.4 and 0.33.5
+    published, then the rest."""
+    return staged_layout(
+        WORKSPACE_OVERRIDES,
+        tmp_path,
+        registry,
+        tools,
+        repository="immich",
+        start=["0.33.4", "0.33.5"],
+        versions={".": "10.32.1"},
+        change=change,
+    )
 
 
 def test_pnpm_workspace_overrides_rotate_without_running_the_repository_pnpmfile(
     tmp_path: Path, staged_registry: Verdaccio, tools_dir: Path
 ) -> None:
-    env = Env(tmp_path, staged_registry.url, staged_registry.token, tools=tools_dir)
-    publish_releases(staged_registry, ["0.33.4", "0.33.5"])
-    path = tmp_path / "immich"
-    layout_repository(
-        WORKSPACE_OVERRIDES,
-        path,
-        staged_registry,
-        tools_dir,
-        versions={".": "10.32.1"},
-        config=DEFAULT_CONFIG,
-    )
-    publish_releases(staged_registry, [v for v in NEWER if v != "0.33.5"])
+    env, path, _ = immich_layout(tmp_path, staged_registry, tools_dir)
     # the attacker's commit: immich's kind of .pnpmfile.cjs, a pnpmfile named by the workspace
     # file, and an install script — each would leave a marker if anything ran it
     markers = [tmp_path / "pnpmfile-ran", tmp_path / "named-pnpmfile-ran", tmp_path / "script-ran"]
@@ -169,28 +166,10 @@ def test_pnpm_workspace_overrides_rotate_without_running_the_repository_pnpmfile
 def test_a_tampered_binary_fails_a_pnpm_rotation_closed(
     tmp_path: Path, staged_registry: Verdaccio, tools_dir: Path
 ) -> None:
-    env = Env(tmp_path, staged_registry.url, staged_registry.token, tools=tools_dir)
-    publish_releases(staged_registry, ["0.33.4"])
-    path = tmp_path / "fuwari"
-    repo = layout_repository(
-        PACKAGE_JSON_OVERRIDES,
-        path,
-        staged_registry,
-        tools_dir,
-        versions={".": "10.32.1"},
-        config=DEFAULT_CONFIG,
-    )
-    publish_releases(staged_registry, NEWER)
-    tarball = staged_registry.tarball_path("@img/sharp-linuxmusl-x64", "0.33.6")
-    tarball.write_bytes(tarball.read_bytes()[:-8] + b"tampered")
+    env, path, repo = fuwari_layout(tmp_path, staged_registry, tools_dir, "10.32.1")
+    message = assert_a_tampered_binary_fails_closed(env, path, repo, staged_registry)
 
-    outcome = run_bot(env, path, "--target", "0.33.6")
-
-    assert outcome.code == 1
-    (summary,) = outcome.summaries
-    assert summary["outcome"] == "failed" and "verify-tarballs" in summary["message"]
-    assert "@img/sharp-linuxmusl-x64@0.33.6" in summary["message"]
-    assert list(branches(repo)) == ["main"]
+    assert "@img/sharp-linuxmusl-x64@0.33.6" in message
 
 
 def catalog_without_override(root: Path) -> None:
@@ -212,19 +191,7 @@ def use_the_catalog(root: Path) -> None:
 def test_a_pnpm_catalog_declaration_is_rotated_in_the_workspace_file(
     tmp_path: Path, staged_registry: Verdaccio, tools_dir: Path
 ) -> None:
-    env = Env(tmp_path, staged_registry.url, staged_registry.token, tools=tools_dir)
-    publish_releases(staged_registry, ["0.33.4", "0.33.5"])
-    path = tmp_path / "immich"
-    repo = layout_repository(
-        WORKSPACE_OVERRIDES,
-        path,
-        staged_registry,
-        tools_dir,
-        versions={".": "10.32.1"},
-        config=DEFAULT_CONFIG,
-        change=use_the_catalog,
-    )
-    publish_releases(staged_registry, [v for v in NEWER if v != "0.33.5"])
+    env, path, repo = immich_layout(tmp_path, staged_registry, tools_dir, use_the_catalog)
 
     outcome = run_bot(env, path, "--target", "0.33.6")
 
@@ -248,20 +215,7 @@ def test_a_copy_pnpm_keeps_for_another_package_fails_closed_and_names_it(
 ) -> None:
     """With sharp from the catalog and no override, pnpm keeps the dev tool's resolution of the
     copy it shared with the member: the rotation would leave a second sharp behind."""
-    env = Env(tmp_path, staged_registry.url, staged_registry.token, tools=tools_dir)
-    publish_releases(staged_registry, ["0.33.4", "0.33.5"])
-    path = tmp_path / "immich"
-
-    repo = layout_repository(
-        WORKSPACE_OVERRIDES,
-        path,
-        staged_registry,
-        tools_dir,
-        versions={".": "10.32.1"},
-        config=DEFAULT_CONFIG,
-        change=catalog_without_override,
-    )
-    publish_releases(staged_registry, [v for v in NEWER if v != "0.33.5"])
+    env, path, repo = immich_layout(tmp_path, staged_registry, tools_dir, catalog_without_override)
 
     outcome = run_bot(env, path, "--target", "0.33.6")
 

@@ -5,14 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import git
-
 from bot.manifests.yarn_lock import parse_berry_lock, parse_classic_lock
-from tests.conftest import DEFAULT_CONFIG, Env, pin_names, publish_releases
-from tests.managers.rotation import NEWER, branches, changed_lines, run_bot, show
-from tests.managers.test_pnpm import expected_lines, integrity
+from tests.conftest import bot, pin_names
+from tests.managers.rotation import (
+    assert_a_tampered_binary_fails_closed,
+    assert_pins_locked_at_target,
+    assert_second_run_is_up_to_date,
+    branches,
+    changed_lines,
+    expected_lines,
+    run_bot,
+    show,
+)
 from tests.support.git_fixture import commit_directory
-from tests.support.layouts import layout_repository
+from tests.support.layouts import StagedLayout, staged_layout
 from tests.support.verdaccio import Verdaccio
 
 CLASSIC_WORKSPACE = "10-yarn1-workspace-resolutions"
@@ -23,18 +29,15 @@ PNP_SUPPORTED_ARCHITECTURES = "11b-yarn3-pnp-subdir-supported-architectures"
 def test_yarn1_workspace_resolutions_rotate_patch_and_major(
     tmp_path: Path, staged_registry: Verdaccio, tools_dir: Path
 ) -> None:
-    env = Env(tmp_path, staged_registry.url, staged_registry.token, tools=tools_dir)
-    publish_releases(staged_registry, ["0.33.4"])
-    path = tmp_path / "mulmoclaude"
-    repo = layout_repository(
+    env, path, repo = staged_layout(
         CLASSIC_WORKSPACE,
-        path,
+        tmp_path,
         staged_registry,
         tools_dir,
+        repository="mulmoclaude",
+        start=["0.33.4"],
         versions={".": "1.22.22"},
-        config=DEFAULT_CONFIG,
     )
-    publish_releases(staged_registry, NEWER)
     before = parse_classic_lock(show(repo, "main", "yarn.lock"))
 
     outcome = run_bot(env, path)
@@ -49,13 +52,7 @@ def test_yarn1_workspace_resolutions_rotate_patch_and_major(
     # one sharp: the resolution still collapses miniflare's exact request onto it
     assert [p.version for p in lock.find("sharp")] == ["0.33.6"]
     assert '\nsharp@0.33.4, sharp@^0.33.6:\n  version "0.33.6"' in text
-    for name in pin_names():
-        version = "1.0.4" if "libvips" in name else "0.33.6"
-        (entry,) = lock.find(name)
-        assert (entry.version, entry.integrity) == (
-            version,
-            integrity(staged_registry, name, version),
-        )
+    assert_pins_locked_at_target(lock, staged_registry)
     unrelated = {"miniflare", "wrangler", "tar", "undici", "uuid", "which", "typescript"}
     assert {p.key: p.integrity for p in lock.packages if p.name in unrelated} == {
         p.key: p.integrity for p in before.packages if p.name in unrelated
@@ -69,35 +66,26 @@ def test_yarn1_workspace_resolutions_rotate_patch_and_major(
     assert [p.version for p in major_lock.find("sharp")] == ["0.34.1"]
     assert [p.version for p in major_lock.find("@img/sharp-libvips-linuxmusl-x64")] == ["1.1.1"]
 
-    heads = branches(repo)
-    again = run_bot(env, path)
-
-    assert again.code == 0
-    assert {item["outcome"] for item in again.summaries} == {"up-to-date"}
-    assert branches(repo) == heads
+    assert_second_run_is_up_to_date(env, path, repo)
 
 
-def berry_repository(tmp_path: Path, registry: Verdaccio, tools: Path) -> Path:
+def berry_layout(tmp_path: Path, registry: Verdaccio, tools: Path) -> StagedLayout:
     """Layout 11 locked by Yarn 4.18.0 with only sharp 0.33.4 published, then the rest."""
-    publish_releases(registry, ["0.33.4"])
-    path = tmp_path / "dolt-workbench"
-    layout_repository(
+    return staged_layout(
         BERRY_SUBDIRECTORY,
-        path,
+        tmp_path,
         registry,
         tools,
+        repository="dolt-workbench",
+        start=["0.33.4"],
         versions={"web": "4.18.0", "graphql-server": "4.18.0"},
-        config=DEFAULT_CONFIG,
     )
-    publish_releases(registry, NEWER)
-    return path
 
 
 def test_yarn4_sub_directory_project_rotates_without_running_repository_code(
     tmp_path: Path, staged_registry: Verdaccio, tools_dir: Path
 ) -> None:
-    env = Env(tmp_path, staged_registry.url, staged_registry.token, tools=tools_dir)
-    path = berry_repository(tmp_path, staged_registry, tools_dir)
+    env, path, _ = berry_layout(tmp_path, staged_registry, tools_dir)
     # the attacker's commit: a yarnPath binary, a plugin and an install script (enableScripts is
     # already true in the real repository's rc), each leaving a marker if anything runs it
     markers = {name: tmp_path / f"{name}-ran" for name in ("yarnpath", "plugin", "postinstall")}
@@ -155,7 +143,7 @@ def test_yarn4_sub_directory_project_rotates_without_running_repository_code(
     # check says no lockfile recorded one
     (entry,) = [e for e in confirmed["entries"] if e["name"] == "sharp"]
     assert entry["new_integrity"] is None
-    assert entry["registry_integrity"] == integrity(staged_registry, "sharp", "0.33.6")
+    assert entry["registry_integrity"] == staged_registry.integrity("sharp", "0.33.6")
     assert entry["lock_checksum"].startswith("10c0/")
     tarballs = outcome.evidence("0.33.6", "verify-tarballs")["tarballs"]
     assert {(t["matches_registry"], t["matches_lockfile"]) for t in tarballs} == {(True, None)}
@@ -168,46 +156,46 @@ def test_yarn4_sub_directory_project_rotates_without_running_repository_code(
     body = outcome.summary("0.33.6")["proposal"]["body"]
     assert "registry `sha512-" in body and "own archive checksum" in body
 
+    assert_second_run_is_up_to_date(env, path, repo, "--target", "0.33.6")
+
+
+def test_a_broken_yarnrc_fails_the_plan_naming_it_before_any_work(
+    tmp_path: Path, staged_registry: Verdaccio, tools_dir: Path
+) -> None:
+    env, path, _ = berry_layout(tmp_path, staged_registry, tools_dir)
+    (path / "web" / ".yarnrc.yml").write_text("- nodeLinker: node-modules\n")
+    repo = commit_directory(path, "a list where Yarn wants a mapping")
     heads = branches(repo)
-    again = run_bot(env, path, "--target", "0.33.6")
-    assert again.code == 0
-    assert {item["outcome"] for item in again.summaries} == {"up-to-date"}
+
+    # `plan` never regenerates: only a check at plan time can find it
+    planned = bot(env, "plan", "--repo", str(path), "--runbook", "sharp")
+
+    assert planned.exit_code == 2, planned.output
+    assert "web/.yarnrc.yml must hold a YAML mapping of Yarn settings; fix it" in planned.output
+    assert run_bot(env, path, "--target", "0.33.6").code == 2
     assert branches(repo) == heads
 
 
 def test_a_tampered_binary_fails_a_yarn4_rotation_closed(
     tmp_path: Path, staged_registry: Verdaccio, tools_dir: Path
 ) -> None:
-    env = Env(tmp_path, staged_registry.url, staged_registry.token, tools=tools_dir)
-    path = berry_repository(tmp_path, staged_registry, tools_dir)
-    repo = git.Repo(path)
-    tarball = staged_registry.tarball_path("@img/sharp-linuxmusl-x64", "0.33.6")
-    tarball.write_bytes(tarball.read_bytes()[:-8] + b"tampered")
-
-    outcome = run_bot(env, path, "--target", "0.33.6")
-
-    assert outcome.code == 1
-    (summary,) = outcome.summaries
-    assert summary["outcome"] == "failed" and "verify-tarballs" in summary["message"]
-    assert list(branches(repo)) == ["main"]
+    env, path, repo = berry_layout(tmp_path, staged_registry, tools_dir)
+    assert_a_tampered_binary_fails_closed(env, path, repo, staged_registry)
 
 
 def test_yarn3_plug_n_play_project_keeps_every_supported_architecture(
     tmp_path: Path, staged_registry: Verdaccio, tools_dir: Path
 ) -> None:
-    env = Env(tmp_path, staged_registry.url, staged_registry.token, tools=tools_dir)
-    publish_releases(staged_registry, ["0.33.4"])
-    path = tmp_path / "storyteller"
-    repo = layout_repository(
+    env, path, repo = staged_layout(
         PNP_SUPPORTED_ARCHITECTURES,
-        path,
+        tmp_path,
         staged_registry,
         tools_dir,
+        repository="storyteller",
+        start=["0.33.4"],
         # docs declares yarn@3.6.3; its lockfile is only read, never regenerated
         versions={"web": "3.6.0", "docs": "3.6.0"},
-        config=DEFAULT_CONFIG,
     )
-    publish_releases(staged_registry, NEWER)
 
     outcome = run_bot(env, path, "--target", "0.33.6")
 

@@ -132,8 +132,7 @@ def _build(root: Path) -> dict[str, Any]:
             },
         )
         _run(env, web)
-        tarball = verdaccio.tarball_path("@img/sharp-linuxmusl-x64", "0.33.9")
-        tarball.write_bytes(tarball.read_bytes()[:-8] + b"tampered")
+        verdaccio.tamper("@img/sharp-linuxmusl-x64", "0.33.9")
         api = root / "api"
         make_project(
             api,

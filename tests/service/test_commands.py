@@ -173,9 +173,17 @@ def test_holds_approvals_refusals_and_malformed_commands(chat: Chat) -> None:
     chat.answer(chat.say("/rotate unignore 0.33.6"))
     assert hub.records().holds(REPO) == ()
 
-    chat.answer(chat.say("/rotate approve 0.34.1"))
+    approved = chat.answer(chat.say("/rotate approve 0.34.1"))
     approval = hub.records().approval(REPO, "sharp", "0.34.1")
     assert approval is not None and approval.by == "alice"
+    assert "its pull request is opened now" in approved
+
+    chat.idle()
+    chat.service.queue.stop(30)  # shutdown began: the queue takes no run to act on a command
+    late = chat.answer(chat.say("/rotate approve 0.34.2"))
+    assert hub.records().approval(REPO, "sharp", "0.34.2") is not None  # stored all the same
+    assert "its pull request is opened at the next cycle" in late
+    assert "No run was started now (the service is restarting)" in late
 
     for body, problem in (
         ("/rotate ignore banana", "`banana` is not a line like 0.35"),
@@ -252,8 +260,29 @@ def test_a_pull_request_that_changes_the_config_gets_the_validation_result(chat:
     (_, _, third) = said(number)  # said again: the newest verdict is what counts
     assert third.split("\n", 1)[1] == first.split("\n", 1)[1]  # the same problems and marker
 
+    unreadable = (  # the file itself is the problem, not only logged: the author is told
+        (CONFIG.encode() + b"# caf\xe9\n", "is not UTF-8 text (invalid byte at offset"),
+        (CONFIG + "#" * 300_000 + "\n", "is 300,"),
+    )
+    for count, (broken, problem) in enumerate(unreadable, start=4):
+        hub.people.commit({".github/rotation-bot.yml": broken}, "Break it", branch="configure")
+        _pull_request_event(chat, "synchronize", number, "configure")
+        wait_until(lambda n=count: checks("config-invalid") == n, message="the unreadable config")
+        *_, latest = said(number)
+        assert f".github/rotation-bot.yml: {problem}" in latest, latest
+
+    main_config = hub.api.repository(REPO).git("show", "main:.github/rotation-bot.yml")
+    hub.people.commit({".github/rotation-bot.yml": main_config}, "Revert", branch="configure")
+    _pull_request_event(chat, "synchronize", number, "configure")
+    wait_until(lambda: checks("config-unchanged") == 1, message="the reverted config's check")
+    *_, reverted = said(number)  # the earlier verdict no longer stands over the pull request
+    assert "this pull request no longer changes `.github/rotation-bot.yml`" in reverted
+    _pull_request_event(chat, "synchronize", number, "configure")
+    wait_until(lambda: checks("config-unchanged") == 2, message="the reverted config, again")
+    assert said(number)[-1] == reverted and len(said(number)) == 6  # said once
+
     hub.people.commit({"README.md": "more\n"}, "Docs", branch="docs")
     other = hub.api.add_pull(REPO, head="docs", base="main", user="jane", title="Docs")
     _pull_request_event(chat, "opened", other, "docs")
-    wait_until(lambda: checks("config-unchanged") == 1, message="the check of a docs change")
+    wait_until(lambda: checks("config-unchanged") == 3, message="the check of a docs change")
     assert said(other) == []

@@ -1798,8 +1798,11 @@ class GitRepository:
             },
         ).stdout
 
-    def commit(self, files: Mapping[str, str], message: str, *, branch: str = "main") -> str:
-        """Commit `files` on `branch` (created from main if new) and push; returns the sha."""
+    def commit(
+        self, files: Mapping[str, str | bytes], message: str, *, branch: str = "main"
+    ) -> str:
+        """Commit `files` (text, or bytes as they are) on `branch` (created from main if new)
+        and push; returns the sha."""
         if self.has_remote(branch):
             self.git("checkout", "-q", "-B", branch, f"origin/{branch}")
         elif self.has_remote("main"):
@@ -1807,7 +1810,10 @@ class GitRepository:
         for name, text in files.items():
             path = self.work / name
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+            if isinstance(text, bytes):
+                path.write_bytes(text)
+            else:
+                path.write_text(text)
         self.git("add", "--", *files)
         self.git("commit", "-q", "-m", message)
         self.git("push", "-q", "--force", "origin", f"HEAD:refs/heads/{branch}")

@@ -25,11 +25,11 @@ import tarfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import git
 
-from tests.conftest import FAMILY, publish_sharp
+from tests.conftest import DEFAULT_CONFIG, FAMILY, Env, publish_releases, publish_sharp
 from tests.support.git_fixture import commit_directory
 from tests.support.verdaccio import TOOLS, Verdaccio, publish_tools
 
@@ -272,6 +272,39 @@ def layout_repository(
     for directory, version in versions.items():
         lock_with(layout.spec["manager"], version, path / directory, registry, tools)
     return commit_directory(path)
+
+
+class StagedLayout(NamedTuple):
+    """A staged layout repository and the environment that runs the bot on it."""
+
+    env: Env
+    path: Path
+    repo: git.Repo
+
+
+def staged_layout(
+    name: str,
+    root: Path,
+    registry: Verdaccio,
+    tools: Path,
+    *,
+    repository: str,
+    start: Sequence[str],
+    versions: Mapping[str, str],
+    change: Callable[[Path], None] | None = None,
+) -> StagedLayout:
+    """The layout `name` as the repository `root`/`repository` (`layout_repository` with
+    `DEFAULT_CONFIG`), locked while `registry` holds only the sharp releases `start`; the rest of
+    FAMILY is published afterwards, so the bot finds newer releases to rotate to.  The bot's
+    environment lives in `root` and reads `registry` with its token and the tool cache `tools`."""
+    env = Env(root, registry.url, registry.token, tools=tools)
+    path = root / repository
+    publish_releases(registry, start)
+    repo = layout_repository(
+        name, path, registry, tools, versions=versions, config=DEFAULT_CONFIG, change=change
+    )
+    publish_releases(registry, [version for version in FAMILY if version not in start])
+    return StagedLayout(env, path, repo)
 
 
 def edit_json_text(path: Path, old: str, new: str) -> None:

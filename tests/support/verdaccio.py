@@ -14,7 +14,8 @@ import json
 import os
 import subprocess
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,9 +113,20 @@ class Verdaccio:
         self.published[f"{name}@{version}"] = manifest
         return manifest
 
+    def integrity(self, name: str, version: str) -> str:
+        """The `dist.integrity` this registry was sent for `name@version`."""
+        value: str = self.published[f"{name}@{version}"]["dist"]["integrity"]
+        return value
+
     def tarball_path(self, name: str, version: str) -> Path:
         """Where Verdaccio stores a tarball on disk (to tamper with it)."""
         return self.storage / name / f"{name.rsplit('/', maxsplit=1)[-1]}-{version}.tgz"
+
+    def tamper(self, name: str, version: str) -> None:
+        """Corrupt the stored tarball of `name@version` (its last 8 bytes), so the registry serves
+        bytes that no longer match the integrity it publishes."""
+        tarball = self.tarball_path(name, version)
+        tarball.write_bytes(tarball.read_bytes()[:-8] + b"tampered")
 
     def stop(self) -> None:
         """Stop the server by its process group."""
@@ -173,3 +185,14 @@ log: {{type: stdout, level: warn}}
     )
     response.raise_for_status()
     return Verdaccio(url=url, token=response.json()["token"], storage=storage, process=process)
+
+
+@contextmanager
+def running_verdaccio(directory: Path, *, access: str = "$all") -> Iterator[Verdaccio]:
+    """A fresh Verdaccio of its own in `directory` (`start_verdaccio`), stopped when the block
+    ends, however it ends: the one way fixtures start a registry."""
+    server = start_verdaccio(directory, access=access)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -40,7 +40,7 @@ from bot.verify.closure import (
     script_problems,
 )
 from tests.support.step_context import BaseFiles, make_context, rotation_for
-from tests.support.verdaccio import Verdaccio, start_verdaccio
+from tests.support.verdaccio import Verdaccio, running_verdaccio
 
 OSV = Path(__file__).parents[1] / "fixtures" / "osv"
 LINUX = "@img/sharp-linux-x64"
@@ -356,8 +356,7 @@ def test_install_scripts(
 
 @pytest.fixture(scope="module")
 def npm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Verdaccio]:
-    server = start_verdaccio(tmp_path_factory.mktemp("closure"))
-    try:
+    with running_verdaccio(tmp_path_factory.mktemp("closure")) as server:
         server.publish("sharp", "0.33.4", extra={"scripts": {"install": "node install/check"}})
         server.publish("sharp", "0.33.5", extra={"scripts": {"install": "node install/check.js"}})
         server.publish("sharp", "0.35.0", extra={"scripts": {"install": "node install/fetch.js"}})
@@ -371,8 +370,6 @@ def npm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Verdaccio]:
             server.publish("@img/timeless", version)
         server.publish("@img/unpublished", "1.0.1")
         yield server
-    finally:
-        server.stop()
 
 
 def context(

@@ -12,7 +12,7 @@ from bot.sources.npm.models import Dist, PackageVersion
 from bot.steps.registry import get_step
 from bot.verify.risk import RiskSignal, compare_versions
 from tests.support.step_context import make_context, rotation_for
-from tests.support.verdaccio import Verdaccio, start_verdaccio
+from tests.support.verdaccio import Verdaccio, running_verdaccio
 
 INTEGRITY = "sha512-" + "A" * 86 + "=="
 PROVENANCE = "https://slsa.dev/provenance/v1"
@@ -129,8 +129,7 @@ def test_newly_pinned_package_reports_only_its_install_scripts() -> None:
 @pytest.fixture
 def risky_registry(tmp_path: Path) -> Iterator[Verdaccio]:
     """sharp 1.0.0 → 1.1.0 with every risk, and a pinned binary whose metadata is unchanged."""
-    server = start_verdaccio(tmp_path / "verdaccio")
-    try:
+    with running_verdaccio(tmp_path / "verdaccio") as server:
         binary = {"os": ["linux"], "cpu": ["x64"], "_npmUser": {"name": "lovell"}}
         server.publish(
             "@img/sharp-linux-x64", "1.0.0", extra=binary, dist_extra={"unpackedSize": 7_000_000}
@@ -167,8 +166,6 @@ def risky_registry(tmp_path: Path) -> Iterator[Verdaccio]:
             dist_extra={"unpackedSize": 900_000},
         )
         yield server
-    finally:
-        server.stop()
 
 
 def test_assess_risk_step_reads_the_registry(risky_registry: Verdaccio, tmp_path: Path) -> None:

@@ -162,10 +162,13 @@ class GitHubForge:
         return self.comments.ensure_comment(repo, number, key, body)
 
     def ensure_latest_comment(
-        self, repo: str, number: int, family: str, key: str, body: str
+        self, repo: str, number: int, family: str, key: str, body: str, *, follow_up: bool = False
     ) -> bool:
-        """Comment unless the newest comment of `family` on `number` carries `key`."""
-        return self.comments.ensure_comment(repo, number, key, body, family=family)
+        """Comment unless the newest comment of `family` on `number` carries `key` (with
+        `follow_up`: unless `family` has none)."""
+        return self.comments.ensure_comment(
+            repo, number, key, body, family=family, follow_up=follow_up
+        )
 
     def ensure_notice(self, repo: str, notice: Notice) -> str | None:
         """Open or update the notice's issue."""

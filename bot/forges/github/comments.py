@@ -96,11 +96,19 @@ class Comments:
         )
 
     def ensure_comment(
-        self, repo: str, number: int, key: str, body: str, *, family: str | None = None
+        self,
+        repo: str,
+        number: int,
+        key: str,
+        body: str,
+        *,
+        family: str | None = None,
+        follow_up: bool = False,
     ) -> bool:
         """Comment `body` on `number` unless a comment of the bot's already carries `key`'s
         marker (with `family`: unless the newest comment of that family, whose keys are
-        `family/…`, carries it); True when it wrote one."""
+        `family/…`, carries it, or, with `follow_up`, the family has none); True when it wrote
+        one."""
         marker = comment_marker(key)
         owner, name = split_name(repo)
         client = self.client.client_for(repo)
@@ -112,6 +120,8 @@ class Comments:
             if not key.startswith(f"{family}/"):
                 raise ValueError(f"comment key {key!r} is not of family {family!r}")
             bodies = [text for text in bodies if f"{_MARKER}{family}/" in text][-1:]
+            if follow_up and not bodies:
+                return False
         if any(marker in text for text in bodies):
             return False
         self.reply(repo, number, f"{redact(body).rstrip()}\n\n{marker}\n")

@@ -155,7 +155,8 @@ class HeldItem:
 
 @dataclass(frozen=True)
 class PendingRotation:
-    """A planned target whose newest run failed: nothing was published for it."""
+    """A planned target with nothing published: its newest run failed, or is waiting (for a
+    major's approval or a slot)."""
 
     runbook: str
     version: str

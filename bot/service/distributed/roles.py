@@ -12,16 +12,14 @@
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from types import FrameType
 from typing import Literal
 
-from bot.config import RepoConfig, Settings
+from bot.config import Settings
 from bot.errors import BotError, ServiceUnavailable
 from bot.forges.base import Forge
 from bot.service.app import (
@@ -30,8 +28,11 @@ from bot.service.app import (
     HttpServer,
     ServedPipeline,
     ServiceOptions,
+    chat_commands,
+    config_reader,
     repository_lister,
     start_http,
+    stop_on_signals,
 )
 from bot.service.chat import ChatCommands
 from bot.service.dashboard.auth import DashboardAuth
@@ -160,11 +161,6 @@ def start_roles(
             )
             running.worker.start()
         if "scheduler" in wanted:
-
-            def read_config(repo: str) -> RepoConfig:
-                with locks.hold(repo, timeout=0):
-                    return pipeline.open_repo(repo).config
-
             deliveries = DeliveryLog(audit.engine)
 
             def make_scheduler() -> Scheduler:
@@ -174,7 +170,7 @@ def start_roles(
                     runbooks=sorted(pipeline.runbooks),
                     default_schedule=settings.schedule,
                     repositories=repositories,
-                    repo_config=read_config,
+                    repo_config=config_reader(pipeline, locks),
                     refresh_interval=options.refresh_interval,
                     report=ConfigProblems(audit),
                 )
@@ -211,21 +207,14 @@ def _web_app(
     metrics = Metrics()
     metrics.watch_queue(fleet.depth, fleet.running_count)
     served = ServedRepositories(repositories, options.refresh_interval)
-    chat = None
-    if pipeline.forge.hosts_comments:
-        chat = ChatCommands(
-            forge=pipeline.forge,
-            queue=fleet,
-            runbooks=pipeline.runbooks,
-            audit=audit,
-            metrics=metrics,
-            next_runs=lambda repo: stored_next_runs(audit.engine, repo),
-            workers=options.chat_workers,
-        )
-    if not settings.webhook_secret:
-        log.warning("webhook disabled: set ROTATION_BOT_WEBHOOK_SECRET to accept deliveries")
-    elif chat is None:
-        log.warning("chat commands disabled: they need GitHub credentials")
+    chat = chat_commands(
+        settings,
+        pipeline,
+        queue=fleet,
+        metrics=metrics,
+        next_runs=lambda repo: stored_next_runs(audit.engine, repo),
+        options=options,
+    )
     app = WebhookApp(
         secret=settings.webhook_secret,
         deliveries=DeliveryLog(audit.engine),
@@ -251,12 +240,6 @@ def serve_roles(
     on_ready: Callable[[str | None], None] | None = None,
 ) -> None:
     """Serve `role` until SIGTERM or SIGINT (or until the worker stops by itself), then stop."""
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal received", extra={"signal": signal.Signals(signum).name})
-        stop.set()
-
     forge = pipeline.forge
     running = start_roles(
         settings,
@@ -266,21 +249,19 @@ def serve_roles(
         options=options,
         stopping=stopping,
     )
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        if on_ready is not None:
-            on_ready(running.url)
-        while not stop.wait(timeout=1.0):
-            if running.worker is not None and running.worker.failure is not None:
-                failure = running.worker.failure
-                raise ServiceUnavailable(
-                    f"job queue: the worker stopped ({type(failure).__name__}: "
-                    f"{str(failure)[:200]}); check ROTATION_BOT_DATABASE_URL and that "
-                    "`rotation-bot migrate` has run"
-                ) from failure
+        with stop_on_signals() as stop:
+            if on_ready is not None:
+                on_ready(running.url)
+            while not stop.wait(timeout=1.0):
+                if running.worker is not None and running.worker.failure is not None:
+                    failure = running.worker.failure
+                    raise ServiceUnavailable(
+                        f"job queue: the worker stopped ({type(failure).__name__}: "
+                        f"{str(failure)[:200]}); check ROTATION_BOT_DATABASE_URL and that "
+                        "`rotation-bot migrate` has run"
+                    ) from failure
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         running.stop()
 
 
