@@ -555,3 +555,64 @@ def test_a_certificate_signed_when_no_trusted_ca_was_valid_fails() -> None:
         match=_failure(name, "no trusted certificate authority was valid at the signing time"),
     ):
         verify_bundle(bundle, parse_trusted_root(data, source="x"), label=name, artifact=artifact)
+
+
+V01 = "v0.1-dsse-intoto-0.0.2.sigstore.json"
+
+
+@pytest.mark.parametrize(
+    ("name", "change_bundle", "change_root", "reason"),
+    [
+        (
+            REKOR2,
+            lambda data: _proof(data).update(logIndex=str(int(_proof(data)["logIndex"]) + 1)),
+            None,
+            "the inclusion proof is for another log index than the entry",
+        ),
+        (
+            V01,
+            lambda data: _tlog(data).pop("inclusionPromise"),
+            None,
+            "the log entry has no inclusion promise, so no trusted signing time",
+        ),
+        (
+            V02,
+            lambda data: _tlog(data)["kindVersion"].update(version="0.0.9"),
+            None,
+            "unsupported log entry type hashedrekord/0.0.9",
+        ),
+        (
+            V02,
+            None,
+            lambda root: [
+                log["publicKey"].update(validFor={"start": "2030-01-01T00:00:00Z"})
+                for log in root["tlogs"]
+            ],
+            "the log key was not valid at the entry's integrated time",
+        ),
+        (
+            V02,
+            None,
+            lambda root: [log["logId"].update(keyId="A" * 43 + "=") for log in root["tlogs"]],
+            "the bundle's transparency log is not in the trusted root",
+        ),
+    ],
+    ids=["v2-proof-index", "v0.1-no-promise", "unknown-kind", "log-key-validity", "unknown-log"],
+)
+def test_a_log_entry_the_root_cannot_vouch_for_fails(
+    name: str,
+    change_bundle: Callable[[Any], object] | None,
+    change_root: Callable[[Any], object] | None,
+    reason: str,
+) -> None:
+    bundle_path, root_path, artifact = _case(name)
+    data = json.loads(bundle_path.read_text(encoding="utf-8"))
+    root = json.loads(root_path.read_text(encoding="utf-8"))
+    if change_bundle:
+        change_bundle(data)
+    if change_root:
+        change_root(root)
+    bundle = parse_bundle(data, source=name)
+
+    with pytest.raises(VerificationFailed, match=f"^{_failure(name, reason)}$"):
+        verify_bundle(bundle, parse_trusted_root(root, source="x"), label=name, artifact=artifact)
