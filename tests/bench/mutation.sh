@@ -1,68 +1,148 @@
 #!/usr/bin/env bash
 # Mutation testing of the verification code (not part of the test suite).
 #
-#   bash tests/bench/mutation.sh verify   # bot/verify/** against the tests that need no server
-#   bash tests/bench/mutation.sh steps    # the verify steps against their Verdaccio tests (slow)
-#   bash tests/bench/mutation.sh results  # the mutants of the last run, surviving ones marked
+#   bash tests/bench/mutation.sh verify [MODULE...]  # bot/verify modules, one run each
+#   bash tests/bench/mutation.sh steps               # the verify steps against their tests (slow)
+#   bash tests/bench/mutation.sh results [MODULE]    # a module's mutants, the surviving ones marked
+#   bash tests/bench/mutation.sh survivors MODULE    # its survivors again, against today's tests
 #
-# mutmut 3 (`pip install mutmut` into .venv) works in a scratch copy under .mutation/ with its
-# own setup.cfg, so no file of the repository is rewritten. A surviving mutant is a change to a
-# check that no test notices: kill it with a test that fails when the check is removed, or
-# remove the dead code.
+# MODULE is a path under bot/verify (`closure.py`, `sigstore/tlog.py`); without one, every module
+# is run in turn. Each run works in its own scratch copy, .mutation/<module>/, with its own
+# setup.cfg, so no file of the repository is rewritten and the runs can be redone one by one.
+#
+# mutmut 3 (`pip install mutmut` into .venv) first records which tests reach which function, then
+# runs each mutant against those tests only, stopping at the first failure. Two passes keep that
+# affordable on two cores:
+#   1. every mutant against the tests that start no server (`-m "not registry"`, the marker is
+#      set in tests/verify/conftest.py);
+#   2. the mutants no such test reaches ("no tests" in pass 1) against the tests that start a
+#      registry, in .mutation/<module>+registry/.
+# A surviving mutant is a change to a check that no test notices: kill it with a test that fails
+# when the check is removed, or remove the dead code.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
-WORK=$ROOT/.mutation
 MODE=${1:-verify}
-mutmut() { (cd "$WORK" && PATH="$ROOT/.venv/bin:$PATH" "$ROOT/.venv/bin/mutmut" "$@"); }
-if [[ "$MODE" == results ]]; then
-  mutmut results --all true
-  exit
-fi
+shift || true
+
+mutmut() { (cd "$1" && shift && PATH="$ROOT/.venv/bin:$PATH" "$ROOT/.venv/bin/mutmut" "$@"); }
+
+# prepare WORK MUTATE TESTS MARKER: a scratch copy whose mutmut config mutates MUTATE (one glob a
+# line), selects TESTS (one path a line) and the tests matching the pytest MARKER expression.
+prepare() {
+  local work=$1 mutate=$2 tests=$3 marker=$4
+  rm -rf "$work"
+  mkdir -p "$work"
+  git ls-files -z bot tests runbooks | xargs -0 cp -a --parents -t "$work"
+  # the pytest settings only: mutmut reads [tool.mutmut] from pyproject first, else setup.cfg
+  "$ROOT/.venv/bin/python" -c 'import tomllib; o = tomllib.load(open("pyproject.toml", "rb"))["tool"]["pytest"]["ini_options"]; print("[tool.pytest.ini_options]", *(f"{k} = {v!r}" for k, v in o.items()), sep="\n")' >"$work/pyproject.toml"
+  {
+    echo "[mutmut]"
+    echo "source_paths = bot"
+    echo "only_mutate ="
+    sed 's/^/    /' <<<"$mutate"
+    echo "pytest_add_cli_args_test_selection ="
+    sed 's/^/    /' <<<"$tests"
+    echo "also_copy ="
+    printf '    %s\n' tests runbooks bot/data
+    echo "pytest_add_cli_args ="
+    printf '    %s\n' -p no:cacheprovider -q -m "$marker"
+  } >"$work/setup.cfg"
+  # the Verdaccio harness the tests start (node_modules is not in git)
+  mkdir -p "$work/mutants/tests/harness"
+  ln -s "$ROOT/tests/harness/node_modules" "$work/mutants/tests/harness/node_modules"
+}
+
+# the names of the mutants mutmut found no test for in WORK
+untested() {
+  (cd "$1/mutants" && "$ROOT/.venv/bin/python" - <<'PY'
+import json
+import pathlib
+
+for meta in pathlib.Path("bot").rglob("*.meta"):
+    for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+        if code == 33:
+            print(name)
+PY
+  )
+}
+
+# the figures of a finished run in WORK, one line
+figures() {
+  (cd "$1/mutants" && "$ROOT/.venv/bin/python" - "$2" <<'PY'
+import collections
+import json
+import pathlib
+import sys
+
+from mutmut.stats import status_by_exit_code
+
+counts = collections.Counter(
+    status_by_exit_code[code]
+    for meta in pathlib.Path("bot").rglob("*.meta")
+    for code in json.loads(meta.read_text())["exit_code_by_key"].values()
+)
+total = sum(counts.values())
+print(f"{sys.argv[1]}: {total} mutants, "
+      + ", ".join(f"{n} {counts[n]}" for n in ("killed", "survived", "no tests", "timeout"))
+      + "".join(f", {n} {c}" for n, c in counts.items()
+                if n not in ("killed", "survived", "no tests", "timeout")))
+PY
+  )
+}
+
+run_module() {
+  local module=$1 name=${1//\//.}
+  local work=$ROOT/.mutation/$name
+  prepare "$work" "bot/verify/$module" tests/verify "not registry"
+  mutmut "$work" run --max-children 2 >"$work/run.log" 2>&1 || { tail -20 "$work/run.log"; return 1; }
+  figures "$work" "$module (no server)"
+  mapfile -t names < <(untested "$work")
+  if ((${#names[@]})); then
+    prepare "$work+registry" "bot/verify/$module" tests/verify registry
+    mutmut "$work+registry" run --max-children 2 "${names[@]}" >"$work+registry/run.log" 2>&1 ||
+      { tail -20 "$work+registry/run.log"; return 1; }
+    figures "$work+registry" "$module (registry, the ${#names[@]} untested above)"
+  fi
+}
+
 case "$MODE" in
   verify)
-    MUTATE="    bot/verify/*"
-    TESTS="    tests/verify"
-    # the tests that start a registry are left to the `steps` run
-    SELECT="    -k
-    not step and not keyring and not proposal and not rotation and not configured and not sharp_beyond";;
+    if (($# == 0)); then
+      mapfile -t modules < <(cd bot/verify && git ls-files '*.py' | grep -v '__init__.py$')
+      set -- "${modules[@]}"
+    fi
+    for module in "$@"; do run_module "$module"; done;;
   steps)
-    MUTATE="    bot/steps/verify_tarballs.py
-    bot/steps/verify_signatures.py
-    bot/steps/verify_provenance.py
-    bot/steps/verify_closure.py
-    bot/steps/confirm_lockfile.py"
-    TESTS="    tests/steps/test_confirm_lockfile.py
-    tests/steps/test_verify_tarballs.py
-    tests/verify/test_provenance.py
-    tests/verify/test_signatures.py
-    tests/verify/test_closure.py"
-    SELECT="";;
-  *) echo "usage: $0 verify|steps|results" >&2; exit 2;;
+    work=$ROOT/.mutation/steps
+    prepare "$work" "bot/steps/verify_tarballs.py
+bot/steps/verify_signatures.py
+bot/steps/verify_provenance.py
+bot/steps/verify_closure.py
+bot/steps/confirm_lockfile.py" "tests/steps/test_confirm_lockfile.py
+tests/steps/test_verify_tarballs.py
+tests/verify" "not network"
+    mutmut "$work" run --max-children 2 >"$work/run.log" 2>&1 || { tail -20 "$work/run.log"; exit 1; }
+    figures "$work" steps;;
+  survivors)
+    # rerun a module's surviving mutants against the current tests (the source must not have
+    # changed since its run: mutants are made from the copy)
+    name=${1:?usage: $0 survivors MODULE}
+    for work in "$ROOT/.mutation/${name//\//.}" "$ROOT/.mutation/${name//\//.}+registry"; do
+      [[ -d "$work" ]] || continue
+      mapfile -t names < <(mutmut "$work" results | sed -n 's/^ *\(.*\): survived$/\1/p')
+      ((${#names[@]})) || continue
+      # mutmut copies the tests from the scratch copy into mutants/ when it starts
+      git ls-files -z tests | xargs -0 cp -a --parents -t "$work"
+      mutmut "$work" run --max-children 2 "${names[@]}" >"$work/rerun.log" 2>&1 ||
+        { tail -20 "$work/rerun.log"; exit 1; }
+      figures "$work" "$name (${#names[@]} survivors rerun)"
+    done;;
+  results)
+    name=${1:-steps}
+    for work in "$ROOT/.mutation/${name//\//.}" "$ROOT/.mutation/${name//\//.}+registry"; do
+      [[ -d "$work" ]] && mutmut "$work" results
+    done;;
+  *) echo "usage: $0 verify [MODULE...] | steps | results [MODULE] | survivors MODULE" >&2
+     exit 2;;
 esac
-rm -rf "$WORK"
-mkdir -p "$WORK"
-git ls-files -z bot tests pyproject.toml runbooks | xargs -0 cp -a --parents -t "$WORK"
-rm "$WORK/pyproject.toml"  # mutmut reads [tool.mutmut] from pyproject first, else setup.cfg
-cat > "$WORK/setup.cfg" <<CFG
-[mutmut]
-source_paths = bot
-only_mutate =
-$MUTATE
-pytest_add_cli_args_test_selection =
-$TESTS
-also_copy =
-    tests
-    runbooks
-    bot/data
-pytest_add_cli_args =
-    -p
-    no:cacheprovider
-    -q
-$SELECT
-CFG
-# the Verdaccio harness the tests start (node_modules is not in git)
-mkdir -p "$WORK/mutants/tests/harness"
-ln -s "$ROOT/tests/harness/node_modules" "$WORK/mutants/tests/harness/node_modules"
-mutmut run --max-children 2
-mutmut results

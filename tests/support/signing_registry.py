@@ -394,6 +394,11 @@ class TestSigstore:
                 },
             }
         )
+        return self.logged(body, when)
+
+    def logged(self, body: bytes, when: datetime) -> dict[str, Any]:
+        """A Rekor v1 entry logging `body` (its kind and version are the body's own), with a
+        promise, an inclusion proof and a checkpoint."""
         integrated = int(when.timestamp())
         log_index = 1000 + self.log_position
         promise = self.rekor_key.sign(
@@ -420,7 +425,10 @@ class TestSigstore:
         return {
             "logIndex": str(log_index),
             "logId": {"keyId": _b64(self.rekor_log_id)},
-            "kindVersion": {"kind": "intoto", "version": "0.0.2"},
+            "kindVersion": {
+                "kind": json.loads(body)["kind"],
+                "version": json.loads(body)["apiVersion"],
+            },
             "integratedTime": str(integrated),
             "inclusionPromise": {"signedEntryTimestamp": _b64(promise)},
             "inclusionProof": {

@@ -11,7 +11,8 @@ import base64
 import copy
 import hashlib
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -95,28 +96,53 @@ def test_real_bundle_verifies_against_its_trusted_root(name: str) -> None:
     assert verified.signed_at == datetime.fromisoformat(signed_at)
 
 
-# The published failure cases, and the reason each must fail with.
+UNTRUSTED_TIMESTAMP = (
+    "an RFC 3161 timestamp does not verify over the signature with a timestamp authority the "
+    "trusted root trusts at its time"
+)
+
+# The published failure cases, and the whole reason each must fail with.
 FAILING = {
-    "bundle-unknown-version_fail": "unsupported sigstore bundle media type",
-    "checkpoint-wrong-roothash_fail": "checkpoint names another",
-    "dsse-mismatch-envelope_fail": "records another payload hash",
-    "integrated-time-in-future_fail": "not valid at validation time",
-    "intoto-log-entry-mismatch_fail": "records other signatures or another signer",
-    "invalid-ct-key_fail": "no SCT on the signing certificate verifies",
-    "invalid-inclusion-proof_fail": "checkpoint is missing",
-    "rekor2-checkpoint-no-matching-signature_fail": "checkpoint's origin",
-    "rekor2-no-timestamp_fail": "no trusted signing time",
-    "rekor2-timestamp-payload-mismatch_fail": "RFC 3161 timestamp does not verify",
-    "rekor2-timestamp-untrusted-tsa-without-embedded-cert_fail": "RFC 3161 timestamp does not",
-    "set-invalid-signature_fail": "signed entry timestamp does not verify",
-    "v0.3-tsa-only-message-signature.sigstore.json": "expected one transparency-log entry",
+    "bundle-unknown-version_fail": "unsupported sigstore bundle media type "
+    "'application/vnd.dev.sigstore.bundle+json;version=99.9'",
+    # the checkpoint names both another size and another root; the size is checked first
+    "checkpoint-wrong-roothash_fail": "the checkpoint names another tree size than the proof",
+    "dsse-mismatch-envelope_fail": "the log entry records another payload hash",
+    "integrated-time-in-future_fail": "the signing certificate does not chain to a trusted CA "
+    "(validation failed: cert is not valid at validation time (encountered processing "
+    "<Certificate(subject=<Name()>, ...)>))",
+    "intoto-log-entry-mismatch_fail": "the log entry records other signatures or another signer",
+    "invalid-ct-key_fail": "no SCT on the signing certificate verifies with a trusted CT log",
+    "invalid-inclusion-proof_fail": "bundle field checkpoint is missing",
+    "rekor2-checkpoint-no-matching-signature_fail": "the checkpoint's origin "
+    "'log2025-alpha1.rekor.github.dev' is not the log 'log2025-alpha1.rekor.sigstage.dev'",
+    "rekor2-no-timestamp_fail": "no trusted signing time: the log entry has no signed entry "
+    "timestamp and the bundle no RFC 3161 timestamp",
+    "rekor2-timestamp-payload-mismatch_fail": UNTRUSTED_TIMESTAMP,
+    "rekor2-timestamp-untrusted-tsa-without-embedded-cert_fail": UNTRUSTED_TIMESTAMP,
+    "set-invalid-signature_fail": "the log's signed entry timestamp does not verify",
+    "v0.3-tsa-only-message-signature.sigstore.json": "expected one transparency-log entry, found 0",
 }
+MALFORMED_FIXTURES = ("bundle-unknown-version_fail", "invalid-inclusion-proof_fail")
+
+
+def _failure(name: str, reason: str) -> str:
+    """The whole message a verification failure of fixture `name` must carry."""
+    return re.escape(
+        f"provenance check failed for {name}: {reason}; do not bypass — keep the known-good pins"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(FAILING))
 def test_published_failure_case_fails_for_its_reason(name: str) -> None:
-    with pytest.raises((VerificationFailed, InvalidRemoteData), match=FAILING[name]):
-        _verify(name)
+    if name in MALFORMED_FIXTURES:
+        with pytest.raises(
+            InvalidRemoteData, match="^" + re.escape(f"{name}: {FAILING[name]}") + "$"
+        ):
+            _verify(name)
+    else:
+        with pytest.raises(VerificationFailed, match=f"^{_failure(name, FAILING[name])}$"):
+            _verify(name)
 
 
 def test_every_fixture_case_is_checked() -> None:
@@ -325,3 +351,268 @@ def test_a_timestamp_from_a_tsa_the_root_does_not_trust_fails_even_beside_a_log_
 
     with pytest.raises(VerificationFailed, match="RFC 3161 timestamp does not verify"):
         verify_bundle(bundle, load_trusted_root(), label=name, artifact=artifact)
+
+
+# --- RFC 3161 timestamps ----------------------------------------------------------------------
+
+REKOR2 = "rekor2-happy-path"
+
+
+def _with_timestamps(name: str, timestamps: list[str]) -> Any:
+    data = json.loads(_case(name)[0].read_text(encoding="utf-8"))
+    data["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"] = [
+        {"signedTimestamp": timestamp} for timestamp in timestamps
+    ]
+    return data
+
+
+def _timestamp(name: str) -> str:
+    data = json.loads(_case(name)[0].read_text(encoding="utf-8"))
+    timestamps = data["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"]
+    return str(timestamps[0]["signedTimestamp"])
+
+
+def test_thirty_two_timestamps_are_read_and_a_thirty_third_is_refused() -> None:
+    timestamp = _timestamp(REKOR2)
+
+    verified = _verify(REKOR2, _with_timestamps(REKOR2, [timestamp] * 32))
+
+    assert verified.signed_at == datetime.fromisoformat(HAPPY[REKOR2][1])
+    with pytest.raises(
+        VerificationFailed, match=_failure(REKOR2, "the bundle carries more than 32 timestamps")
+    ):
+        _verify(REKOR2, _with_timestamps(REKOR2, [timestamp] * 33))
+
+
+def test_a_timestamp_that_is_not_a_der_response_fails() -> None:
+    not_der = base64.b64encode(b"\x30\x03not a timestamp").decode()
+
+    with pytest.raises(
+        VerificationFailed,
+        match=_failure(REKOR2, "an RFC 3161 timestamp is not a DER TimeStampResponse"),
+    ):
+        _verify(REKOR2, _with_timestamps(REKOR2, [_timestamp(REKOR2), not_der]))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda tsa: tsa.clear(), id="no authority"),
+        # the leaf alone cannot anchor the chain: it is not self-signed
+        pytest.param(lambda tsa: tsa[0]["certChain"]["certificates"].pop(), id="leaf only"),
+        pytest.param(
+            lambda tsa: tsa[0].update(validFor={"start": "2025-06-13T00:00:00Z"}),
+            id="not yet valid at the timestamp",
+        ),
+    ],
+)
+def test_a_timestamp_without_an_authority_trusted_at_its_time_fails(
+    change: Callable[[list[Any]], object],
+) -> None:
+    bundle_path, root_path, artifact = _case(REKOR2)
+    data = json.loads(root_path.read_text(encoding="utf-8"))
+    change(data["timestampAuthorities"])
+    bundle = parse_bundle(json.loads(bundle_path.read_text(encoding="utf-8")), source=REKOR2)
+
+    with pytest.raises(VerificationFailed, match=_failure(REKOR2, UNTRUSTED_TIMESTAMP)):
+        verify_bundle(bundle, parse_trusted_root(data, source="x"), label=REKOR2, artifact=artifact)
+
+
+# --- bundle shapes: each malformed field refused with a message naming it --------------------
+
+V02 = "happy-path-v0.2"  # message signature, certificate chain, Rekor v1 promise and proof
+V03_DSSE = "happy-path-intoto-in-dsse-v3"
+NO_FIELD = object()
+
+
+def _material(data: Any) -> Any:
+    return data["verificationMaterial"]
+
+
+def _tlog(data: Any) -> Any:
+    return _material(data)["tlogEntries"][0]
+
+
+def _proof(data: Any) -> Any:
+    return _tlog(data)["inclusionProof"]
+
+
+def _put(target: Any, key: str, value: object) -> None:
+    if value is NO_FIELD:
+        del target[key]
+    else:
+        target[key] = value
+
+
+def _edit(locate: Callable[[Any], Any], key: str, value: object) -> Callable[[Any], None]:
+    return lambda data: _put(locate(data), key, value)
+
+
+def _bundle(data: Any) -> Any:
+    return data
+
+
+def _message(data: Any) -> Any:
+    return data["messageSignature"]
+
+
+def _certificates(data: Any) -> Any:
+    return _material(data)["x509CertificateChain"]
+
+
+def _envelope(data: Any) -> Any:
+    return data["dsseEnvelope"]
+
+
+def _timestamps(data: Any) -> Any:
+    return _material(data).setdefault("timestampVerificationData", {})
+
+
+NOT_BASE64 = "not base64!"
+MALFORMED = {
+    "media type": (V02, _edit(_bundle, "mediaType", "application/json"), "unsupported sigstore bundle media type 'application/json'"),
+    "media type not text": (V02, _edit(_bundle, "mediaType", 3), "unsupported sigstore bundle media type 3"),
+    "no material": (V02, _edit(_bundle, "verificationMaterial", NO_FIELD), "bundle field verificationMaterial is missing"),
+    "two contents": (V02, _edit(_bundle, "dsseEnvelope", {}), "a bundle holds exactly one of dsseEnvelope and messageSignature"),
+    "no content": (V02, _edit(_bundle, "messageSignature", NO_FIELD), "a bundle holds exactly one of dsseEnvelope and messageSignature"),
+    "timestamp data": (V02, _edit(_material, "timestampVerificationData", "x"), "bundle field timestampVerificationData is missing"),
+    "timestamps": (V02, _edit(_timestamps, "rfc3161Timestamps", {"0": {}}), "bundle tlogEntries and timestamps must be lists"),
+    "timestamp": (V02, _edit(_timestamps, "rfc3161Timestamps", ["x"]), "bundle field rfc3161Timestamps[] is missing"),
+    "signed timestamp": (V02, _edit(_timestamps, "rfc3161Timestamps", [{}]), "bundle field signedTimestamp is missing"),
+    "entries": (V02, _edit(_material, "tlogEntries", {"0": {}}), "bundle tlogEntries and timestamps must be lists"),
+    "entry": (V02, _edit(_material, "tlogEntries", ["x"]), "bundle field tlogEntries[] is missing"),
+    "kind": (V02, _edit(_tlog, "kindVersion", NO_FIELD), "bundle field kindVersion is missing"),
+    "index": (V02, _edit(_tlog, "logIndex", "-1"), "bundle field logIndex is not a non-negative integer"),
+    "negative index": (V02, _edit(_tlog, "logIndex", -1), "bundle field logIndex is not a non-negative integer"),
+    "boolean index": (V02, _edit(_tlog, "logIndex", True), "bundle field logIndex is not a non-negative integer"),
+    "log id": (V02, _edit(_tlog, "logId", NO_FIELD), "bundle field logId is missing"),
+    "log key id": (V02, _edit(_tlog, "logId", {"keyId": NOT_BASE64}), "bundle field logId is not base64"),
+    "time": (V02, _edit(_tlog, "integratedTime", "soon"), "bundle field integratedTime is not a non-negative integer"),
+    "body": (V02, _edit(_tlog, "canonicalizedBody", NO_FIELD), "bundle field canonicalizedBody is missing"),
+    "promise": (V02, _edit(_tlog, "inclusionPromise", {}), "bundle field signedEntryTimestamp is missing"),
+    "proof": (V02, _edit(_tlog, "inclusionProof", "x"), "bundle field inclusionProof is missing"),
+    "checkpoint": (V02, _edit(_proof, "checkpoint", NO_FIELD), "bundle field checkpoint is missing"),
+    "checkpoint note": (V02, _edit(_proof, "checkpoint", {"envelope": 1}), "inclusion proof has no checkpoint"),
+    "hashes": (V02, _edit(_proof, "hashes", "x"), "bundle field inclusionProof.hashes is not a list"),
+    "hash": (V02, _edit(_proof, "hashes", [NOT_BASE64]), "bundle field inclusionProof.hashes is not base64"),
+    "proof index": (V02, _edit(_proof, "logIndex", "x"), "bundle field inclusionProof.logIndex is not a non-negative integer"),
+    "root hash": (V02, _edit(_proof, "rootHash", NOT_BASE64), "bundle field rootHash is not base64"),
+    "tree size": (V02, _edit(_proof, "treeSize", NO_FIELD), "bundle field treeSize is not a non-negative integer"),
+    "v0.2 single certificate": (V02, _edit(_material, "certificate", {}), "a v0.2 bundle carries no single certificate"),
+    "chain": (V02, _edit(_material, "x509CertificateChain", "x"), "bundle field x509CertificateChain is missing"),
+    "empty chain": (V02, _edit(_certificates, "certificates", []), "the bundle's certificate chain is empty"),
+    "chain entry": (V02, _edit(_certificates, "certificates", ["x"]), "bundle field certificate is missing"),
+    "certificate bytes": (V02, _edit(_certificates, "certificates", [{"rawBytes": "AAAA"}]), "bundle certificate is not DER X.509"),
+    "v0.3 chain": (V03_DSSE, _edit(_material, "x509CertificateChain", {}), "a v0.3 bundle must not carry a certificate chain"),
+    "message": (V02, _edit(_bundle, "messageSignature", "x"), "bundle field messageSignature is missing"),
+    "digest": (V02, _edit(_message, "messageDigest", NO_FIELD), "bundle field messageDigest is missing"),
+    "digest algorithm": (V02, lambda data: _message(data)["messageDigest"].update(algorithm="SHA2_512"), "message digest algorithm 'SHA2_512' is not SHA2_256"),
+    "digest value": (V02, lambda data: _message(data)["messageDigest"].pop("digest"), "bundle field messageDigest.digest is missing"),
+    "message signature": (V02, _edit(_message, "signature", NO_FIELD), "bundle field messageSignature.signature is missing"),
+    "envelope": (V03_DSSE, _edit(_bundle, "dsseEnvelope", "x"), "bundle field dsseEnvelope is missing"),
+    "envelope signatures": (V03_DSSE, _edit(_envelope, "signatures", NO_FIELD), "bundle field dsseEnvelope.signatures is missing"),
+    "payload type": (V03_DSSE, _edit(_envelope, "payloadType", NO_FIELD), "bundle field dsseEnvelope.payloadType is missing"),
+    "payload": (V03_DSSE, _edit(_envelope, "payload", NOT_BASE64), "bundle field payload is not base64"),
+    "envelope signature": (V03_DSSE, _edit(_envelope, "signatures", ["x"]), "bundle field signatures[] is missing"),
+    "envelope sig": (V03_DSSE, _edit(_envelope, "signatures", [{}]), "bundle field sig is missing"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_a_malformed_bundle_is_refused_naming_the_field(case: str) -> None:
+    name, change, reason = MALFORMED[case]
+    data = json.loads(_case(name)[0].read_text(encoding="utf-8"))
+    change(data)
+
+    with pytest.raises(InvalidRemoteData, match="^" + re.escape(f"{name}: {reason}") + "$"):
+        parse_bundle(data, source=name)
+
+
+def test_a_bundle_that_is_not_an_object_is_refused() -> None:
+    with pytest.raises(InvalidRemoteData, match="^x: bundle field bundle is missing$"):
+        parse_bundle([], source="x")
+
+
+@pytest.mark.parametrize("index", [0, "0", 27246492, "27246492"])
+def test_a_log_index_is_a_json_number_or_a_decimal_string_from_zero(index: int | str) -> None:
+    data = json.loads(_case(V02)[0].read_text(encoding="utf-8"))
+    _tlog(data)["logIndex"] = index
+
+    assert parse_bundle(data, source=V02).tlog_entries[0].log_index == int(index)
+
+
+def test_a_certificate_signed_when_no_trusted_ca_was_valid_fails() -> None:
+    # Fulcio's CA must be valid at the signing time, whatever the certificate itself claims
+    name = "happy-path-v0.3"
+    bundle_path, root_path, artifact = _case(name)
+    data = json.loads(root_path.read_text(encoding="utf-8"))
+    for authority in data["certificateAuthorities"]:
+        authority["validFor"] = {"start": "2024-03-20T00:00:00Z"}
+    bundle = parse_bundle(json.loads(bundle_path.read_text(encoding="utf-8")), source=name)
+
+    with pytest.raises(
+        VerificationFailed,
+        match=_failure(name, "no trusted certificate authority was valid at the signing time"),
+    ):
+        verify_bundle(bundle, parse_trusted_root(data, source="x"), label=name, artifact=artifact)
+
+
+V01 = "v0.1-dsse-intoto-0.0.2.sigstore.json"
+
+
+@pytest.mark.parametrize(
+    ("name", "change_bundle", "change_root", "reason"),
+    [
+        (
+            REKOR2,
+            lambda data: _proof(data).update(logIndex=str(int(_proof(data)["logIndex"]) + 1)),
+            None,
+            "the inclusion proof is for another log index than the entry",
+        ),
+        (
+            V01,
+            lambda data: _tlog(data).pop("inclusionPromise"),
+            None,
+            "the log entry has no inclusion promise, so no trusted signing time",
+        ),
+        (
+            V02,
+            lambda data: _tlog(data)["kindVersion"].update(version="0.0.9"),
+            None,
+            "unsupported log entry type hashedrekord/0.0.9",
+        ),
+        (
+            V02,
+            None,
+            lambda root: [
+                log["publicKey"].update(validFor={"start": "2030-01-01T00:00:00Z"})
+                for log in root["tlogs"]
+            ],
+            "the log key was not valid at the entry's integrated time",
+        ),
+        (
+            V02,
+            None,
+            lambda root: [log["logId"].update(keyId="A" * 43 + "=") for log in root["tlogs"]],
+            "the bundle's transparency log is not in the trusted root",
+        ),
+    ],
+    ids=["v2-proof-index", "v0.1-no-promise", "unknown-kind", "log-key-validity", "unknown-log"],
+)
+def test_a_log_entry_the_root_cannot_vouch_for_fails(
+    name: str,
+    change_bundle: Callable[[Any], object] | None,
+    change_root: Callable[[Any], object] | None,
+    reason: str,
+) -> None:
+    bundle_path, root_path, artifact = _case(name)
+    data = json.loads(bundle_path.read_text(encoding="utf-8"))
+    root = json.loads(root_path.read_text(encoding="utf-8"))
+    if change_bundle:
+        change_bundle(data)
+    if change_root:
+        change_root(root)
+    bundle = parse_bundle(data, source=name)
+
+    with pytest.raises(VerificationFailed, match=f"^{_failure(name, reason)}$"):
+        verify_bundle(bundle, parse_trusted_root(root, source="x"), label=name, artifact=artifact)

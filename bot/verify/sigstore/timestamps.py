@@ -9,7 +9,7 @@ a bundle carries must verify over the bundle's signature.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from rfc3161_client import VerificationError, VerifierBuilder, decode_timestamp_response
 
@@ -43,8 +43,7 @@ def verify_timestamps(
             response = decode_timestamp_response(raw)
         except ValueError as error:
             raise fail(label, "an RFC 3161 timestamp is not a DER TimeStampResponse") from error
-        when = response.tst_info.gen_time
-        when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+        when = response.tst_info.gen_time  # DER GeneralizedTime: always UTC, aware
         authorities = [tsa for tsa in root.timestamp_authorities if tsa.validity.covers(when)]
         if not any(_verified_by(tsa, response, signature) for tsa in authorities):
             raise fail(
