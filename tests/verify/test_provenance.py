@@ -848,6 +848,24 @@ def test_identity_from_long_der_values_and_the_san() -> None:
     )
 
 
+def test_a_person_signed_certificate_is_no_ci_identity() -> None:
+    # sigstore-js's fixture: signed through GitHub OAuth, its SAN an e-mail address, no URI
+    bundle = Path(__file__).parents[1] / "fixtures" / "sigstore" / "sigstore-js"
+    data = json.loads((bundle / "v0.1-hashedrekord-certificate.sigstore.json").read_text())
+    chain = data["verificationMaterial"]["x509CertificateChain"]["certificates"]
+    certificate = x509.load_der_x509_certificate(base64.b64decode(chain[0]["rawBytes"]))
+
+    identity = certificate_identity(certificate)
+
+    assert identity == Identity(
+        issuer="https://github.com/login/oauth",
+        source_repository=None,
+        source_ref=None,
+        subject=None,
+    )
+    assert IdentityPolicy(("lovell/sharp",)).problems(identity)  # refused, not a crash
+
+
 @pytest.mark.parametrize("raw", [b"", b"\x0c", b"\x04\x03abc", b"\x0c\x02\xff\xfe"])
 def test_malformed_der_extension_values_give_no_identity(raw: bytes) -> None:
     certificate = _certificate((FULCIO + "8", raw))
