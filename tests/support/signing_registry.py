@@ -279,8 +279,11 @@ class TestSigstore:
         issuer: str,
         signed_at: datetime,
         with_sct: bool = True,
+        digital_signature: bool | None = True,
+        extended_usage: Sequence[ObjectIdentifier] = (ExtendedKeyUsageOID.CODE_SIGNING,),
     ) -> x509.Certificate:
-        """A Fulcio-style certificate for a GitHub Actions workflow, with an embedded SCT."""
+        """A Fulcio-style certificate for a GitHub Actions workflow, with an embedded SCT
+        (`digital_signature` None: no KeyUsage; `extended_usage` empty: no ExtendedKeyUsage)."""
         workflow = f"https://github.com/{repository}/.github/workflows/release.yml@{ref}"
         serial = x509.random_serial_number()
         builder = (
@@ -291,10 +294,12 @@ class TestSigstore:
             .serial_number(serial)
             .not_valid_before(signed_at - timedelta(minutes=1))
             .not_valid_after(signed_at + timedelta(minutes=10))
-            .add_extension(
+        )
+        if digital_signature is not None:
+            builder = builder.add_extension(
                 x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
+                    digital_signature=digital_signature,
+                    content_commitment=not digital_signature,  # one usage bit is always set
                     key_encipherment=False,
                     data_encipherment=False,
                     key_agreement=False,
@@ -305,10 +310,12 @@ class TestSigstore:
                 ),
                 critical=True,
             )
-            .add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False
+        if extended_usage:
+            builder = builder.add_extension(
+                x509.ExtendedKeyUsage(list(extended_usage)), critical=False
             )
-            .add_extension(
+        builder = (
+            builder.add_extension(
                 x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
             )
             .add_extension(
@@ -455,14 +462,22 @@ class TestSigstore:
         signed_at: datetime | None = None,
         with_sct: bool = True,
         predicate_repository: str | None = None,
+        **usage: Any,
     ) -> dict[str, Any]:
         """A certificate-signed SLSA v1 provenance bundle, as npm publishes with --provenance
-        (`predicate_repository`: what the predicate claims, default the signer's repository)."""
+        (`predicate_repository`: what the predicate claims, default the signer's repository;
+        `usage`: the certificate's `digital_signature` and `extended_usage`)."""
         ref = ref or f"refs/tags/v{version}"
         when = signed_at or datetime.now(UTC) - timedelta(hours=1)
         key = ec.generate_private_key(ec.SECP256R1())
         certificate = self.leaf_certificate(
-            key, repository=repository, ref=ref, issuer=issuer, signed_at=when, with_sct=with_sct
+            key,
+            repository=repository,
+            ref=ref,
+            issuer=issuer,
+            signed_at=when,
+            with_sct=with_sct,
+            **usage,
         )
         statement = _statement(
             subject_name or purl(name, version),

@@ -19,7 +19,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from bot.config import Policy
 from bot.errors import VerificationFailed
@@ -236,8 +236,29 @@ NOT_ALLOWED = "the provenance signer is not allowed: "
             "pkg:npm/%40img/sharp-linux-x64@0.33.5",
         ),
         ({"with_sct": False}, "the signing certificate carries no SCT"),
+        (
+            {"digital_signature": None},
+            "the signing certificate lacks key usage extensions",
+        ),
+        ({"extended_usage": ()}, "the signing certificate lacks key usage extensions"),
+        ({"digital_signature": False}, "the signing certificate is not for code signing"),
+        (
+            {"extended_usage": (ExtendedKeyUsageOID.EMAIL_PROTECTION,)},
+            "the signing certificate is not for code signing",
+        ),
     ],
-    ids=["wrong-repo", "branch-ref", "wrong-issuer", "wrong-digest", "wrong-subject", "no-sct"],
+    ids=[
+        "wrong-repo",
+        "branch-ref",
+        "wrong-issuer",
+        "wrong-digest",
+        "wrong-subject",
+        "no-sct",
+        "no-key-usage",
+        "no-extended-usage",
+        "no-digital-signature",
+        "not-code-signing",
+    ],
 )
 def test_provenance_that_does_not_match_fails(
     sigstore: TestSigstore,
