@@ -22,9 +22,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from bot.config import Policy
-from bot.errors import VerificationFailed
+from bot.errors import InvalidRemoteData, VerificationFailed
 from bot.publish import render_body
+from bot.sources.http import HttpSource
 from bot.sources.npm.models import Dist, PackageVersion
+from bot.sources.npm.settings import NpmSettings
 from bot.steps.registry import get_step
 from bot.verify.provenance import (
     IN_TOTO_PAYLOAD_TYPE as IN_TOTO,
@@ -35,7 +37,9 @@ from bot.verify.provenance import (
     ProvenanceCheck,
     check_provenance,
     check_statement,
+    fetch_attestations,
     package_purl,
+    parse_attestations,
     verify_publish_attestation,
     verify_slsa_provenance,
 )
@@ -975,3 +979,39 @@ def test_a_log_entry_recording_an_unreadable_signer_fails(
             bundle.certificate,
             "label",
         )
+
+
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [
+        ([], 'expected {"attestations": [...]}'),
+        ({"attestations": {}}, 'expected {"attestations": [...]}'),
+        ({"attestations": [1]}, "an attestation has no predicateType"),
+        (
+            {"attestations": [{"predicateType": 5, "bundle": {}}]},
+            "an attestation has no predicateType",
+        ),
+        ({"attestations": [{"predicateType": SLSA_V1}]}, "bundle field bundle is missing"),
+    ],
+    ids=["a-list", "not-a-list", "not-an-object", "type-not-text", "no-bundle"],
+)
+def test_a_malformed_attestations_document_is_refused_naming_the_registry(
+    document: object, reason: str
+) -> None:
+    with pytest.raises(
+        InvalidRemoteData, match="^" + re.escape(f"r.test attestations: {reason}") + "$"
+    ):
+        parse_attestations(document, source="r.test attestations")
+
+    bundle = {"mediaType": "x"}
+    entries = {"attestations": [{"predicateType": SLSA_V1, "bundle": bundle}]}
+    assert parse_attestations(entries, source="r") == (Attestation(SLSA_V1, bundle),)
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://r.test/a", "//r.test/a"])
+def test_an_attestations_url_that_is_not_http_is_never_fetched(url: str) -> None:
+    with pytest.raises(
+        InvalidRemoteData,
+        match="^" + re.escape(f"dist.attestations.url {url!r} is not an http(s) URL") + "$",
+    ):
+        fetch_attestations(url, HttpSource(attempts=1), NpmSettings())
