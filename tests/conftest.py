@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,9 +236,17 @@ def make_project(
 
 
 def bot(env: Env, *args: str) -> Result:
-    """Run the real `rotation-bot` command in-process with the test environment."""
+    """Run the real `rotation-bot` command in-process with the test environment, its temporary
+    directory under the test's own root (so it never sweeps, and warns about, what a test
+    elsewhere killed in /tmp)."""
     runner = CliRunner()
-    return runner.invoke(main, list(args), env=env.variables(), catch_exceptions=False)
+    temporary = env.root / "tmp"
+    temporary.mkdir(parents=True, exist_ok=True)
+    previous, tempfile.tempdir = tempfile.tempdir, str(temporary)
+    try:
+        return runner.invoke(main, list(args), env=env.variables(), catch_exceptions=False)
+    finally:
+        tempfile.tempdir = previous
 
 
 def bot_json(env: Env, *args: str) -> tuple[int, Any]:
