@@ -14,7 +14,6 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,49 +24,29 @@ from bot.sources.npm.models import Dist, PackageVersion
 from bot.verify.provenance import Attestation, check_provenance
 from bot.verify.signatures import trusted_keys
 from bot.verify.sigstore import (
-    TRUSTED_ROOT_FILE,
     IdentityPolicy,
-    TrustedRoot,
     load_trusted_root,
     parse_bundle,
     parse_trusted_root,
     verify_bundle,
 )
+from tests.verify.sigstore_cases import (
+    CONFORMANCE,
+    NPM_BUNDLE,
+    REKOR2,
+    SIGSTORE_JS,
+    V01,
+    V02,
+    V03_DSSE,
+    case,
+    failure,
+    material,
+    proof,
+    tlog,
+    verify,
+)
 
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "sigstore"
-CONFORMANCE = FIXTURES / "conformance"
-SIGSTORE_JS = FIXTURES / "sigstore-js"
-NPM_BUNDLE = FIXTURES / "npm" / "sigstore-3.1.0.sigstore.json"
 SLSA_V1 = "https://slsa.dev/provenance/v1"
-
-
-def _root(path: Path) -> TrustedRoot:
-    return load_trusted_root(path)
-
-
-def _case(name: str) -> tuple[Path, Path, bytes]:
-    """Bundle, trusted root and artifact of a conformance or sigstore-js fixture."""
-    if name.endswith(".sigstore.json"):
-        return (
-            SIGSTORE_JS / name,
-            SIGSTORE_JS / "trusted_root.json",
-            (SIGSTORE_JS / "artifact.txt").read_bytes(),
-        )
-    directory = CONFORMANCE / name
-    root = directory / "trusted_root.json"
-    artifact = directory / "artifact"
-    return (
-        directory / "bundle.sigstore.json",
-        root if root.is_file() else TRUSTED_ROOT_FILE,
-        (artifact if artifact.is_file() else CONFORMANCE / "a.txt").read_bytes(),
-    )
-
-
-def _verify(name: str, data: Any | None = None) -> Any:
-    bundle_path, root_path, artifact = _case(name)
-    raw = data if data is not None else json.loads(bundle_path.read_text(encoding="utf-8"))
-    bundle = parse_bundle(raw, source=name)
-    return verify_bundle(bundle, _root(root_path), label=name, artifact=artifact)
 
 
 # name → (log index, earliest trusted signing time)
@@ -90,7 +69,7 @@ HAPPY = {
 
 @pytest.mark.parametrize("name", sorted(HAPPY))
 def test_real_bundle_verifies_against_its_trusted_root(name: str) -> None:
-    verified = _verify(name)
+    verified = verify(name)
     log_index, signed_at = HAPPY[name]
     assert verified.entry.log_index == log_index
     assert verified.signed_at == datetime.fromisoformat(signed_at)
@@ -126,23 +105,16 @@ FAILING = {
 MALFORMED_FIXTURES = ("bundle-unknown-version_fail", "invalid-inclusion-proof_fail")
 
 
-def _failure(name: str, reason: str) -> str:
-    """The whole message a verification failure of fixture `name` must carry."""
-    return re.escape(
-        f"provenance check failed for {name}: {reason}; do not bypass — keep the known-good pins"
-    )
-
-
 @pytest.mark.parametrize("name", sorted(FAILING))
 def test_published_failure_case_fails_for_its_reason(name: str) -> None:
     if name in MALFORMED_FIXTURES:
         with pytest.raises(
             InvalidRemoteData, match="^" + re.escape(f"{name}: {FAILING[name]}") + "$"
         ):
-            _verify(name)
+            verify(name)
     else:
-        with pytest.raises(VerificationFailed, match=f"^{_failure(name, FAILING[name])}$"):
-            _verify(name)
+        with pytest.raises(VerificationFailed, match=failure(name, FAILING[name])):
+            verify(name)
 
 
 def test_every_fixture_case_is_checked() -> None:
@@ -201,46 +173,26 @@ def _set(data: Any, path: tuple[Any, ...], value: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(HAPPY))
 def test_one_character_changed_in_any_field_fails(name: str) -> None:
-    original = json.loads(_case(name)[0].read_text(encoding="utf-8"))
+    original = json.loads(case(name)[0].read_text(encoding="utf-8"))
     survivors = []
     for path, text in _leaves(original):
         data = copy.deepcopy(original)
         _set(data, path, _changed(text, path))
         try:
-            _verify(name, data)
+            verify(name, data)
         except BotError:
             continue
         survivors.append("/".join(map(str, path)))
     assert survivors == []
 
 
-def test_tampered_artifact_fails() -> None:
-    bundle_path, root_path, _ = _case("happy-path-v0.3")
-    bundle = parse_bundle(json.loads(bundle_path.read_text(encoding="utf-8")), source="x")
-    with pytest.raises(VerificationFailed, match="message digest is not the artifact's"):
-        verify_bundle(bundle, _root(root_path), label="x", artifact=b"another artifact\n")
-
-
 def test_rekor_v2_bundle_fails_without_the_timestamp_authority() -> None:
-    bundle_path, _, artifact = _case("v0.3-rekor2-dsse-0.0.2.sigstore.json")
+    bundle_path, _, artifact = case("v0.3-rekor2-dsse-0.0.2.sigstore.json")
     data = json.loads((SIGSTORE_JS / "trusted_root.json").read_text(encoding="utf-8"))
     data["timestampAuthorities"] = []
     bundle = parse_bundle(json.loads(bundle_path.read_text(encoding="utf-8")), source="x")
     with pytest.raises(VerificationFailed, match="RFC 3161 timestamp does not verify"):
         verify_bundle(bundle, parse_trusted_root(data, source="x"), label="x", artifact=artifact)
-
-
-def test_rekor_v2_bundle_fails_outside_the_log_key_validity() -> None:
-    bundle_path, _, artifact = _case("v0.3-rekor2-dsse-0.0.2.sigstore.json")
-    data = json.loads((SIGSTORE_JS / "trusted_root.json").read_text(encoding="utf-8"))
-    for log in data["tlogs"]:
-        log["publicKey"]["validFor"] = {"start": "2026-01-01T00:00:00Z"}
-    bundle = parse_bundle(json.loads(bundle_path.read_text(encoding="utf-8")), source="x")
-    with pytest.raises(VerificationFailed, match="log key was not valid at the bundle's time"):
-        verify_bundle(bundle, parse_trusted_root(data, source="x"), label="x", artifact=artifact)
-
-
-# --- npm provenance: the real bundle through the bot's provenance check ----------------------
 
 
 def _sigstore_js_release() -> PackageVersion:
@@ -334,7 +286,7 @@ def test_real_npm_provenance_one_character_changed_fails() -> None:
     "name", ["v0.3-rekor2-dsse-0.0.2.sigstore.json", "v0.3-rekor2-hashedrekord-0.0.2.sigstore.json"]
 )
 def test_shipped_root_verifies_production_rekor_v2_with_its_timestamp_authority(name: str) -> None:
-    bundle_path, _, artifact = _case(name)
+    bundle_path, _, artifact = case(name)
     bundle = parse_bundle(json.loads(bundle_path.read_text(encoding="utf-8")), source=name)
 
     verified = verify_bundle(bundle, load_trusted_root(), label=name, artifact=artifact)
@@ -346,7 +298,7 @@ def test_a_timestamp_from_a_tsa_the_root_does_not_trust_fails_even_beside_a_log_
     # sigstore-js's v0.1 bundles carry a timestamp from its local test TSA: the shipped
     # production root does not trust it, and an unverifiable timestamp is never ignored
     name = "v0.1-dsse-intoto-0.0.2.sigstore.json"
-    bundle_path, _, artifact = _case(name)
+    bundle_path, _, artifact = case(name)
     bundle = parse_bundle(json.loads(bundle_path.read_text(encoding="utf-8")), source=name)
 
     with pytest.raises(VerificationFailed, match="RFC 3161 timestamp does not verify"):
@@ -355,11 +307,9 @@ def test_a_timestamp_from_a_tsa_the_root_does_not_trust_fails_even_beside_a_log_
 
 # --- RFC 3161 timestamps ----------------------------------------------------------------------
 
-REKOR2 = "rekor2-happy-path"
-
 
 def _with_timestamps(name: str, timestamps: list[str]) -> Any:
-    data = json.loads(_case(name)[0].read_text(encoding="utf-8"))
+    data = json.loads(case(name)[0].read_text(encoding="utf-8"))
     data["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"] = [
         {"signedTimestamp": timestamp} for timestamp in timestamps
     ]
@@ -367,7 +317,7 @@ def _with_timestamps(name: str, timestamps: list[str]) -> Any:
 
 
 def _timestamp(name: str) -> str:
-    data = json.loads(_case(name)[0].read_text(encoding="utf-8"))
+    data = json.loads(case(name)[0].read_text(encoding="utf-8"))
     timestamps = data["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"]
     return str(timestamps[0]["signedTimestamp"])
 
@@ -375,13 +325,13 @@ def _timestamp(name: str) -> str:
 def test_thirty_two_timestamps_are_read_and_a_thirty_third_is_refused() -> None:
     timestamp = _timestamp(REKOR2)
 
-    verified = _verify(REKOR2, _with_timestamps(REKOR2, [timestamp] * 32))
+    verified = verify(REKOR2, _with_timestamps(REKOR2, [timestamp] * 32))
 
     assert verified.signed_at == datetime.fromisoformat(HAPPY[REKOR2][1])
     with pytest.raises(
-        VerificationFailed, match=_failure(REKOR2, "the bundle carries more than 32 timestamps")
+        VerificationFailed, match=failure(REKOR2, "the bundle carries more than 32 timestamps")
     ):
-        _verify(REKOR2, _with_timestamps(REKOR2, [timestamp] * 33))
+        verify(REKOR2, _with_timestamps(REKOR2, [timestamp] * 33))
 
 
 def test_a_timestamp_that_is_not_a_der_response_fails() -> None:
@@ -389,9 +339,9 @@ def test_a_timestamp_that_is_not_a_der_response_fails() -> None:
 
     with pytest.raises(
         VerificationFailed,
-        match=_failure(REKOR2, "an RFC 3161 timestamp is not a DER TimeStampResponse"),
+        match=failure(REKOR2, "an RFC 3161 timestamp is not a DER TimeStampResponse"),
     ):
-        _verify(REKOR2, _with_timestamps(REKOR2, [_timestamp(REKOR2), not_der]))
+        verify(REKOR2, _with_timestamps(REKOR2, [_timestamp(REKOR2), not_der]))
 
 
 @pytest.mark.parametrize(
@@ -409,32 +359,18 @@ def test_a_timestamp_that_is_not_a_der_response_fails() -> None:
 def test_a_timestamp_without_an_authority_trusted_at_its_time_fails(
     change: Callable[[list[Any]], object],
 ) -> None:
-    bundle_path, root_path, artifact = _case(REKOR2)
+    bundle_path, root_path, artifact = case(REKOR2)
     data = json.loads(root_path.read_text(encoding="utf-8"))
     change(data["timestampAuthorities"])
     bundle = parse_bundle(json.loads(bundle_path.read_text(encoding="utf-8")), source=REKOR2)
 
-    with pytest.raises(VerificationFailed, match=_failure(REKOR2, UNTRUSTED_TIMESTAMP)):
+    with pytest.raises(VerificationFailed, match=failure(REKOR2, UNTRUSTED_TIMESTAMP)):
         verify_bundle(bundle, parse_trusted_root(data, source="x"), label=REKOR2, artifact=artifact)
 
 
 # --- bundle shapes: each malformed field refused with a message naming it --------------------
 
-V02 = "happy-path-v0.2"  # message signature, certificate chain, Rekor v1 promise and proof
-V03_DSSE = "happy-path-intoto-in-dsse-v3"
 NO_FIELD = object()
-
-
-def _material(data: Any) -> Any:
-    return data["verificationMaterial"]
-
-
-def _tlog(data: Any) -> Any:
-    return _material(data)["tlogEntries"][0]
-
-
-def _proof(data: Any) -> Any:
-    return _tlog(data)["inclusionProof"]
 
 
 def _put(target: Any, key: str, value: object) -> None:
@@ -457,7 +393,7 @@ def _message(data: Any) -> Any:
 
 
 def _certificates(data: Any) -> Any:
-    return _material(data)["x509CertificateChain"]
+    return material(data)["x509CertificateChain"]
 
 
 def _envelope(data: Any) -> Any:
@@ -465,7 +401,7 @@ def _envelope(data: Any) -> Any:
 
 
 def _timestamps(data: Any) -> Any:
-    return _material(data).setdefault("timestampVerificationData", {})
+    return material(data).setdefault("timestampVerificationData", {})
 
 
 NOT_BASE64 = "not base64!"
@@ -476,37 +412,37 @@ MALFORMED = {
     "no material": (V02, _edit(_bundle, "verificationMaterial", NO_FIELD), "bundle field verificationMaterial is missing"),
     "two contents": (V02, _edit(_bundle, "dsseEnvelope", {}), "a bundle holds exactly one of dsseEnvelope and messageSignature"),
     "no content": (V02, _edit(_bundle, "messageSignature", NO_FIELD), "a bundle holds exactly one of dsseEnvelope and messageSignature"),
-    "timestamp data": (V02, _edit(_material, "timestampVerificationData", "x"), "bundle field timestampVerificationData is missing"),
+    "timestamp data": (V02, _edit(material, "timestampVerificationData", "x"), "bundle field timestampVerificationData is missing"),
     "timestamps": (V02, _edit(_timestamps, "rfc3161Timestamps", {"0": {}}), "bundle tlogEntries and timestamps must be lists"),
     "timestamp": (V02, _edit(_timestamps, "rfc3161Timestamps", ["x"]), "bundle field rfc3161Timestamps[] is missing"),
     "signed timestamp": (V02, _edit(_timestamps, "rfc3161Timestamps", [{}]), "bundle field signedTimestamp is missing"),
-    "entries": (V02, _edit(_material, "tlogEntries", {"0": {}}), "bundle tlogEntries and timestamps must be lists"),
-    "entry": (V02, _edit(_material, "tlogEntries", ["x"]), "bundle field tlogEntries[] is missing"),
-    "kind": (V02, _edit(_tlog, "kindVersion", NO_FIELD), "bundle field kindVersion is missing"),
-    "index": (V02, _edit(_tlog, "logIndex", "-1"), "bundle field logIndex is not a non-negative integer"),
-    "negative index": (V02, _edit(_tlog, "logIndex", -1), "bundle field logIndex is not a non-negative integer"),
-    "boolean index": (V02, _edit(_tlog, "logIndex", True), "bundle field logIndex is not a non-negative integer"),
-    "log id": (V02, _edit(_tlog, "logId", NO_FIELD), "bundle field logId is missing"),
-    "log key id": (V02, _edit(_tlog, "logId", {"keyId": NOT_BASE64}), "bundle field logId is not base64"),
-    "time": (V02, _edit(_tlog, "integratedTime", "soon"), "bundle field integratedTime is not a non-negative integer"),
-    "body": (V02, _edit(_tlog, "canonicalizedBody", NO_FIELD), "bundle field canonicalizedBody is missing"),
-    "promise": (V02, _edit(_tlog, "inclusionPromise", {}), "bundle field signedEntryTimestamp is missing"),
-    "proof": (V02, _edit(_tlog, "inclusionProof", "x"), "bundle field inclusionProof is missing"),
-    "checkpoint": (V02, _edit(_proof, "checkpoint", NO_FIELD), "bundle field checkpoint is missing"),
-    "checkpoint note": (V02, _edit(_proof, "checkpoint", {"envelope": 1}), "inclusion proof has no checkpoint"),
-    "hashes": (V02, _edit(_proof, "hashes", "x"), "bundle field inclusionProof.hashes is not a list"),
-    "hash": (V02, _edit(_proof, "hashes", [NOT_BASE64]), "bundle field inclusionProof.hashes is not base64"),
-    "proof index": (V02, _edit(_proof, "logIndex", "x"), "bundle field inclusionProof.logIndex is not a non-negative integer"),
-    "root hash": (V02, _edit(_proof, "rootHash", NOT_BASE64), "bundle field rootHash is not base64"),
-    "root hash stray character": (V02, _edit(_proof, "rootHash", "QUJD!"), "bundle field rootHash is not base64"),
-    "tree size": (V02, _edit(_proof, "treeSize", NO_FIELD), "bundle field treeSize is not a non-negative integer"),
-    "v0.2 single certificate": (V02, _edit(_material, "certificate", {}), "a v0.2 bundle carries no single certificate"),
-    "chain": (V02, _edit(_material, "x509CertificateChain", "x"), "bundle field x509CertificateChain is missing"),
+    "entries": (V02, _edit(material, "tlogEntries", {"0": {}}), "bundle tlogEntries and timestamps must be lists"),
+    "entry": (V02, _edit(material, "tlogEntries", ["x"]), "bundle field tlogEntries[] is missing"),
+    "kind": (V02, _edit(tlog, "kindVersion", NO_FIELD), "bundle field kindVersion is missing"),
+    "index": (V02, _edit(tlog, "logIndex", "-1"), "bundle field logIndex is not a non-negative integer"),
+    "negative index": (V02, _edit(tlog, "logIndex", -1), "bundle field logIndex is not a non-negative integer"),
+    "boolean index": (V02, _edit(tlog, "logIndex", True), "bundle field logIndex is not a non-negative integer"),
+    "log id": (V02, _edit(tlog, "logId", NO_FIELD), "bundle field logId is missing"),
+    "log key id": (V02, _edit(tlog, "logId", {"keyId": NOT_BASE64}), "bundle field logId is not base64"),
+    "time": (V02, _edit(tlog, "integratedTime", "soon"), "bundle field integratedTime is not a non-negative integer"),
+    "body": (V02, _edit(tlog, "canonicalizedBody", NO_FIELD), "bundle field canonicalizedBody is missing"),
+    "promise": (V02, _edit(tlog, "inclusionPromise", {}), "bundle field signedEntryTimestamp is missing"),
+    "proof": (V02, _edit(tlog, "inclusionProof", "x"), "bundle field inclusionProof is missing"),
+    "checkpoint": (V02, _edit(proof, "checkpoint", NO_FIELD), "bundle field checkpoint is missing"),
+    "checkpoint note": (V02, _edit(proof, "checkpoint", {"envelope": 1}), "inclusion proof has no checkpoint"),
+    "hashes": (V02, _edit(proof, "hashes", "x"), "bundle field inclusionProof.hashes is not a list"),
+    "hash": (V02, _edit(proof, "hashes", [NOT_BASE64]), "bundle field inclusionProof.hashes is not base64"),
+    "proof index": (V02, _edit(proof, "logIndex", "x"), "bundle field inclusionProof.logIndex is not a non-negative integer"),
+    "root hash": (V02, _edit(proof, "rootHash", NOT_BASE64), "bundle field rootHash is not base64"),
+    "root hash stray character": (V02, _edit(proof, "rootHash", "QUJD!"), "bundle field rootHash is not base64"),
+    "tree size": (V02, _edit(proof, "treeSize", NO_FIELD), "bundle field treeSize is not a non-negative integer"),
+    "v0.2 single certificate": (V02, _edit(material, "certificate", {}), "a v0.2 bundle carries no single certificate"),
+    "chain": (V02, _edit(material, "x509CertificateChain", "x"), "bundle field x509CertificateChain is missing"),
     "empty chain": (V02, _edit(_certificates, "certificates", []), "the bundle's certificate chain is empty"),
     "chain entry": (V02, _edit(_certificates, "certificates", ["x"]), "bundle field certificate is missing"),
     "certificate base64": (V02, _edit(_certificates, "certificates", [{"rawBytes": NOT_BASE64}]), "bundle field certificate is not base64"),
     "certificate bytes": (V02, _edit(_certificates, "certificates", [{"rawBytes": "AAAA"}]), "bundle certificate is not DER X.509"),
-    "v0.3 chain": (V03_DSSE, _edit(_material, "x509CertificateChain", {}), "a v0.3 bundle must not carry a certificate chain"),
+    "v0.3 chain": (V03_DSSE, _edit(material, "x509CertificateChain", {}), "a v0.3 bundle must not carry a certificate chain"),
     "message": (V02, _edit(_bundle, "messageSignature", "x"), "bundle field messageSignature is missing"),
     "digest": (V02, _edit(_message, "messageDigest", NO_FIELD), "bundle field messageDigest is missing"),
     "digest algorithm": (V02, lambda data: _message(data)["messageDigest"].update(algorithm="SHA2_512"), "message digest algorithm 'SHA2_512' is not SHA2_256"),
@@ -521,10 +457,10 @@ MALFORMED = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("case", sorted(MALFORMED))
-def test_a_malformed_bundle_is_refused_naming_the_field(case: str) -> None:
-    name, change, reason = MALFORMED[case]
-    data = json.loads(_case(name)[0].read_text(encoding="utf-8"))
+@pytest.mark.parametrize("which", sorted(MALFORMED))
+def test_a_malformed_bundle_is_refused_naming_the_field(which: str) -> None:
+    name, change, reason = MALFORMED[which]
+    data = json.loads(case(name)[0].read_text(encoding="utf-8"))
     change(data)
 
     with pytest.raises(InvalidRemoteData, match="^" + re.escape(f"{name}: {reason}") + "$"):
@@ -538,8 +474,8 @@ def test_a_bundle_that_is_not_an_object_is_refused() -> None:
 
 @pytest.mark.parametrize("index", [0, "0", 27246492, "27246492"])
 def test_a_log_index_is_a_json_number_or_a_decimal_string_from_zero(index: int | str) -> None:
-    data = json.loads(_case(V02)[0].read_text(encoding="utf-8"))
-    _tlog(data)["logIndex"] = index
+    data = json.loads(case(V02)[0].read_text(encoding="utf-8"))
+    tlog(data)["logIndex"] = index
 
     assert parse_bundle(data, source=V02).tlog_entries[0].log_index == int(index)
 
@@ -547,7 +483,7 @@ def test_a_log_index_is_a_json_number_or_a_decimal_string_from_zero(index: int |
 def test_a_certificate_signed_when_no_trusted_ca_was_valid_fails() -> None:
     # Fulcio's CA must be valid at the signing time, whatever the certificate itself claims
     name = "happy-path-v0.3"
-    bundle_path, root_path, artifact = _case(name)
+    bundle_path, root_path, artifact = case(name)
     data = json.loads(root_path.read_text(encoding="utf-8"))
     for authority in data["certificateAuthorities"]:
         authority["validFor"] = {"start": "2024-03-20T00:00:00Z"}
@@ -555,12 +491,9 @@ def test_a_certificate_signed_when_no_trusted_ca_was_valid_fails() -> None:
 
     with pytest.raises(
         VerificationFailed,
-        match=_failure(name, "no trusted certificate authority was valid at the signing time"),
+        match=failure(name, "no trusted certificate authority was valid at the signing time"),
     ):
         verify_bundle(bundle, parse_trusted_root(data, source="x"), label=name, artifact=artifact)
-
-
-V01 = "v0.1-dsse-intoto-0.0.2.sigstore.json"
 
 
 @pytest.mark.parametrize(
@@ -568,19 +501,19 @@ V01 = "v0.1-dsse-intoto-0.0.2.sigstore.json"
     [
         (
             REKOR2,
-            lambda data: _proof(data).update(logIndex=str(int(_proof(data)["logIndex"]) + 1)),
+            lambda data: proof(data).update(logIndex=str(int(proof(data)["logIndex"]) + 1)),
             None,
             "the inclusion proof is for another log index than the entry",
         ),
         (
             V01,
-            lambda data: _tlog(data).pop("inclusionPromise"),
+            lambda data: tlog(data).pop("inclusionPromise"),
             None,
             "the log entry has no inclusion promise, so no trusted signing time",
         ),
         (
             V02,
-            lambda data: _tlog(data)["kindVersion"].update(version="0.0.9"),
+            lambda data: tlog(data)["kindVersion"].update(version="0.0.9"),
             None,
             "unsupported log entry type hashedrekord/0.0.9",
         ),
@@ -608,7 +541,7 @@ def test_a_log_entry_the_root_cannot_vouch_for_fails(
     change_root: Callable[[Any], object] | None,
     reason: str,
 ) -> None:
-    bundle_path, root_path, artifact = _case(name)
+    bundle_path, root_path, artifact = case(name)
     data = json.loads(bundle_path.read_text(encoding="utf-8"))
     root = json.loads(root_path.read_text(encoding="utf-8"))
     if change_bundle:
@@ -617,5 +550,5 @@ def test_a_log_entry_the_root_cannot_vouch_for_fails(
         change_root(root)
     bundle = parse_bundle(data, source=name)
 
-    with pytest.raises(VerificationFailed, match=f"^{_failure(name, reason)}$"):
+    with pytest.raises(VerificationFailed, match=failure(name, reason)):
         verify_bundle(bundle, parse_trusted_root(root, source="x"), label=name, artifact=artifact)
