@@ -90,6 +90,32 @@ def purl(name: str, version: str) -> str:
     return f"pkg:npm/{quote(name, safe='/')}@{version}"
 
 
+def extension_certificate(
+    extensions: Mapping[str, bytes], *, san: str | None = None
+) -> x509.Certificate:
+    """A self-signed certificate carrying Fulcio extensions (`1.3.6.1.4.1.57264.1.` + the key:
+    the raw value) and a URI SAN, to read an identity from."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test")]))
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(datetime(2024, 1, 1, tzinfo=UTC))
+        .not_valid_after(datetime(2024, 1, 2, tzinfo=UTC))
+    )
+    for oid, value in extensions.items():
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(ObjectIdentifier(_FULCIO + oid), value), critical=False
+        )
+    if san is not None:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(san)]), critical=True
+        )
+    return builder.sign(key, hashes.SHA256())
+
+
 # --- npm registry keys ------------------------------------------------------------------------
 
 
@@ -372,6 +398,33 @@ class TestSigstore:
             + len(signature).to_bytes(2, "big")
             + signature
         )
+
+    def sct(self, precertificate: x509.Certificate, when: datetime) -> bytes:
+        """An RFC 6962 SCT from this sigstore's CT log over `precertificate` (one issued by
+        `leaf_certificate(..., with_sct=False)`), as it is embedded."""
+        return self._sct(precertificate.tbs_certificate_bytes, when)
+
+    def with_scts(
+        self, precertificate: x509.Certificate, scts: Sequence[bytes]
+    ) -> x509.Certificate:
+        """`precertificate` issued again by the intermediate with `scts` embedded, in order."""
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(precertificate.subject)
+            .issuer_name(precertificate.issuer)
+            .public_key(precertificate.public_key())  # type: ignore[arg-type]
+            .serial_number(precertificate.serial_number)
+            .not_valid_before(precertificate.not_valid_before_utc)
+            .not_valid_after(precertificate.not_valid_after_utc)
+        )
+        for extension in precertificate.extensions:
+            builder = builder.add_extension(extension.value, extension.critical)
+        sct_list = b"".join(len(sct).to_bytes(2, "big") + sct for sct in scts)
+        listed = len(sct_list).to_bytes(2, "big") + sct_list
+        octets = b"\x04" + _der_length(len(listed)) + listed
+        return builder.add_extension(
+            x509.UnrecognizedExtension(_SCT_OID, octets), critical=False
+        ).sign(self.intermediate_key, hashes.SHA384())
 
     def log_entry(
         self, payload: bytes, signature: bytes, signer_pem: bytes, when: datetime

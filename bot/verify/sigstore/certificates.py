@@ -4,7 +4,6 @@ from a trusted CT log, and the signer identity from Fulcio's extensions against 
 from __future__ import annotations
 
 import hashlib
-import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -33,27 +32,44 @@ OID_SOURCE_REPOSITORY_URI = ObjectIdentifier(_FULCIO + "12")
 OID_SOURCE_REPOSITORY_REF = ObjectIdentifier(_FULCIO + "14")
 
 
-def _utf8_extension(
-    certificate: x509.Certificate, oid: ObjectIdentifier, *, der: bool
-) -> str | None:
-    """A Fulcio extension's text: DER UTF8String (v2 OIDs) or raw bytes (v1 OIDs)."""
+def _extension_value(certificate: x509.Certificate, oid: ObjectIdentifier) -> bytes | None:
+    """The raw value of a Fulcio extension, if the certificate carries it."""
     try:
         value = certificate.extensions.get_extension_for_oid(oid).value
     except x509.ExtensionNotFound:
         return None
-    raw = value.value if isinstance(value, x509.UnrecognizedExtension) else b""
-    if der:
-        if len(raw) < 2 or raw[0] != 0x0C:
-            return None
-        length, offset = raw[1], 2
-        if length & 0x80:
-            count = length & 0x7F
-            length, offset = int.from_bytes(raw[2 : 2 + count], "big"), 2 + count
-        raw = raw[offset : offset + length]
+    # cryptography parses no Fulcio OID, so it leaves each one an UnrecognizedExtension
+    assert isinstance(value, x509.UnrecognizedExtension)  # noqa: S101
+    return value.value
+
+
+def _der_utf8(raw: bytes | None) -> bytes | None:
+    """The content of a DER UTF8String that is the whole of `raw` (Fulcio's v2 extensions)."""
+    if raw is None or len(raw) < 2 or raw[0] != 0x0C:
+        return None
+    length, offset = raw[1], 2
+    if length & 0x80:
+        count = length & 0x7F
+        length, offset = int.from_bytes(raw[2 : 2 + count]), 2 + count
+    return raw[offset:] if len(raw) == offset + length else None
+
+
+def _text(raw: bytes | None) -> str | None:
+    """`raw` as UTF-8 text (Fulcio's v1 extensions are raw strings)."""
+    if raw is None:
+        return None
     try:
-        return raw.decode("utf-8")
+        return raw.decode()
     except UnicodeDecodeError:
         return None
+
+
+def _v1(certificate: x509.Certificate, oid: ObjectIdentifier) -> str | None:
+    return _text(_extension_value(certificate, oid))
+
+
+def _v2(certificate: x509.Certificate, oid: ObjectIdentifier) -> str | None:
+    return _text(_der_utf8(_extension_value(certificate, oid)))
 
 
 @dataclass(frozen=True)
@@ -68,9 +84,9 @@ class Identity:
 
 def certificate_identity(certificate: x509.Certificate) -> Identity:
     """The signer identity from Fulcio's extensions (v2 OIDs, falling back to v1)."""
-    repository = _utf8_extension(certificate, OID_SOURCE_REPOSITORY_URI, der=True)
+    repository = _v2(certificate, OID_SOURCE_REPOSITORY_URI)
     if repository is None:
-        legacy = _utf8_extension(certificate, OID_WORKFLOW_REPOSITORY_V1, der=False)
+        legacy = _v1(certificate, OID_WORKFLOW_REPOSITORY_V1)
         repository = f"https://github.com/{legacy}" if legacy else None
     try:
         names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -78,11 +94,10 @@ def certificate_identity(certificate: x509.Certificate) -> Identity:
     except x509.ExtensionNotFound:
         subject = None
     return Identity(
-        issuer=_utf8_extension(certificate, OID_ISSUER, der=True)
-        or _utf8_extension(certificate, OID_ISSUER_V1, der=False),
+        issuer=_v2(certificate, OID_ISSUER) or _v1(certificate, OID_ISSUER_V1),
         source_repository=repository,
-        source_ref=_utf8_extension(certificate, OID_SOURCE_REPOSITORY_REF, der=True)
-        or _utf8_extension(certificate, OID_WORKFLOW_REF_V1, der=False),
+        source_ref=_v2(certificate, OID_SOURCE_REPOSITORY_REF)
+        or _v1(certificate, OID_WORKFLOW_REF_V1),
         subject=subject,
     )
 
@@ -101,12 +116,12 @@ class IdentityPolicy:
         if identity.issuer != self.issuer:
             found.append(f"issuer {identity.issuer!r} is not {self.issuer}")
         allowed = {f"https://github.com/{name}".lower() for name in self.repositories}
-        if (identity.source_repository or "").lower() not in allowed:
+        if identity.source_repository is None or identity.source_repository.lower() not in allowed:
             found.append(
                 f"source repository {identity.source_repository!r} is not one of "
                 f"{', '.join(self.repositories)}"
             )
-        if not (identity.source_ref or "").startswith(self.ref_prefix):
+        if identity.source_ref is None or not identity.source_ref.startswith(self.ref_prefix):
             found.append(f"ref {identity.source_ref!r} is not a {self.ref_prefix}* ref")
         return found
 
@@ -133,11 +148,13 @@ def _verify_sct(
             timedelta(milliseconds=1)
         )
         signed = (
-            struct.pack(">BBQH", 0, 0, milliseconds, 1)
+            b"\x00\x00"  # v1, certificate_timestamp
+            + milliseconds.to_bytes(8)
+            + b"\x00\x01"  # precert_entry
             + issuer_key_hash
-            + len(tbs).to_bytes(3, "big")
+            + len(tbs).to_bytes(3)
             + tbs
-            + len(sct.extension_bytes).to_bytes(2, "big")
+            + len(sct.extension_bytes).to_bytes(2)
             + sct.extension_bytes
         )
         if verify_signature(log.public_key, sct.signature, signed):
