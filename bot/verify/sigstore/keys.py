@@ -7,6 +7,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from bot.errors import VerificationFailed
 
@@ -37,7 +38,7 @@ def verify_signature(key: PublicKey, signature: bytes, data: bytes) -> bool:
     return True
 
 
-def public_der(key: PublicKey) -> bytes:
+def public_der(key: PublicKeyTypes) -> bytes:
     """The key as DER SubjectPublicKeyInfo."""
     return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo

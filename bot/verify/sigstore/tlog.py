@@ -18,13 +18,12 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from bot.verify.sigstore.bundle import Envelope, InclusionProof, MessageSignature, TlogEntry
 from bot.verify.sigstore.keys import PublicKey, fail, public_der, verify_signature
@@ -62,7 +61,7 @@ def root_from_inclusion_proof(
             return None
         if position % 2 == 1 or position == last:
             result = _node_hash(sibling, result)
-            while position % 2 == 0 and position != 0:
+            while position % 2 == 0:  # position == last > 0 here: it stops at an odd value
                 position >>= 1
                 last >>= 1
         else:
@@ -118,8 +117,7 @@ def _signed_entry_timestamp(entry: TlogEntry) -> bytes:
             "logID": entry.log_id.hex(),
             "logIndex": entry.log_index,
         },
-        sort_keys=True,
-        separators=(",", ":"),
+        separators=(",", ":"),  # the keys above are in sorted order: Rekor's canonical JSON
     ).encode()
 
 
@@ -141,7 +139,7 @@ def _verify_proof(entry: TlogEntry, log: TransparencyLog, label: str) -> None:
 
 
 def verify_tlog_entry(
-    entry: TlogEntry, root: TrustedRoot, label: str, *, bundle_version: str = "0.2"
+    entry: TlogEntry, root: TrustedRoot, label: str, *, bundle_version: str
 ) -> datetime | None:
     """Check an entry's log, promise, proof and checkpoint; return the time the log signed.
 
@@ -176,42 +174,46 @@ def verify_tlog_entry(
 # --- what the entry records -------------------------------------------------------------------
 
 
-def _spki(key: object) -> bytes:
-    if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
-        raise ValueError("unsupported key type")
-    return public_der(key)
+# How an entry records its signer: each test says whether the recorded bytes are `signer`
+# (ValueError when they cannot be read).
+SignerTest = Callable[[bytes, Signer], bool]
 
 
-def _same_signer(encoded: bytes, signer: Signer, form: str) -> bool:
-    """Whether a certificate or key recorded in a log entry is `signer`.
+def _is_pem(encoded: bytes, signer: Signer) -> bool:
+    """Rekor v1: a PEM certificate (certificate-signed bundles) or a PEM public key."""
+    if isinstance(signer, x509.Certificate):
+        return x509.load_pem_x509_certificate(encoded) == signer
+    return public_der(serialization.load_pem_public_key(encoded)) == public_der(signer)
 
-    `form` is `pem` (Rekor v1: a PEM certificate or key), `der-certificate` or `der-key`
-    (Rekor v2, which may record only the public key of a certificate-signed bundle).
-    """
+
+def _is_der_certificate(encoded: bytes, signer: Signer) -> bool:
+    """Rekor v2: a DER certificate."""
+    return x509.load_der_x509_certificate(encoded) == signer
+
+
+def _is_der_key(encoded: bytes, signer: Signer) -> bool:
+    """Rekor v2: a DER public key (for a certificate-signed bundle, the certificate's key)."""
+    key = signer.public_key() if isinstance(signer, x509.Certificate) else signer
+    return public_der(serialization.load_der_public_key(encoded)) == public_der(key)
+
+
+def _same_signer(encoded: bytes, signer: Signer, same: SignerTest) -> bool:
+    """Whether the certificate or key recorded in a log entry is `signer`."""
     try:
-        if form == "der-key":
-            signer_key = signer.public_key() if isinstance(signer, x509.Certificate) else signer
-            return _spki(serialization.load_der_public_key(encoded)) == _spki(signer_key)
-        if form == "der-certificate":
-            return x509.load_der_x509_certificate(encoded) == signer
-        if isinstance(signer, x509.Certificate):
-            return x509.load_pem_x509_certificate(encoded) == signer
-        return _spki(serialization.load_pem_public_key(encoded)) == _spki(signer)
+        return same(encoded, signer)
     except ValueError:
         return False
 
 
-def _v2_verifier(verifier: Mapping[str, Any]) -> tuple[bytes, str]:
-    """The DER bytes of a Rekor v2 verifier and their form (certificate or public key)."""
+def _v2_verifier(verifier: Mapping[str, Any]) -> tuple[bytes, SignerTest]:
+    """The DER bytes of a Rekor v2 verifier and how to read them (certificate or public key)."""
     if "x509Certificate" in verifier:
-        raw, form = verifier["x509Certificate"]["rawBytes"], "der-certificate"
-    else:
-        raw, form = verifier["publicKey"]["rawBytes"], "der-key"
-    return base64.b64decode(raw), form
+        return base64.b64decode(verifier["x509Certificate"]["rawBytes"]), _is_der_certificate
+    return base64.b64decode(verifier["publicKey"]["rawBytes"]), _is_der_key
 
 
 def _recorded(entry: TlogEntry, content: Content, label: str) -> tuple[bytes, list[Any]]:
-    """The digest an entry records and its (signature, signer bytes, signer form) triples."""
+    """The digest an entry records and its (signature, signer bytes, signer test) triples."""
     body = json.loads(entry.body)
     if (body.get("kind"), body.get("apiVersion")) != (entry.kind, entry.version):
         raise fail(label, "the log entry body disagrees with its kind and version")
@@ -230,7 +232,7 @@ def _recorded(entry: TlogEntry, content: Content, label: str) -> tuple[bytes, li
             (
                 base64.b64decode(base64.b64decode(item["sig"])),
                 base64.b64decode(item["publicKey"]),
-                "pem",
+                _is_pem,
             )
             for item in recorded["envelope"]["signatures"]
         ]
@@ -240,7 +242,7 @@ def _recorded(entry: TlogEntry, content: Content, label: str) -> tuple[bytes, li
             (
                 base64.b64decode(item["signature"]),
                 base64.b64decode(item["verifier"]),
-                "pem",
+                _is_pem,
             )
             for item in spec["signatures"]
         ]
@@ -251,7 +253,7 @@ def _recorded(entry: TlogEntry, content: Content, label: str) -> tuple[bytes, li
             (
                 base64.b64decode(signature["content"]),
                 base64.b64decode(signature["publicKey"]["content"]),
-                "pem",
+                _is_pem,
             )
         ]
     if kind == ("dsse", "0.0.2"):
@@ -304,6 +306,6 @@ def check_entry_body(entry: TlogEntry, content: Content, signer: Signer, label: 
     if digest != expected:
         raise fail(label, "the log entry records another payload hash")
     if sorted(sig for sig, _, _ in recorded) != sorted(signatures) or not all(
-        _same_signer(encoded, signer, form) for _, encoded, form in recorded
+        _same_signer(encoded, signer, same) for _, encoded, same in recorded
     ):
         raise fail(label, "the log entry records other signatures or another signer")
