@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -14,12 +12,11 @@ from bot.errors import VerificationFailed
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
 
-def fail(label: str, reason: str, **fields: Any) -> VerificationFailed:
+def fail(label: str, reason: str) -> VerificationFailed:
     """A provenance `VerificationFailed` for `label` (package@version), saying not to bypass."""
     return VerificationFailed(
         f"provenance check failed for {label}: {reason}; do not bypass — keep the known-good pins",
         package=label,
-        **fields,
     )
 
 
