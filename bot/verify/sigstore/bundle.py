@@ -77,7 +77,6 @@ class MessageSignature:
 class Bundle:
     """A sigstore bundle: one content (envelope or message signature), its signer and proofs."""
 
-    media_type: str
     version: str
     envelope: Envelope | None
     message: MessageSignature | None
@@ -211,7 +210,7 @@ def parse_bundle(data: object, *, source: str) -> Bundle:
     bundle = require_object(data, "bundle", source)
     media_type = bundle.get("mediaType")
     version = MEDIA_TYPES.get(media_type) if isinstance(media_type, str) else None
-    if version is None or not isinstance(media_type, str):
+    if version is None:
         raise InvalidRemoteData(f"{source}: unsupported sigstore bundle media type {media_type!r}")
     material = require_object(bundle.get("verificationMaterial"), "verificationMaterial", source)
     public_key = material.get("publicKey")
@@ -229,7 +228,6 @@ def parse_bundle(data: object, *, source: str) -> Bundle:
     if not isinstance(entries, list) or not isinstance(timestamps or [], list):
         raise InvalidRemoteData(f"{source}: bundle tlogEntries and timestamps must be lists")
     return Bundle(
-        media_type=media_type,
         version=version,
         envelope=_envelope(require_object(envelope_data, "dsseEnvelope", source), source)
         if envelope_data is not None
