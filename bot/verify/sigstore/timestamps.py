@@ -21,9 +21,9 @@ MAX_TIMESTAMPS = 32
 
 def _verified_by(authority: CertificateAuthority, response: object, signature: bytes) -> bool:
     leaf, *rest = authority.certificates
-    builder = VerifierBuilder().tsa_certificate(leaf)
-    builder = builder.add_root_certificate(rest[-1] if rest else leaf)
-    for intermediate in rest[:-1]:
+    *intermediates, root = rest or [leaf]  # a chain of one is its own root
+    builder = VerifierBuilder().tsa_certificate(leaf).add_root_certificate(root)
+    for intermediate in intermediates:
         builder = builder.add_intermediate_certificate(intermediate)
     try:
         return bool(builder.build().verify_message(response, signature))  # type: ignore[arg-type]
