@@ -142,13 +142,14 @@ def test_an_unreadable_or_invalid_trusted_root_file_is_refused_naming_it(tmp_pat
     ):
         load_trusted_root(missing)
 
-    broken = tmp_path / "broken.json"
-    broken.write_text("{", encoding="utf-8")
-    with pytest.raises(
-        ConfigError,
-        match="^" + re.escape(f"{broken}: the sigstore trusted root is not valid JSON") + "$",
-    ):
-        load_trusted_root(broken)
+    for text in (b"{", b'{"tlogs": "\xff"}'):  # cut short; not UTF-8
+        broken = tmp_path / "broken.json"
+        broken.write_bytes(text)
+        with pytest.raises(
+            ConfigError,
+            match="^" + re.escape(f"{broken}: the sigstore trusted root is not valid JSON") + "$",
+        ):
+            load_trusted_root(broken)
 
 
 def test_an_operators_trusted_root_replaces_the_shipped_one(tmp_path: Path) -> None:

@@ -103,7 +103,8 @@ def _logs(entries: object, source: str) -> tuple[TransparencyLog, ...]:
         except (KeyError, TypeError, ValueError) as error:
             raise ConfigError(f"{source}: a log entry has no usable key or logId") from error
         if isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
-            origin = urlsplit(str(entry.get("baseUrl") or "")).netloc
+            base_url = entry.get("baseUrl")
+            origin = urlsplit(base_url).netloc if isinstance(base_url, str) else ""
             logs.append(TransparencyLog(log_id, key, _validity(entry["publicKey"], source), origin))
     return tuple(logs)
 
@@ -142,7 +143,7 @@ def parse_trusted_root(data: object, *, source: str) -> TrustedRoot:
 def load_trusted_root(path: Path = TRUSTED_ROOT_FILE) -> TrustedRoot:
     """Read and parse a trusted root file."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_bytes())  # json detects UTF-8 (RFC 8259), UTF-16 or UTF-32
     except OSError as error:
         raise ConfigError(
             f"{path}: cannot read the sigstore trusted root ({error.strerror})"
