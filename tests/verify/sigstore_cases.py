@@ -3,7 +3,6 @@ the sigstore tests share to load, edit and verify them."""
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from pathlib import Path
@@ -12,7 +11,6 @@ from typing import Any, Literal
 from bot.verify.sigstore import (
     TRUSTED_ROOT_FILE,
     PublicKey,
-    TrustedRoot,
     VerifiedBundle,
     load_trusted_root,
     parse_bundle,
@@ -57,10 +55,6 @@ def bundle_data(name: str) -> Any:
 def root_data(name: str) -> Any:
     """The trusted root a fixture verifies against, as JSON data, to edit."""
     return json.loads(case(name)[1].read_text(encoding="utf-8"))
-
-
-def root_of(name: str) -> TrustedRoot:
-    return load_trusted_root(case(name)[1])
 
 
 def verify(
@@ -109,8 +103,3 @@ def tlog(data: Any) -> Any:
 
 def proof(data: Any) -> Any:
     return tlog(data)["inclusionProof"]
-
-
-def entry_body(data: Any) -> Any:
-    """The decoded `canonicalizedBody` of a bundle's first log entry."""
-    return json.loads(base64.b64decode(tlog(data)["canonicalizedBody"]))
