@@ -53,6 +53,8 @@ repository; `remote.branches()` reads its branches back.
   method, path, status, body, headers, perform=False)` anything else (e.g. a stale empty list).
 - Conditional requests: every 200 GET carries a weak `ETag`; a matching `If-None-Match` gets
   304 without a body, which (as on GitHub) does not count against `X-RateLimit-Remaining`.
+  `GET /repos/…/commits/REF` with `Accept: application/vnd.github.sha` answers the commit id as
+  plain text with the id, quoted, as its ETag (how GitHub says whether a ref moved).
 """
 
 from __future__ import annotations
@@ -96,6 +98,9 @@ def _now() -> str:
 
 
 # --- recorded requests and faults ---------------------------------------------------------
+
+
+SHA_MEDIA_TYPE = "application/vnd.github.sha"
 
 
 @dataclass(frozen=True)
@@ -215,6 +220,15 @@ def _validation_failed(message: str) -> dict[str, Any]:
         "documentation_url": f"{DOCS}/pulls/pulls#create-a-pull-request",
         "status": "422",
     }
+
+
+@dataclass(frozen=True)
+class PlainText:
+    """An answer in a non-JSON media type (`application/vnd.github.sha`: the commit id alone),
+    sent as is, with the strong `ETag` GitHub gives it (the id, quoted)."""
+
+    text: str
+    media_type: str
 
 
 class ApiError(Exception):
@@ -1313,6 +1327,11 @@ class GitHubApi:
         parents, name, email, committer, committer_email, subject, tree = line.rstrip("\n").split(
             "\0"
         )
+        if request.headers.get("accept", "").startswith(SHA_MEDIA_TYPE):
+            # GitHub's way to ask whether a ref moved: the id alone, the id as its ETag (a
+            # matching If-None-Match is a 304 that costs no rate limit)
+            request.response_headers["ETag"] = f'"{sha}"'
+            return 200, PlainText(sha, SHA_MEDIA_TYPE)
         base = f"{self.api_url}/repos/{repo.full_name}"
         login = self.emails.get(email)
         return 200, {
@@ -1644,13 +1663,18 @@ class _Handler(BaseHTTPRequestHandler):
         query: Mapping[str, str],
     ) -> None:
         api = self.server.api
-        payload = b"" if answer is None else json.dumps(answer).encode()
-        response_headers = {"Content-Type": "application/json; charset=utf-8", **extra}
+        if isinstance(answer, PlainText):
+            payload = answer.text.encode()
+            response_headers = {"Content-Type": f"{answer.media_type}; charset=utf-8", **extra}
+        else:
+            payload = b"" if answer is None else json.dumps(answer).encode()
+            response_headers = {"Content-Type": "application/json; charset=utf-8", **extra}
         token = api.tokens.get(headers.get("authorization", "").partition(" ")[2])
         not_modified = False
         if self.command == "GET" and status == 200:
-            etag = 'W/"' + hashlib.sha256(payload).hexdigest()[:40] + '"'
-            response_headers["ETag"] = etag
+            etag = response_headers.setdefault(
+                "ETag", 'W/"' + hashlib.sha256(payload).hexdigest()[:40] + '"'
+            )
             if headers.get("if-none-match") == etag:
                 not_modified = True
         if token is not None:
