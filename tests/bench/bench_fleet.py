@@ -283,11 +283,13 @@ def measure(
     packuments = bench.proxy.take()
     rest = [r for r in bench.api.requests if not _GIT.search(r.path)]
     git_requests = len(bench.api.requests) - len(rest)
+    not_modified = sum(1 for r in rest if r.status == 304)
     kinds = Counter(f"{r.method} {re.sub(r'/repos/fleet/[^/]+', '/repos/R', r.path)}" for r in rest)
     print(
         f"no-op {repos:>5} repos  {workers} worker(s)  {label:>5}: {seconds:7.1f} s  "
         f"registry requests {len(packuments)} ({len(set(packuments))} distinct)  "
-        f"GitHub API calls/repo {len(rest) / repos:.2f} {dict(kinds)}  "
+        f"GitHub API calls/repo {len(rest) / repos:.2f} ({not_modified} of them 304) "
+        f"{dict(kinds)}  "
         f"git HTTP requests/repo {git_requests / repos:.1f}  outcomes {counts}  "
         f"CPU/repo workers {worker_cpu * 1000:.0f} ms, all {all_cpu * 1000:.0f} ms  {load()}",
         flush=True,
