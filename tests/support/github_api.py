@@ -60,6 +60,7 @@ repository; `remote.branches()` reads its branches back.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import re
@@ -1633,12 +1634,13 @@ class _Handler(BaseHTTPRequestHandler):
                 status, answer, extra = fault.status, fault.body, dict(fault.headers)
             if status == 0 and fault.gate is None:  # a timeout answers 504 after the delay
                 status, answer, extra = 504, {"message": "timeout"}, {}
-        api.record(RecordedRequest(self.command, path, query, headers, body, status))
+        recorded = RecordedRequest(self.command, path, query, headers, body, status)
+        api.record(recorded)
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
         if fault is not None and fault.gate is not None:
             fault.gate.wait(30)
-        self.send_json(status, answer, extra, headers, path, query)
+        self.send_json(status, answer, extra, headers, recorded)
 
     def answer(
         self, path: str, query: dict[str, str], headers: dict[str, str], body: bytes, raw: str
@@ -1659,8 +1661,7 @@ class _Handler(BaseHTTPRequestHandler):
         answer: Any,
         extra: Mapping[str, str],
         headers: Mapping[str, str],
-        path: str,
-        query: Mapping[str, str],
+        recorded: RecordedRequest,
     ) -> None:
         api = self.server.api
         if isinstance(answer, PlainText):
@@ -1678,7 +1679,7 @@ class _Handler(BaseHTTPRequestHandler):
             if headers.get("if-none-match") == etag:
                 not_modified = True
         if token is not None:
-            counted = not not_modified and path != "/rate_limit" and status != 401
+            counted = not not_modified and recorded.path != "/rate_limit" and status != 401
             with api.lock:
                 if counted:
                     token.remaining = max(token.remaining - 1, 0)
@@ -1694,12 +1695,11 @@ class _Handler(BaseHTTPRequestHandler):
             )
         if not_modified:
             status, payload = 304, b""
-            with api.lock:
-                last = api.requests[-1]
-                if last.path == path and last.method == "GET":
-                    api.requests[-1] = RecordedRequest(
-                        last.method, last.path, last.query, last.headers, last.body, 304
-                    )
+            with api.lock:  # this request's record (other requests may have come since)
+                for index in range(len(api.requests) - 1, -1, -1):
+                    if api.requests[index] is recorded:
+                        api.requests[index] = dataclasses.replace(recorded, status=304)
+                        break
         try:
             self.send_response(status)
             for key, value in response_headers.items():
