@@ -474,9 +474,10 @@ def test_serve_roles_need_postgresql(env: Env) -> None:
 def test_chat_commands_go_before_scheduled_work(fleet: Fleet) -> None:
     for name in ("app", "cron", "chat"):
         fleet.repository(name)
-    # The only worker is busy with `app` while the other two requests arrive.
+    # The only worker, with one rotation at a time, is busy with `app` while the other two
+    # requests arrive.
     fleet.api.inject(Fault.timeout("GET", "/repos/octo/app/pulls", seconds=5, perform=True))
-    worker = fleet.start("w1", "worker")
+    worker = fleet.start("w1", "worker", ROTATION_BOT_WORKER_CONCURRENCY="1")
     queue = fleet.queue()
     try:
         assert queue.submit(chat_request("octo/app"), if_busy="wait") == "queued"
