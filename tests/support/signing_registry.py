@@ -620,6 +620,15 @@ class SigningRegistry:
         else:
             path.write_text(json.dumps(document))
 
+    def require_token(self, token: str | None) -> None:
+        """Make `/-/npm/v1/keys` and the attestations answer 401 to a request without
+        `Authorization: Bearer <token>`, as a private registry does (None: serve anyone again)."""
+        path = self.directory / "token"
+        if token is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(token)
+
     def attestations_url(self, name: str, version: str) -> str:
         return f"{self.url}-/npm/v1/attestations/{quote(name, safe='@')}@{version}"
 
@@ -731,7 +740,14 @@ class _Front(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        if path == "/-/npm/v1/keys":
+        token = self.directory / "token"
+        if (
+            path.startswith("/-/npm/v1/")
+            and token.is_file()
+            and self.headers.get("Authorization") != f"Bearer {token.read_text()}"
+        ):
+            self._send(401, b'{"error":"authentication required"}', "application/json")
+        elif path == "/-/npm/v1/keys":
             self._file(self.directory / "keys.json")
         elif path.startswith("/-/npm/v1/attestations/"):
             spec = unquote(path.removeprefix("/-/npm/v1/attestations/"))

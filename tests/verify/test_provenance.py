@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from bot.config import Policy
-from bot.errors import InvalidRemoteData, VerificationFailed
+from bot.errors import InvalidRemoteData, ServiceUnavailable, VerificationFailed
 from bot.publish import render_body
 from bot.sources.http import HttpSource
 from bot.sources.npm.models import Dist, PackageVersion
@@ -61,6 +61,7 @@ from bot.verify.sigstore import (
     trusted_root_for,
 )
 from bot.verify.sigstore.tlog import root_from_inclusion_proof
+from tests.support.processes import free_port
 from tests.support.signing_registry import (
     PUBLISH_V01,
     SLSA_V1,
@@ -623,6 +624,31 @@ def test_step_verifies_every_pinned_package(tmp_path: Path, signing: SigningRegi
     ]
 
 
+def test_attestations_are_fetched_with_the_registry_credentials(signing: SigningRegistry) -> None:
+    url = signing.attestations_url(NAME, "0.33.5")
+    nerf = signing.url.removeprefix("http:")
+    signing.require_token("s3cret")
+    try:
+        with_token = NpmSettings(
+            registry=signing.url, credentials=((nerf, "_authToken", "s3cret"),)
+        )
+        found = fetch_attestations(url, HttpSource(attempts=1), with_token)
+        assert found is not None
+        assert [item.predicate_type for item in found] == [PUBLISH_V01, SLSA_V1]
+
+        with pytest.raises(ServiceUnavailable) as caught:
+            fetch_attestations(url, HttpSource(attempts=1), NpmSettings(registry=signing.url))
+        assert caught.value.message == (
+            f"{signing.url[:-1]} answered HTTP 401 for attestations; try again later"
+        )
+    finally:
+        signing.require_token(None)
+    assert (
+        fetch_attestations(url.replace("0.33.5", "9.9.9"), HttpSource(attempts=1), NpmSettings())
+        is None
+    )
+
+
 def test_step_blocks_a_downgrade(tmp_path: Path, signing: SigningRegistry) -> None:
     _trusting(tmp_path, signing)
     ctx = make_context(
@@ -1015,3 +1041,16 @@ def test_an_attestations_url_that_is_not_http_is_never_fetched(url: str) -> None
         match="^" + re.escape(f"dist.attestations.url {url!r} is not an http(s) URL") + "$",
     ):
         fetch_attestations(url, HttpSource(attempts=1), NpmSettings())
+
+
+def test_an_https_attestations_url_is_fetched() -> None:
+    # nothing listens there: the request is made (and fails as unreachable), not refused unsent
+    host = f"https://127.0.0.1:{free_port()}"
+
+    with pytest.raises(ServiceUnavailable) as caught:
+        fetch_attestations(
+            f"{host}/-/npm/v1/attestations/sharp@0.33.5", HttpSource(attempts=1), NpmSettings()
+        )
+    assert caught.value.message == (
+        f"{host} is unreachable (ConnectError); check the URL and the network"
+    )
