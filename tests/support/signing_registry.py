@@ -620,6 +620,15 @@ class SigningRegistry:
         else:
             path.write_text(json.dumps(document))
 
+    def answer_keys_with(self, status: int | None) -> None:
+        """Make `/-/npm/v1/keys` answer HTTP `status` with an error body, as registries without
+        the endpoint do (404, 405, 501…); None: serve the keys again."""
+        path = self.directory / "keys-status"
+        if status is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(str(status))
+
     def require_token(self, token: str | None) -> None:
         """Make `/-/npm/v1/keys` and the attestations answer 401 to a request without
         `Authorization: Bearer <token>`, as a private registry does (None: serve anyone again)."""
@@ -747,6 +756,9 @@ class _Front(BaseHTTPRequestHandler):
             and self.headers.get("Authorization") != f"Bearer {token.read_text()}"
         ):
             self._send(401, b'{"error":"authentication required"}', "application/json")
+        elif path == "/-/npm/v1/keys" and (self.directory / "keys-status").is_file():
+            status = int((self.directory / "keys-status").read_text())
+            self._send(status, b'{"error":"not supported"}', "application/json")
         elif path == "/-/npm/v1/keys":
             self._file(self.directory / "keys.json")
         elif path.startswith("/-/npm/v1/attestations/"):

@@ -29,9 +29,7 @@ from bot.sources.npm.models import Dist, PackageVersion
 from bot.sources.npm.settings import NpmSettings
 from bot.steps.registry import get_step
 from bot.verify.provenance import (
-    IN_TOTO_PAYLOAD_TYPE as IN_TOTO,
-)
-from bot.verify.provenance import (
+    ATTESTATIONS_LIMIT,
     SLSA_PREDICATES,
     Attestation,
     ProvenanceCheck,
@@ -42,6 +40,9 @@ from bot.verify.provenance import (
     parse_attestations,
     verify_publish_attestation,
     verify_slsa_provenance,
+)
+from bot.verify.provenance import (
+    IN_TOTO_PAYLOAD_TYPE as IN_TOTO,
 )
 from bot.verify.signatures import TrustedKeys, parse_keys, trusted_keys
 from bot.verify.sigstore import (
@@ -647,6 +648,22 @@ def test_attestations_are_fetched_with_the_registry_credentials(signing: Signing
         fetch_attestations(url.replace("0.33.5", "9.9.9"), HttpSource(attempts=1), NpmSettings())
         is None
     )
+
+
+def test_an_attestations_document_over_the_cap_is_refused(signing: SigningRegistry) -> None:
+    bundle = {"padding": "x" * ATTESTATIONS_LIMIT}
+    signing.serve_attestations(NAME, "0.0.1", [{"predicateType": SLSA_V1, "bundle": bundle}])
+    try:
+        with pytest.raises(InvalidRemoteData) as caught:
+            fetch_attestations(
+                signing.attestations_url(NAME, "0.0.1"), HttpSource(attempts=1), NpmSettings()
+            )
+        assert re.fullmatch(
+            re.escape(signing.url[:-1]) + r" sent \d+ bytes, over the 8388608-byte cap",
+            caught.value.message,
+        )
+    finally:
+        signing.serve_attestations(NAME, "0.0.1", None)
 
 
 def test_step_blocks_a_downgrade(tmp_path: Path, signing: SigningRegistry) -> None:

@@ -24,6 +24,7 @@ from bot.sources.npm.models import Dist, PackageVersion, Signature
 from bot.sources.npm.settings import PUBLIC_REGISTRY, NpmSettings
 from bot.steps.registry import get_step
 from bot.verify.signatures import (
+    KEYS_LIMIT,
     PINNED_KEYS_FILE,
     RegistryKeyring,
     TrustedKeys,
@@ -432,6 +433,64 @@ def test_keyring_sends_the_registry_credentials_for_the_keys(signing: SigningReg
         )
     finally:
         signing.require_token(None)
+
+
+@pytest.mark.parametrize("status", [404, 405])
+def test_a_registry_without_the_keys_endpoint_serves_no_keys(
+    signing: SigningRegistry, status: int
+) -> None:
+    signing.answer_keys_with(status)
+    try:
+        keyring = RegistryKeyring(HttpSource(attempts=1), NpmSettings(registry=signing.url), {})
+        assert keyring.fetch(signing.url) is None
+        assert keyring.keys(signing.url).source == "none"
+    finally:
+        signing.answer_keys_with(None)
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    # a 5xx, 501 too, is retried by HttpSource and never reaches the keyring as an answer
+    [(403, "answered HTTP 403 for -/npm/v1/keys"), (501, "answered HTTP 501 1 times")],
+)
+def test_a_registry_failing_to_serve_its_keys_is_unavailable(
+    signing: SigningRegistry, status: int, reason: str
+) -> None:
+    signing.answer_keys_with(status)
+    try:
+        keyring = RegistryKeyring(HttpSource(attempts=1), NpmSettings(registry=signing.url), {})
+        with pytest.raises(ServiceUnavailable) as caught:
+            keyring.fetch(signing.url)
+        assert caught.value.message == f"{signing.url[:-1]} {reason}; try again later"
+    finally:
+        signing.answer_keys_with(None)
+
+
+def test_a_malformed_keys_document_names_the_registry_endpoint(signing: SigningRegistry) -> None:
+    signing.serve_keys({"keys": {}})
+    try:
+        keyring = RegistryKeyring(HttpSource(attempts=1), NpmSettings(registry=signing.url), {})
+        with pytest.raises(InvalidRemoteData) as caught:
+            keyring.fetch(signing.url)
+        assert caught.value.message == (
+            f'{signing.url[:-1]}/-/npm/v1/keys: expected {{"keys": [...]}}'
+        )
+    finally:
+        signing.serve_keys(keys_document(signing.signer.entry()))
+
+
+def test_a_keys_document_over_the_cap_is_refused(signing: SigningRegistry) -> None:
+    signing.serve_keys({**keys_document(signing.signer.entry()), "padding": "x" * KEYS_LIMIT})
+    try:
+        keyring = RegistryKeyring(HttpSource(attempts=1), NpmSettings(registry=signing.url), {})
+        with pytest.raises(InvalidRemoteData) as caught:
+            keyring.fetch(signing.url)
+        assert re.fullmatch(
+            re.escape(signing.url[:-1]) + r" sent \d+ bytes, over the 1048576-byte cap",
+            caught.value.message,
+        )
+    finally:
+        signing.serve_keys(keys_document(signing.signer.entry()))
 
 
 def test_step_verifies_every_pinned_package_and_records_policy(
