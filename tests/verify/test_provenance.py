@@ -241,6 +241,11 @@ NOT_ALLOWED = "the provenance signer is not allowed: "
             "the statement's subject is 'pkg:npm/%40img/sharp-linuxmusl-x64@0.33.5', not "
             "pkg:npm/%40img/sharp-linux-x64@0.33.5",
         ),
+        (
+            {"repository": "mallory/sharp", "ref": "refs/heads/main"},
+            NOT_ALLOWED + "source repository 'https://github.com/mallory/sharp' is not one of "
+            "lovell/sharp, lovell/sharp-libvips; ref 'refs/heads/main' is not a refs/tags/* ref",
+        ),
         ({"with_sct": False}, "the signing certificate carries no SCT"),
         (
             {"digital_signature": None},
@@ -259,6 +264,7 @@ NOT_ALLOWED = "the provenance signer is not allowed: "
         "wrong-issuer",
         "wrong-digest",
         "wrong-subject",
+        "wrong-repo-and-ref",
         "no-sct",
         "no-key-usage",
         "no-extended-usage",
@@ -301,7 +307,10 @@ def test_absent_provenance_is_recorded_under_if_published_and_fails_under_requir
 def test_losing_provenance_the_previous_version_had_is_a_downgrade(
     root: TrustedRoot, keys: TrustedKeys
 ) -> None:
-    with pytest.raises(VerificationFailed, match=r"0\.33\.4 had provenance .* \(no downgrade\)"):
+    with pytest.raises(
+        VerificationFailed,
+        match=failed("0.33.4 had provenance and this version has none (no downgrade)"),
+    ):
         check(None, root, keys, manifest=version(announced=False), previous=version("0.33.4"))
 
     unproven_before = check(
@@ -982,6 +991,72 @@ def test_publish_attestation_must_be_a_dsse_envelope_over_this_tarball(
         verify_publish_attestation(elsewhere, version(), root, key)
     assert caught.value.message.startswith(
         prefix + "the statement's subject sha512 differs from the tarball's integrity;"
+    )
+
+
+def test_publish_attestation_signed_by_another_key_than_it_names_fails(
+    sigstore: TestSigstore, root: TrustedRoot, registry_key: RegistryKeyPair
+) -> None:
+    impostor = RegistryKeyPair()
+    data = sigstore.publish_bundle(NAME, "0.33.5", INTEGRITY, impostor)
+    data["verificationMaterial"]["publicKey"]["hint"] = registry_key.keyid
+    (key,) = parse_keys(keys_document(registry_key.entry()), source="test")
+
+    with pytest.raises(VerificationFailed) as caught:
+        verify_publish_attestation(parse_bundle(data, source="x"), version(), root, key)
+    assert caught.value.message == (
+        f"provenance check failed for {NAME}@0.33.5: the envelope's signature does not verify; "
+        "do not bypass — keep the known-good pins"
+    )
+
+
+def test_attestations_without_slsa_provenance_announced_are_not_required(
+    sigstore: TestSigstore, root: TrustedRoot, keys: TrustedKeys, registry_key: RegistryKeyPair
+) -> None:
+    # a version whose packument lists an attestations URL but no provenance predicate: only
+    # the publish attestation is served, and that is not a lost provenance
+    def publish_only(v: str) -> PackageVersion:
+        return replace(version(v), dist=replace(version(v).dist, provenance_predicate=None))
+
+    found = attestations(sigstore, registry_key)[1:]
+
+    result = check(
+        found, root, keys, manifest=publish_only("0.33.5"), previous=publish_only("0.33.4")
+    )
+
+    assert (result.status, result.publish_attestation) == ("absent", "verified")
+    assert (result.previous_version, result.previous_had_provenance) == ("0.33.4", False)
+
+
+def test_publish_attestation_under_required_without_registry_keys_fails(
+    sigstore: TestSigstore, root: TrustedRoot, registry_key: RegistryKeyPair
+) -> None:
+    no_keys = trusted_keys("https://registry.example/", pinned={}, served=None)
+
+    with pytest.raises(
+        VerificationFailed,
+        match=failed(f"the publish attestation names unknown key {registry_key.keyid!r}"),
+    ):
+        check(attestations(sigstore, registry_key), root, no_keys, policy="required")
+
+
+@pytest.mark.parametrize(
+    ("predicate", "source"),
+    [(SLSA_V1, "provenance"), (PUBLISH_V01, "publish attestation")],
+)
+def test_a_malformed_bundle_is_named_by_package_and_kind(
+    sigstore: TestSigstore,
+    root: TrustedRoot,
+    keys: TrustedKeys,
+    predicate: str,
+    source: str,
+) -> None:
+    found = {SLSA_V1: attestations(sigstore, None)[0], predicate: Attestation(predicate, {})}
+
+    with pytest.raises(InvalidRemoteData) as caught:
+        check(tuple(found.values()), root, keys)
+    assert caught.value.message == (
+        f"{NAME}@0.33.5 {source}: unsupported sigstore bundle media type None"
     )
 
 
