@@ -659,6 +659,22 @@ def test_attestations_are_fetched_with_the_registry_credentials(signing: Signing
     )
 
 
+def test_a_malformed_attestations_document_is_named_by_its_registry(
+    signing: SigningRegistry,
+) -> None:
+    signing.serve_attestations(NAME, "0.0.2", [1])
+    try:
+        with pytest.raises(InvalidRemoteData) as caught:
+            fetch_attestations(
+                signing.attestations_url(NAME, "0.0.2"), HttpSource(attempts=1), NpmSettings()
+            )
+        assert caught.value.message == (
+            f"{signing.url[:-1]} attestations: an attestation has no predicateType"
+        )
+    finally:
+        signing.serve_attestations(NAME, "0.0.2", None)
+
+
 def test_an_attestations_document_over_the_cap_is_refused(signing: SigningRegistry) -> None:
     bundle = {"padding": "x" * ATTESTATIONS_LIMIT}
     signing.serve_attestations(NAME, "0.0.1", [{"predicateType": SLSA_V1, "bundle": bundle}])
