@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from bot.errors import (
+    BotError,
     ConfigError,
     RotationHeld,
     ServiceUnavailable,
@@ -39,6 +40,7 @@ from bot.verify.closure import (
     parse_osv,
     script_problems,
 )
+from tests.support.processes import free_port
 from tests.support.step_context import BaseFiles, make_context, rotation_for
 from tests.support.verdaccio import Verdaccio, running_verdaccio
 
@@ -147,6 +149,8 @@ def test_a_withdrawn_advisory_in_the_mirror_blocks_nothing() -> None:
         ([{"introduced": "1.0.0"}, {"last_affected": "1.0.3"}], "1.0.4", False),
         ([{"introduced": "0"}, {"fixed": "1.0.0"}, {"introduced": "2.0.0"}], "1.5.0", False),
         ([{"introduced": "0"}, {"fixed": "1.0.0"}, {"introduced": "2.0.0"}], "2.0.1", True),
+        ([{"fixed": "1.0.3"}], "1.0.0", False),  # nothing introduced: nothing affected
+        ([], "1.0.0", False),
     ],
 )
 def test_osv_semver_ranges(events: Any, version: str, affected: bool) -> None:
@@ -216,8 +220,10 @@ def test_no_location_means_no_advisories() -> None:
 class _Advisories(BaseHTTPRequestHandler):
     status = 200
     body = b""
+    accept: str | None = None  # what the last request asked for
 
     def do_GET(self) -> None:
+        type(self).accept = self.headers.get("Accept")
         self.send_response(self.status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(self.body)))
@@ -248,26 +254,60 @@ def test_advisories_from_a_url(advisory_server: tuple[str, type[_Advisories]]) -
     advisories = load_malicious_advisories(url, HttpSource(attempts=1))
 
     assert advisories.find(COLOUR, "1.0.0") is not None
+    assert handler.accept == "application/json"
+
+
+def test_advisories_from_a_url_have_their_own_size_cap(
+    advisory_server: tuple[str, type[_Advisories]],
+) -> None:
+    # an OSV dump is far larger than most JSON the bot reads: the source's own cap does not apply
+    url, handler = advisory_server
+    handler.body = json.dumps([advisory(COLOUR, versions=("1.0.0",))] * 20).encode()
+
+    advisories = load_malicious_advisories(url, HttpSource(attempts=1, limit=1024))
+
+    assert len(advisories.advisories) == 20
+
+
+def test_an_https_advisories_url_is_fetched() -> None:
+    # nothing listens there: the request is made (and fails as unreachable), not read as a path
+    host = f"https://127.0.0.1:{free_port()}"
+
+    with pytest.raises(ServiceUnavailable) as caught:
+        load_malicious_advisories(f"{host}/advisories.json", HttpSource(attempts=1))
+    assert caught.value.message == (
+        f"{host} is unreachable (ConnectError); check the URL and the network"
+    )
 
 
 @pytest.mark.parametrize(
     ("status", "error", "message"),
     [
-        (404, ConfigError, "no OSV advisories there .HTTP 404.; fix ROTATION_BOT_MALICIOUS"),
-        (403, ServiceUnavailable, "HTTP 403 for the OSV advisories; try again later"),
+        (404, ConfigError, "{url}: no OSV advisories there (HTTP 404); fix {setting} or unset it"),
+        (410, ConfigError, "{url}: no OSV advisories there (HTTP 410); fix {setting} or unset it"),
+        (
+            403,
+            ServiceUnavailable,
+            "{host} answered HTTP 403 for the OSV advisories; try again later",
+        ),
     ],
 )
 def test_advisories_url_failing(
     advisory_server: tuple[str, type[_Advisories]],
     status: int,
-    error: type[Exception],
+    error: type[BotError],
     message: str,
 ) -> None:
     url, handler = advisory_server
     handler.status = status
 
-    with pytest.raises(error, match=message):
+    with pytest.raises(error) as caught:
         load_malicious_advisories(url, HttpSource(attempts=1))
+    assert caught.value.message == message.format(
+        url=url,
+        host=url.removesuffix("/advisories.json"),
+        setting="ROTATION_BOT_MALICIOUS_ADVISORIES",
+    )
 
 
 # --- install scripts --------------------------------------------------------------------------
