@@ -21,6 +21,7 @@ import pytest
 from bot.errors import (
     BotError,
     ConfigError,
+    InvalidRemoteData,
     RotationHeld,
     ServiceUnavailable,
     StepFailed,
@@ -194,8 +195,12 @@ def test_a_document_without_id_is_a_config_error() -> None:
 
 
 def test_missing_advisories_location_names_the_setting(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="ROTATION_BOT_MALICIOUS_ADVISORIES"):
+    with pytest.raises(ConfigError) as caught:
         load_malicious_advisories(str(tmp_path / "nowhere"), HttpSource(attempts=1))
+    assert caught.value.message == (
+        f"{tmp_path / 'nowhere'}: no OSV advisories file or directory there; fix "
+        "ROTATION_BOT_MALICIOUS_ADVISORIES or unset it"
+    )
 
 
 @pytest.mark.parametrize(
@@ -203,14 +208,16 @@ def test_missing_advisories_location_names_the_setting(tmp_path: Path) -> None:
     [
         (lambda path: path.mkdir(), "cannot read the OSV advisories"),
         (lambda path: path.write_text("{not json"), "the OSV advisories are not valid JSON"),
+        (lambda path: path.write_text('[{"affected": []}]'), "not an OSV advisory (no id)"),
     ],
-    ids=["unreadable", "not-json"],
+    ids=["unreadable", "not-json", "no-id"],
 )
 def test_a_bad_file_in_the_mirror_is_named(tmp_path: Path, write: Any, message: str) -> None:
     write(tmp_path / "MAL-2099-9.json")
 
-    with pytest.raises(ConfigError, match=f"MAL-2099-9.json: {message}"):
+    with pytest.raises(ConfigError) as caught:
         load_malicious_advisories(str(tmp_path), HttpSource(attempts=1))
+    assert caught.value.message.startswith(f"{tmp_path / 'MAL-2099-9.json'}: {message}")
 
 
 def test_no_location_means_no_advisories() -> None:
@@ -267,6 +274,30 @@ def test_advisories_from_a_url_have_their_own_size_cap(
     advisories = load_malicious_advisories(url, HttpSource(attempts=1, limit=1024))
 
     assert len(advisories.advisories) == 20
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "message"),
+    [
+        (b"{not json", InvalidRemoteData, "{host} answered with invalid JSON"),
+        (b'[{"affected": []}]', ConfigError, "{url}: not an OSV advisory (no id)"),
+    ],
+    ids=["not-json", "no-id"],
+)
+def test_bad_advisories_from_a_url_are_named(
+    advisory_server: tuple[str, type[_Advisories]],
+    body: bytes,
+    error: type[BotError],
+    message: str,
+) -> None:
+    url, handler = advisory_server
+    handler.body = body
+
+    with pytest.raises(error) as caught:
+        load_malicious_advisories(url, HttpSource(attempts=1))
+    assert caught.value.message == message.format(
+        url=url, host=url.removesuffix("/advisories.json")
+    )
 
 
 def test_an_https_advisories_url_is_fetched() -> None:
