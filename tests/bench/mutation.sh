@@ -15,10 +15,14 @@
 # affordable on two cores:
 #   1. every mutant against the tests that start no server (`-m "not registry"`, the marker is
 #      set in tests/verify/conftest.py);
-#   2. the mutants no such test reaches ("no tests" in pass 1) against the tests that start a
-#      registry, in .mutation/<module>+registry/.
+#   2. the mutants pass 1 did not kill (no test reached them, or they survived) against the
+#      tests that start a registry, in .mutation/<module>+registry/.
+# Each module ends with one verdict over both passes ("both passes") and the mutants left.
 # A surviving mutant is a change to a check that no test notices: kill it with a test that fails
 # when the check is removed, or remove the dead code.
+#
+# mutmut runs under a reaper (REAPER below) so that no registry a killed test started outlives
+# the run; `ps -eo pid,ppid,args | grep -E 'verdaccio|signing_registry'` after a run shows none.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
