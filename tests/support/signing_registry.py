@@ -638,6 +638,12 @@ class SigningRegistry:
         else:
             path.write_text(token)
 
+    @property
+    def last_accept(self) -> str | None:
+        """The `Accept` header of the last keys or attestations request (None: none sent)."""
+        path = self.directory / "last-accept"
+        return path.read_text() or None if path.is_file() else None
+
     def attestations_url(self, name: str, version: str) -> str:
         return f"{self.url}-/npm/v1/attestations/{quote(name, safe='@')}@{version}"
 
@@ -749,6 +755,8 @@ class _Front(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
+        if path.startswith("/-/npm/v1/"):
+            (self.directory / "last-accept").write_text(self.headers.get("Accept", ""))
         token = self.directory / "token"
         if (
             path.startswith("/-/npm/v1/")

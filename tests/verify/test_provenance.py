@@ -645,6 +645,7 @@ def test_attestations_are_fetched_with_the_registry_credentials(signing: Signing
         found = fetch_attestations(url, HttpSource(attempts=1), with_token)
         assert found is not None
         assert [item.predicate_type for item in found] == [PUBLISH_V01, SLSA_V1]
+        assert signing.last_accept == "application/json"
 
         with pytest.raises(ServiceUnavailable) as caught:
             fetch_attestations(url, HttpSource(attempts=1), NpmSettings(registry=signing.url))

@@ -424,6 +424,7 @@ def test_keyring_sends_the_registry_credentials_for_the_keys(signing: SigningReg
         )
         keys = RegistryKeyring(HttpSource(attempts=1), with_token, pinned={}).keys(signing.url)
         assert [k.keyid for k in keys.keys] == [signing.signer.keyid]
+        assert signing.last_accept == "application/json"
 
         anonymous = RegistryKeyring(HttpSource(attempts=1), NpmSettings(registry=signing.url), {})
         with pytest.raises(ServiceUnavailable) as caught:
