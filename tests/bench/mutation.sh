@@ -226,6 +226,15 @@ PY
   )
 }
 
+# mutmut times a test by its call alone, not by the set-up of the registries its module starts
+# (Verdaccio, the signing front, published fixtures: 10-30 s a module on a busy machine), so a
+# mutant that every test survives, running them all, exceeded the default limit (estimate+1)*15 s
+# (4 s estimated, 100 s taken): WORK's limit gets that set-up as a constant instead
+registry_timeouts() {
+  sed -i '/^timeout_\(multiplier\|constant\) =/d' "$1/setup.cfg"
+  printf '%s\n' "timeout_multiplier = 2" "timeout_constant = 120" >>"$1/setup.cfg"
+}
+
 run_module() {
   local module=$1 name=${1//\//.}
   local work=$ROOT/.mutation/$name
@@ -236,9 +245,7 @@ run_module() {
   mapfile -t names < <(unkilled "$work")
   if ((${#names[@]})); then
     prepare "$work+registry" "bot/verify/$module" tests/verify registry
-    # mutmut times a test by its call alone, not by the set-up of the registry it starts (seconds
-    # on a busy machine): a mutant's time limit gets that set-up as a constant on top
-    printf '%s\n' "timeout_multiplier = 4" "timeout_constant = 20" >>"$work+registry/setup.cfg"
+    registry_timeouts "$work+registry"
     mutmut "$work+registry" run --max-children 2 "${names[@]}" >"$work+registry/run.log" 2>&1 ||
       { tail -20 "$work+registry/run.log"; return 1; }
     figures "$work+registry" "$module (registry, the ${#names[@]} not killed above)"
@@ -265,19 +272,21 @@ tests/verify" "not network"
     mutmut "$work" run --max-children 2 >"$work/run.log" 2>&1 || { tail -20 "$work/run.log"; exit 1; }
     figures "$work" steps;;
   survivors)
-    # rerun a module's surviving mutants against the current tests (the source must not have
-    # changed since its run: mutants are made from the copy)
+    # rerun a module's surviving (and timed-out) mutants against the current tests (the source
+    # must not have changed since its run: mutants are made from the copy)
     name=${1:?usage: $0 survivors MODULE}
     for work in "$ROOT/.mutation/${name//\//.}" "$ROOT/.mutation/${name//\//.}+registry"; do
       [[ -d "$work" ]] || continue
-      mapfile -t names < <(mutmut "$work" results | sed -n 's/^ *\(.*\): survived$/\1/p')
+      [[ "$work" == *+registry ]] && registry_timeouts "$work"
+      mapfile -t names < <(mutmut "$work" results | sed -n 's/^ *\(.*\): \(survived\|timeout\)$/\1/p')
       ((${#names[@]})) || continue
       # mutmut copies the tests from the scratch copy into mutants/ when it starts
       git ls-files -z tests | xargs -0 cp -a --parents -t "$work"
       mutmut "$work" run --max-children 2 "${names[@]}" >"$work/rerun.log" 2>&1 ||
         { tail -20 "$work/rerun.log"; exit 1; }
       figures "$work" "$name (${#names[@]} survivors rerun)"
-    done;;
+    done
+    verdict "${name//\//.}";;
   results)
     name=${1:-steps}
     for work in "$ROOT/.mutation/${name//\//.}" "$ROOT/.mutation/${name//\//.}+registry"; do
