@@ -181,9 +181,16 @@ class _State:
         chosen = name or ("github" if self.settings.has_github_credentials else "local")
         if chosen == "local":
             return LocalForge(audit)
-        from bot.forges.github import GitHubForge  # noqa: PLC0415 - only with GitHub configured
+        from bot.forges.github import (  # noqa: PLC0415 - only with GitHub configured
+            GitHubForge,
+            GitHubOptions,
+        )
 
-        forge: Forge = GitHubForge.from_settings(self.settings, budget=budget)
+        # Under a fleet budget (distributed mode) the budget paces every request across the
+        # fleet; PyGithub's own 0.25 s between GETs would only serialise each worker. Writes
+        # keep GitHub's one second apart.
+        options = GitHubOptions(seconds_between_requests=0.0) if budget is not None else None
+        forge: Forge = GitHubForge.from_settings(self.settings, options=options, budget=budget)
         return forge
 
     def pipeline(

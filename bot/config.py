@@ -521,10 +521,13 @@ class Settings:
     # distributed mode (a PostgreSQL database URL): GitHub API requests per hour each App
     # installation (or the token) may spend across the whole fleet; how long a fetched
     # packument serves every worker; how often a worker proves it is alive (a worker silent for
-    # three intervals is presumed dead and its rotation is retried elsewhere)
+    # three intervals is presumed dead and its rotation is retried elsewhere); how many
+    # rotations one worker process runs at a time (threads: a rotation mostly waits on the
+    # network and its package manager)
     github_rate_budget: float = 4000.0
     packument_ttl: float = 60.0
     worker_heartbeat: float = 10.0
+    worker_concurrency: int = 2
 
     @property
     def has_github_credentials(self) -> bool:
@@ -669,8 +672,9 @@ def load_settings(environ: Mapping[str, str], config_file: Path | None = None) -
     for name in _DURATION_SETTINGS:
         if name in values:
             values[name] = _positive_seconds(name, values[name])
-    if "max_prs_per_hour" in values:
-        values["max_prs_per_hour"] = _positive_count("max_prs_per_hour", values["max_prs_per_hour"])
+    for name in ("max_prs_per_hour", "worker_concurrency"):
+        if name in values:
+            values[name] = _positive_count(name, values[name])
     if "onboarding" in values:
         values["onboarding"] = _flag("onboarding", values["onboarding"])
     if "github_rate_budget" in values:

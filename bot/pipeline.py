@@ -427,8 +427,11 @@ class Pipeline:
             ("onboarding", repr(settings.onboarding)),
         ]
 
-        def heads(repo: str, branches: tuple[str, ...]) -> dict[str, str]:
-            return {branch: self.forge.branch_head(repo, branch) for branch in branches}
+        def heads(repo: str, known: Mapping[str, str]) -> dict[str, str]:
+            return {
+                branch: self.forge.branch_head(repo, branch, commit)
+                for branch, commit in known.items()
+            }
 
         def holds(repo: str) -> str:
             return digest(repr(self.records.holds(repo) if self.records is not None else ()))

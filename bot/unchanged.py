@@ -21,8 +21,10 @@ cycle picks it up"), one that met an unreachable registry, a repository without 
 memo (and remove the one there was).  The next scheduled check re-reads each packument from
 the fleet's shared cache (no request while it is fresh; a stale or missing entry means a full
 check, which refreshes it for the fleet), re-resolves each tag, re-reads the holds and asks the
-forge for each branch's head (one API request per branch, `GET /repos/…/commits/BRANCH`: one
-for a repository without `pull-requests.base`; no clone, no fetch): any difference, or a bot
+forge for each branch's head (one API request per branch, `GET /repos/…/commits/BRANCH` for
+the commit id alone, on condition that it moved: an unmoved branch is a 304, which GitHub does
+not count against the rate limit; one for a repository without `pull-requests.base`; no clone,
+no fetch): any difference, or a bot
 upgrade, means a full check.  Only scheduled requests take the fast path; a person's command
 always gets a full check.
 """
@@ -231,7 +233,8 @@ class NoOpCheck:
 
     memos: Memos
     fingerprint: str
-    heads: Callable[[str, tuple[str, ...]], dict[str, str]]  # repo, branches -> their heads
+    # repo, the memo's {branch: commit} -> each branch's commit now (asked conditionally)
+    heads: Callable[[str, Mapping[str, str]], dict[str, str]]
     packuments: PackumentCache | None
     oci: OciClient
     holds: Callable[[str], str]  # repo -> digest of the holds in force
@@ -249,7 +252,7 @@ class NoOpCheck:
         if self.holds(repo) != memo.holds:
             return None
         try:
-            if self.heads(repo, memo.branches) != dict(memo.heads):
+            if self.heads(repo, memo.heads) != dict(memo.heads):
                 return None
         except BotError as error:
             log.info("no fast path", extra={"repo": repo, "error": error.message})

@@ -119,3 +119,15 @@ def test_settings_from_env_toml_and_secret_files(tmp_path: Path) -> None:
     toml.write_text("lissten = 1\n")
     with pytest.raises(ConfigError, match="unknown setting lissten"):
         load_settings({}, toml)
+
+
+def test_counted_settings_are_whole_numbers_from_one() -> None:
+    settings = load_settings({"ROTATION_BOT_WORKER_CONCURRENCY": "3"})
+    assert settings.worker_concurrency == 3
+    assert load_settings({}).worker_concurrency == 2
+    for bad in ("0", "two", "1.5", "-1"):
+        with pytest.raises(ConfigError) as raised:
+            load_settings({"ROTATION_BOT_WORKER_CONCURRENCY": bad})
+        assert str(raised.value) == (
+            f"ROTATION_BOT_WORKER_CONCURRENCY={bad!r} must be a whole number from 1"
+        )

@@ -757,6 +757,7 @@ def test_distributed_kubernetes_settings_load_and_select_the_distributed_mode(
         assert settings.distributed, key
         assert settings.webhook_secret == "REPLACE_WITH_THE_WEBHOOK_SECRET"
         assert settings.worker_heartbeat == 10.0 and settings.packument_ttl == 300.0
+        assert settings.worker_concurrency == 2
 
 
 def test_the_worker_scaler_query_counts_the_queue_the_workers_take(

@@ -98,8 +98,9 @@ class Forge(Protocol):
         """The forge login that authored commit `sha`, if the forge knows one."""
         ...
 
-    def branch_head(self, repo: str, branch: str) -> str:
-        """The commit `branch` of `repo` points at now (one API request, no git)."""
+    def branch_head(self, repo: str, branch: str, known: str | None = None) -> str:
+        """The commit `branch` of `repo` points at now (one API request, no git; `known`, the
+        commit it pointed at last time, lets the forge answer "still that" cheaply)."""
         ...
 
     def find_advisories(self, repo: str, package: str, version: str) -> tuple[Advisory, ...]:

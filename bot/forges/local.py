@@ -75,7 +75,7 @@ class LocalForge:
         """Local commits have authors, not forge logins."""
         return None
 
-    def branch_head(self, repo: str, branch: str) -> str:
+    def branch_head(self, repo: str, branch: str, known: str | None = None) -> str:
         """The local forge hosts no repositories."""
         raise UsageError(f"{repo} looks like owner/name, which needs a forge")
 

@@ -19,16 +19,18 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bot.audit import AuditStore
-from bot.errors import ConfigError, RepositoryError, ServiceUnavailable
+from bot.errors import ConfigError, InvalidRemoteData, RepositoryError, ServiceUnavailable
 from bot.forges.base import Notice
 from bot.forges.github import INCIDENT_LABEL, GitHubForge, GitHubOptions
 from bot.models import Proposal
 from bot.workspace import Workspace
 from tests.conftest import Env, bot_json, make_project
 from tests.support.github_api import (
+    SHA_MEDIA_TYPE,
     Fault,
     GitHubApi,
     GitRepository,
+    PlainText,
     make_git_repository,
     start_github_api,
 )
@@ -524,3 +526,33 @@ def test_cli_run_opens_pull_requests_and_a_rerun_writes_nothing(
     }
     assert all(evidence["api_requests"] >= 1 for evidence in finished.values())
     assert [finished[run["run_id"]]["api_requests"] for run in again] == [1, 1]
+
+
+def test_a_branch_head_is_the_commit_id_alone_asked_on_condition_that_it_moved(rig: Rig) -> None:
+    head = subprocess.run(
+        ["git", "-C", str(rig.remote.bare), "rev-parse", "main"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert rig.forge.branch_head(REPO, "main") == head
+    asked = rig.api.requests[-1]
+    assert asked.headers["accept"] == SHA_MEDIA_TYPE and "if-none-match" not in asked.headers
+    remaining = rig.api.tokens[TOKEN].remaining
+
+    assert rig.forge.branch_head(REPO, "main", head) == head
+    assert rig.api.requests[-1].headers["if-none-match"] == f'"{head}"'
+    assert rig.api.requests[-1].status == 304
+    assert rig.api.tokens[TOKEN].remaining == remaining  # a 304 is free on GitHub
+
+    moved = "0" * 40  # what the memo saw is no longer the head: GitHub answers the new id
+    assert rig.forge.branch_head(REPO, "main", moved) == head
+    assert rig.api.requests[-1].status == 200
+
+    path = f"/repos/{REPO}/commits/main"
+    rig.api.inject(Fault.respond("GET", path, 200, PlainText("<html>", SHA_MEDIA_TYPE)))
+    with pytest.raises(InvalidRemoteData, match="the API gave no commit id for main"):
+        rig.forge.branch_head(REPO, "main", head)
+    rig.api.inject(Fault.respond("GET", path, 304))
+    with pytest.raises(InvalidRemoteData, match="the API answered 304 for main unasked"):
+        rig.forge.branch_head(REPO, "main")

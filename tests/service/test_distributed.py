@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -173,6 +174,35 @@ def test_one_repository_rotates_on_one_worker_at_a_time_and_a_duplicate_is_refus
     assert [pull.head for pull in fleet.api.pulls("octo/app") if "0.33.5" in pull.head] == [
         "rotation-bot/sharp-0.33.5"
     ]
+
+
+def test_one_worker_process_runs_rotations_of_two_repositories_at_once(fleet: Fleet) -> None:
+    """`ROTATION_BOT_WORKER_CONCURRENCY=2`: while one rotation waits on GitHub, the same process
+    starts the next repository's (with one at a time, the second would wait for the first)."""
+    fleet.repository("slow")
+    fleet.repository("quick")
+    gate = threading.Event()
+    fleet.api.inject(Fault.held("GET", "/repos/octo/slow/pulls", gate))
+    worker = fleet.start("w1", "worker", ROTATION_BOT_WORKER_CONCURRENCY="2")
+    queue = fleet.queue()
+    try:
+        assert queue.submit(chat_request("octo/slow"), if_busy="wait") == "queued"
+        wait_until(
+            lambda: fleet.api.requests_matching("GET", "/repos/octo/slow/pulls"),
+            timeout=120,
+            message="the first rotation to wait on its pull-request lookup",
+        )
+        assert queue.submit(chat_request("octo/quick"), if_busy="wait") == "queued"
+        worker.wait_for_output("rotation started repo=octo/quick", timeout=60)
+        assert "job done repo=octo/slow" not in worker.output()  # still held: both at once
+    finally:
+        gate.set()
+        queue.close()
+    wait_until(
+        lambda: worker.output().count("job done repo=octo/") == 2,
+        timeout=180,
+        message="both rotations to finish",
+    )
 
 
 def test_a_killed_worker_s_rotation_is_retried_elsewhere_once(fleet: Fleet) -> None:

@@ -10,11 +10,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, select
 
 from bot.cancellation import ShutdownRequested
 from bot.forges.github import GitHubForge, GitHubOptions
-from bot.service.distributed.shared import FleetPackumentCache, RequestBudget, create_tables
+from bot.service.distributed.shared import (
+    FleetPackumentCache,
+    RequestBudget,
+    budgets,
+    create_tables,
+)
 from bot.sources.http import HttpSource
 from bot.sources.npm.registry import CachedPackument, NpmRegistry
 from bot.sources.npm.settings import NpmSettings
@@ -103,6 +108,27 @@ def test_the_request_budget_is_one_bucket_for_every_worker(engines: list[Engine]
     stop.set()
     with pytest.raises(ShutdownRequested):
         budgets[1]("installation/7")  # empty for every worker: it would wait, and is stopped
+
+
+def test_a_full_bucket_never_exceeds_github_s_secondary_limit_of_900_a_minute(
+    engines: list[Engine],
+) -> None:
+    """Five minutes' worth, unless that plus a minute's refill would pass 900 requests."""
+
+    def tokens_left(per_hour: float, name: str) -> float:
+        RequestBudget(engines[0], per_hour=per_hour)(name)  # the first request: a full bucket
+        with engines[0].connect() as connection:
+            return float(
+                connection.execute(
+                    select(budgets.c.tokens).where(budgets.c.name == name)
+                ).scalar_one()
+            )
+
+    assert tokens_left(4000, "token") == pytest.approx(4000 / 12 - 1)
+    # 36,000 an hour is 600 a minute: a bucket of 3,000 would allow 3,600 in its first minute
+    assert tokens_left(36_000, "installation/1") == pytest.approx(900 - 600 - 1)
+    # more than 900 a minute on average: the bucket holds one request at a time
+    assert tokens_left(60_000, "installation/2") == pytest.approx(0)
 
 
 def test_the_github_forge_spends_each_request_from_the_fleet_budget(

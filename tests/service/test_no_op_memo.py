@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, text
 
 from bot.audit import AuditStore
 from bot.config import Settings
+from bot.forges.base import ApiUsage
 from bot.forges.github import GitHubForge, GitHubOptions
 from bot.lifecycle.records import CommandRecords
 from bot.models import RunRequest, RunSummary, Trigger
@@ -149,7 +150,11 @@ def test_an_unchanged_repository_costs_one_github_call_no_git_and_no_audit_run(
     assert [r.path for r in requests if ".git/" in r.path] == []  # no clone, no fetch
     (head,) = [r for r in requests if ".git/" not in r.path]  # one API call: the branch head
     assert (head.method, head.path.endswith("/repos/octo/app/commits/main")) == ("GET", True)
-    assert fresh.forge.api_usage().requests == 1
+    # the commit id alone, on condition that it moved: unmoved, a 304 that costs no rate limit
+    assert head.headers["accept"] == "application/vnd.github.sha"
+    assert head.headers["if-none-match"] == f'"{world.project.head.commit.hexsha}"'
+    assert head.status == 304
+    assert fresh.forge.api_usage() == ApiUsage(requests=1, not_modified=1)
     assert not (fresh.services.settings.state_dir / "repositories").exists()  # never cloned
     assert audit_runs(world) == runs  # nothing written to the audit trail
     # A person's command is never answered from the memo.

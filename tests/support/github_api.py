@@ -53,11 +53,14 @@ repository; `remote.branches()` reads its branches back.
   method, path, status, body, headers, perform=False)` anything else (e.g. a stale empty list).
 - Conditional requests: every 200 GET carries a weak `ETag`; a matching `If-None-Match` gets
   304 without a body, which (as on GitHub) does not count against `X-RateLimit-Remaining`.
+  `GET /repos/…/commits/REF` with `Accept: application/vnd.github.sha` answers the commit id as
+  plain text with the id, quoted, as its ETag (how GitHub says whether a ref moved).
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import re
@@ -96,6 +99,9 @@ def _now() -> str:
 
 
 # --- recorded requests and faults ---------------------------------------------------------
+
+
+SHA_MEDIA_TYPE = "application/vnd.github.sha"
 
 
 @dataclass(frozen=True)
@@ -215,6 +221,15 @@ def _validation_failed(message: str) -> dict[str, Any]:
         "documentation_url": f"{DOCS}/pulls/pulls#create-a-pull-request",
         "status": "422",
     }
+
+
+@dataclass(frozen=True)
+class PlainText:
+    """An answer in a non-JSON media type (`application/vnd.github.sha`: the commit id alone),
+    sent as is, with the strong `ETag` GitHub gives it (the id, quoted)."""
+
+    text: str
+    media_type: str
 
 
 class ApiError(Exception):
@@ -1313,6 +1328,11 @@ class GitHubApi:
         parents, name, email, committer, committer_email, subject, tree = line.rstrip("\n").split(
             "\0"
         )
+        if request.headers.get("accept", "").startswith(SHA_MEDIA_TYPE):
+            # GitHub's way to ask whether a ref moved: the id alone, the id as its ETag (a
+            # matching If-None-Match is a 304 that costs no rate limit)
+            request.response_headers["ETag"] = f'"{sha}"'
+            return 200, PlainText(sha, SHA_MEDIA_TYPE)
         base = f"{self.api_url}/repos/{repo.full_name}"
         login = self.emails.get(email)
         return 200, {
@@ -1614,12 +1634,13 @@ class _Handler(BaseHTTPRequestHandler):
                 status, answer, extra = fault.status, fault.body, dict(fault.headers)
             if status == 0 and fault.gate is None:  # a timeout answers 504 after the delay
                 status, answer, extra = 504, {"message": "timeout"}, {}
-        api.record(RecordedRequest(self.command, path, query, headers, body, status))
+        recorded = RecordedRequest(self.command, path, query, headers, body, status)
+        api.record(recorded)
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
         if fault is not None and fault.gate is not None:
             fault.gate.wait(30)
-        self.send_json(status, answer, extra, headers, path, query)
+        self.send_json(status, answer, extra, headers, recorded)
 
     def answer(
         self, path: str, query: dict[str, str], headers: dict[str, str], body: bytes, raw: str
@@ -1640,21 +1661,25 @@ class _Handler(BaseHTTPRequestHandler):
         answer: Any,
         extra: Mapping[str, str],
         headers: Mapping[str, str],
-        path: str,
-        query: Mapping[str, str],
+        recorded: RecordedRequest,
     ) -> None:
         api = self.server.api
-        payload = b"" if answer is None else json.dumps(answer).encode()
-        response_headers = {"Content-Type": "application/json; charset=utf-8", **extra}
+        if isinstance(answer, PlainText):
+            payload = answer.text.encode()
+            response_headers = {"Content-Type": f"{answer.media_type}; charset=utf-8", **extra}
+        else:
+            payload = b"" if answer is None else json.dumps(answer).encode()
+            response_headers = {"Content-Type": "application/json; charset=utf-8", **extra}
         token = api.tokens.get(headers.get("authorization", "").partition(" ")[2])
         not_modified = False
         if self.command == "GET" and status == 200:
-            etag = 'W/"' + hashlib.sha256(payload).hexdigest()[:40] + '"'
-            response_headers["ETag"] = etag
+            etag = response_headers.setdefault(
+                "ETag", 'W/"' + hashlib.sha256(payload).hexdigest()[:40] + '"'
+            )
             if headers.get("if-none-match") == etag:
                 not_modified = True
         if token is not None:
-            counted = not not_modified and path != "/rate_limit" and status != 401
+            counted = not not_modified and recorded.path != "/rate_limit" and status != 401
             with api.lock:
                 if counted:
                     token.remaining = max(token.remaining - 1, 0)
@@ -1670,12 +1695,11 @@ class _Handler(BaseHTTPRequestHandler):
             )
         if not_modified:
             status, payload = 304, b""
-            with api.lock:
-                last = api.requests[-1]
-                if last.path == path and last.method == "GET":
-                    api.requests[-1] = RecordedRequest(
-                        last.method, last.path, last.query, last.headers, last.body, 304
-                    )
+            with api.lock:  # this request's record (other requests may have come since)
+                for index in range(len(api.requests) - 1, -1, -1):
+                    if api.requests[index] is recorded:
+                        api.requests[index] = dataclasses.replace(recorded, status=304)
+                        break
         try:
             self.send_response(status)
             for key, value in response_headers.items():

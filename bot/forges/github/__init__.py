@@ -104,9 +104,10 @@ class GitHubForge:
         """The GitHub login that authored commit `sha`."""
         return self.pulls.find_commit_author(repo, sha)
 
-    def branch_head(self, repo: str, branch: str) -> str:
-        """The commit `branch` of `repo` points at now (`GET /repos/…/commits/BRANCH`)."""
-        return self.pulls.branch_head(repo, branch)
+    def branch_head(self, repo: str, branch: str, known: str | None = None) -> str:
+        """The commit `branch` of `repo` points at now (`GET /repos/…/commits/BRANCH`, the id
+        alone, conditional on `known`)."""
+        return self.pulls.branch_head(repo, branch, known)
 
     def find_advisories(self, repo: str, package: str, version: str) -> tuple[Advisory, ...]:
         """Reviewed npm advisories affecting `package@version`."""

@@ -19,6 +19,7 @@ Every request is counted (`api_usage()`), for the audit trail.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import re
 import threading
@@ -488,6 +489,29 @@ class GitHubClient:
         )
         return data
 
+    def get_text(
+        self, repo: str, path: str, what: str, *, media_type: str, etag: str | None = None
+    ) -> str | None:
+        """One GET of `path` in a plain-text `media_type` (the body as is, never parsed as
+        JSON); with `etag`, asked conditionally: None when GitHub answers 304 (unchanged)."""
+        client = self.client_for(repo)
+        headers = {"Accept": media_type}
+        if etag is not None:
+            headers["If-None-Match"] = etag
+
+        def request() -> tuple[int, str]:
+            requester = client.requester
+            status, response_headers, output = requester.requestJson("GET", path, headers=headers)
+            if status >= 400:
+                raise requester.createException(status, response_headers, _json_or_text(output))
+            return status, output
+
+        status, text = self.call(what, request, idempotent=True)
+        if status == 304:
+            self._counter.add(not_modified=True)
+            return None
+        return text
+
     def _next_page(self, client: Github, path: str, url: str) -> tuple[str, Any]:
         headers, page = self.call(
             f"listing {path}",
@@ -593,6 +617,14 @@ class GitHubClient:
         if error.status in (400, 403, 422):
             return ConfigError(f"{where}; check the token's or App's permissions and the config")
         return ServiceUnavailable(f"{where}; try again later")
+
+
+def _json_or_text(output: str) -> Any:
+    """An error body as PyGithub's exceptions take it: its JSON, else the text."""
+    try:
+        return json.loads(output)
+    except ValueError:
+        return {"message": output[:200]}
 
 
 def same_repository(full_name: str, repo: str) -> bool:

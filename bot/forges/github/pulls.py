@@ -401,17 +401,31 @@ class Pulls:
         log.info("auto-merge enabled", extra={"repo": repo, "url": pull.url})
         return None
 
-    def branch_head(self, repo: str, branch: str) -> str:
-        """The commit `branch` of `repo` points at now (the API's commit of a ref)."""
+    def branch_head(self, repo: str, branch: str, known: str | None = None) -> str:
+        """The commit `branch` of `repo` points at now: the commit id alone (GitHub's
+        `application/vnd.github.sha` media type, not the commit and its diff), asked on
+        condition that it is no longer `known` (a 304, which GitHub does not count against the
+        rate limit, means it still is)."""
         try:
             check_branch_name(branch)
         except ValueError as error:
             raise InvalidRemoteData(f"{repo}: {error}") from None
+        condition = known if known is not None and _SHA.match(known) else None
         owner, name = split_name(repo)
         path = f"/repos/{quote(owner)}/{quote(name)}/commits/{quote(branch, safe='')}"
-        data = self.client.get(repo, path, f"reading the head of {branch}")
-        sha = data.get("sha") if isinstance(data, Mapping) else None
-        if not isinstance(sha, str) or not _SHA.match(sha):
+        text = self.client.get_text(
+            repo,
+            path,
+            f"reading the head of {branch}",
+            media_type="application/vnd.github.sha",
+            etag=f'"{condition}"' if condition is not None else None,
+        )
+        if text is None:
+            if condition is None:
+                raise InvalidRemoteData(f"{repo}: the API answered 304 for {branch} unasked")
+            return condition
+        sha = text.strip()
+        if not _SHA.match(sha):
             raise InvalidRemoteData(f"{repo}: the API gave no commit id for {branch}")
         return sha
 

@@ -144,7 +144,9 @@ def start_roles(
     try:
         locks = RepositoryLocks(settings.state_dir / "locks")
         if "worker" in wanted:
-            worker_options = worker_options or WorkerOptions(heartbeat=settings.worker_heartbeat)
+            worker_options = worker_options or WorkerOptions(
+                heartbeat=settings.worker_heartbeat, concurrency=settings.worker_concurrency
+            )
             forge = pipeline.forge
             running.worker = WorkerProcess(
                 database_url,

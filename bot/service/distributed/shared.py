@@ -133,13 +133,20 @@ class FleetPackumentCache:
         return fresh
 
 
+# GitHub's secondary rate limit: at most 900 points a minute on REST endpoints (a GET costs one)
+SECONDARY_LIMIT_PER_MINUTE = 900.0
+
+
 @dataclass(frozen=True)
 class RequestBudget:
     """A token bucket per name (`installation/ID`, `token`, `app`) shared by the fleet.
 
     `per_hour` requests are added back per hour; at most `burst` are kept (five minutes'
-    worth), so an idle hour does not let the fleet spend a whole hour's budget at once.
-    Waiting stops at shutdown or the run's deadline (`stop`)."""
+    worth), so an idle hour does not let the fleet spend a whole hour's budget at once, and
+    never so many that a full bucket plus a minute's refill exceeds GitHub's secondary limit
+    of 900 REST requests a minute.  This bucket is the fleet's only pacing of reads (no
+    per-process delay between GETs: bot/cli.py).  Waiting stops at shutdown or the run's
+    deadline (`stop`)."""
 
     engine: Engine
     per_hour: float
@@ -148,7 +155,7 @@ class RequestBudget:
     @property
     def burst(self) -> float:
         """The most requests the bucket holds."""
-        return max(self.per_hour / 12, 1.0)
+        return max(min(self.per_hour / 12, SECONDARY_LIMIT_PER_MINUTE - self.per_hour / 60), 1.0)
 
     def __call__(self, name: str) -> None:
         """Take one request from `name`'s bucket, waiting until there is one."""
