@@ -22,7 +22,7 @@ from typing import Any
 import nodesemver
 import semver
 
-from bot.errors import ConfigError, InvalidRemoteData, ServiceUnavailable
+from bot.errors import ConfigError, ServiceUnavailable
 from bot.manifests.locked import LockedTree
 from bot.sources.http import HttpSource, host_of
 from bot.sources.npm.models import PackageVersion
@@ -166,10 +166,7 @@ def load_malicious_advisories(location: str | None, http: HttpSource) -> Malicio
                 f"{host_of(location)} answered HTTP {body.status_code} for the OSV advisories; "
                 "try again later"
             )
-        try:
-            return MaliciousAdvisories(parse_osv(body.json(), source=location))
-        except ValueError as error:
-            raise InvalidRemoteData(f"{location}: the OSV advisories are not JSON") from error
+        return MaliciousAdvisories(parse_osv(body.json(), source=location))
     path = Path(location)
     if path.is_dir():
         files: Iterable[Path] = sorted(path.rglob("*.json"))

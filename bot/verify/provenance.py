@@ -53,7 +53,7 @@ PublishStatus = Literal["verified", "absent", "not verifiable", "off"]
 
 def package_purl(name: str, version: str) -> str:
     """The package URL npm puts in attestation subjects: `pkg:npm/%40scope/name@version`."""
-    return f"pkg:npm/{quote(name, safe='/')}@{version}"
+    return f"pkg:npm/{quote(name)}@{version}"  # quote keeps the scope's "/" (its default safe)
 
 
 def integrity_hex(integrity: str) -> str:
@@ -160,13 +160,15 @@ def verify_slsa_provenance(
     problems = identity_policy.problems(identity)
     if problems:
         raise fail(label, "the provenance signer is not allowed: " + "; ".join(problems))
+    repository = identity.source_repository
+    assert repository is not None  # noqa: S101 - the policy admits named repositories only
     predicate = check_statement(bundle.envelope, manifest, SLSA_PREDICATES, label)
     definition = predicate.get("buildDefinition") or {}
     workflow = (definition.get("externalParameters") or {}).get("workflow")
     if (
         isinstance(workflow, dict)
         and workflow.get("repository") is not None
-        and (str(workflow["repository"]).lower() != (identity.source_repository or "").lower())
+        and str(workflow["repository"]).lower() != repository.lower()
     ):
         raise fail(label, "the provenance predicate names another repository than its signer")
     return ProvenanceFacts(identity, verified.entry.log_index, verified.signed_at)
@@ -298,7 +300,7 @@ def check_provenance(
     publish = by_type.get(PUBLISH_PREDICATE)
     if publish is not None:
         bundle = parse_bundle(publish.bundle, source=f"{label} publish attestation")
-        key = keys.find(bundle.key_hint or "")
+        key = keys.find(bundle.key_hint) if bundle.key_hint else None
         if key is not None:
             verify_publish_attestation(bundle, manifest, root, key)
             publish_status = "verified"

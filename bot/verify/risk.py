@@ -33,10 +33,6 @@ class RiskSignal:
     signal: str
     detail: str
 
-    def as_evidence(self) -> dict[str, str]:
-        """The signal as audit evidence (and as `publish` renders it)."""
-        return {"package": self.package, "signal": self.signal, "detail": self.detail}
-
 
 def _size(value: int) -> str:
     for unit, scale in (("MB", 1_000_000), ("kB", 1_000)):

@@ -221,11 +221,12 @@ class RegistryKeyring:
         return self._cache[registry]
 
     def fetch(self, registry: str) -> tuple[RegistryKey, ...] | None:
-        """What the registry serves at `/-/npm/v1/keys`; `None` when it serves nothing (404)."""
+        """What the registry serves at `/-/npm/v1/keys`; `None` when it has no such endpoint (404,
+        405; a 5xx is retried, then `ServiceUnavailable`)."""
         url = registry + KEYS_PATH
         headers = {"Accept": "application/json", **self.npm_settings.auth_headers(url)}
         body = self.http.fetch("GET", url, headers=headers, limit=KEYS_LIMIT)
-        if body.status_code in (404, 405, 501):
+        if body.status_code in (404, 405):
             return None
         if body.status_code != 200:
             raise ServiceUnavailable(

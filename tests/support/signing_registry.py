@@ -673,6 +673,30 @@ class SigningRegistry:
         else:
             path.write_text(json.dumps(document))
 
+    def answer_keys_with(self, status: int | None) -> None:
+        """Make `/-/npm/v1/keys` answer HTTP `status` with an error body, as registries without
+        the endpoint do (404, 405, 501…); None: serve the keys again."""
+        path = self.directory / "keys-status"
+        if status is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(str(status))
+
+    def require_token(self, token: str | None) -> None:
+        """Make `/-/npm/v1/keys` and the attestations answer 401 to a request without
+        `Authorization: Bearer <token>`, as a private registry does (None: serve anyone again)."""
+        path = self.directory / "token"
+        if token is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(token)
+
+    @property
+    def last_accept(self) -> str | None:
+        """The `Accept` header of the last keys or attestations request (None: none sent)."""
+        path = self.directory / "last-accept"
+        return path.read_text() or None if path.is_file() else None
+
     def attestations_url(self, name: str, version: str) -> str:
         return f"{self.url}-/npm/v1/attestations/{quote(name, safe='@')}@{version}"
 
@@ -784,7 +808,19 @@ class _Front(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        if path == "/-/npm/v1/keys":
+        if path.startswith("/-/npm/v1/"):
+            (self.directory / "last-accept").write_text(self.headers.get("Accept", ""))
+        token = self.directory / "token"
+        if (
+            path.startswith("/-/npm/v1/")
+            and token.is_file()
+            and self.headers.get("Authorization") != f"Bearer {token.read_text()}"
+        ):
+            self._send(401, b'{"error":"authentication required"}', "application/json")
+        elif path == "/-/npm/v1/keys" and (self.directory / "keys-status").is_file():
+            status = int((self.directory / "keys-status").read_text())
+            self._send(status, b'{"error":"not supported"}', "application/json")
+        elif path == "/-/npm/v1/keys":
             self._file(self.directory / "keys.json")
         elif path.startswith("/-/npm/v1/attestations/"):
             spec = unquote(path.removeprefix("/-/npm/v1/attestations/"))

@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 
 from bot.errors import (
+    BotError,
     ConfigError,
+    InvalidRemoteData,
     RotationHeld,
     ServiceUnavailable,
     StepFailed,
@@ -39,6 +41,7 @@ from bot.verify.closure import (
     parse_osv,
     script_problems,
 )
+from tests.support.processes import free_port
 from tests.support.step_context import BaseFiles, make_context, rotation_for
 from tests.support.verdaccio import Verdaccio, running_verdaccio
 
@@ -147,6 +150,8 @@ def test_a_withdrawn_advisory_in_the_mirror_blocks_nothing() -> None:
         ([{"introduced": "1.0.0"}, {"last_affected": "1.0.3"}], "1.0.4", False),
         ([{"introduced": "0"}, {"fixed": "1.0.0"}, {"introduced": "2.0.0"}], "1.5.0", False),
         ([{"introduced": "0"}, {"fixed": "1.0.0"}, {"introduced": "2.0.0"}], "2.0.1", True),
+        ([{"fixed": "1.0.3"}], "1.0.0", False),  # nothing introduced: nothing affected
+        ([], "1.0.0", False),
     ],
 )
 def test_osv_semver_ranges(events: Any, version: str, affected: bool) -> None:
@@ -190,8 +195,12 @@ def test_a_document_without_id_is_a_config_error() -> None:
 
 
 def test_missing_advisories_location_names_the_setting(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="ROTATION_BOT_MALICIOUS_ADVISORIES"):
+    with pytest.raises(ConfigError) as caught:
         load_malicious_advisories(str(tmp_path / "nowhere"), HttpSource(attempts=1))
+    assert caught.value.message == (
+        f"{tmp_path / 'nowhere'}: no OSV advisories file or directory there; fix "
+        "ROTATION_BOT_MALICIOUS_ADVISORIES or unset it"
+    )
 
 
 @pytest.mark.parametrize(
@@ -199,14 +208,16 @@ def test_missing_advisories_location_names_the_setting(tmp_path: Path) -> None:
     [
         (lambda path: path.mkdir(), "cannot read the OSV advisories"),
         (lambda path: path.write_text("{not json"), "the OSV advisories are not valid JSON"),
+        (lambda path: path.write_text('[{"affected": []}]'), "not an OSV advisory (no id)"),
     ],
-    ids=["unreadable", "not-json"],
+    ids=["unreadable", "not-json", "no-id"],
 )
 def test_a_bad_file_in_the_mirror_is_named(tmp_path: Path, write: Any, message: str) -> None:
     write(tmp_path / "MAL-2099-9.json")
 
-    with pytest.raises(ConfigError, match=f"MAL-2099-9.json: {message}"):
+    with pytest.raises(ConfigError) as caught:
         load_malicious_advisories(str(tmp_path), HttpSource(attempts=1))
+    assert caught.value.message.startswith(f"{tmp_path / 'MAL-2099-9.json'}: {message}")
 
 
 def test_no_location_means_no_advisories() -> None:
@@ -216,8 +227,10 @@ def test_no_location_means_no_advisories() -> None:
 class _Advisories(BaseHTTPRequestHandler):
     status = 200
     body = b""
+    accept: str | None = None  # what the last request asked for
 
     def do_GET(self) -> None:
+        type(self).accept = self.headers.get("Accept")
         self.send_response(self.status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(self.body)))
@@ -248,26 +261,84 @@ def test_advisories_from_a_url(advisory_server: tuple[str, type[_Advisories]]) -
     advisories = load_malicious_advisories(url, HttpSource(attempts=1))
 
     assert advisories.find(COLOUR, "1.0.0") is not None
+    assert handler.accept == "application/json"
+
+
+def test_advisories_from_a_url_have_their_own_size_cap(
+    advisory_server: tuple[str, type[_Advisories]],
+) -> None:
+    # an OSV dump is far larger than most JSON the bot reads: the source's own cap does not apply
+    url, handler = advisory_server
+    handler.body = json.dumps([advisory(COLOUR, versions=("1.0.0",))] * 20).encode()
+
+    advisories = load_malicious_advisories(url, HttpSource(attempts=1, limit=1024))
+
+    assert len(advisories.advisories) == 20
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "message"),
+    [
+        (b"{not json", InvalidRemoteData, "{host} answered with invalid JSON"),
+        (b'[{"affected": []}]', ConfigError, "{url}: not an OSV advisory (no id)"),
+    ],
+    ids=["not-json", "no-id"],
+)
+def test_bad_advisories_from_a_url_are_named(
+    advisory_server: tuple[str, type[_Advisories]],
+    body: bytes,
+    error: type[BotError],
+    message: str,
+) -> None:
+    url, handler = advisory_server
+    handler.body = body
+
+    with pytest.raises(error) as caught:
+        load_malicious_advisories(url, HttpSource(attempts=1))
+    assert caught.value.message == message.format(
+        url=url, host=url.removesuffix("/advisories.json")
+    )
+
+
+def test_an_https_advisories_url_is_fetched() -> None:
+    # nothing listens there: the request is made (and fails as unreachable), not read as a path
+    host = f"https://127.0.0.1:{free_port()}"
+
+    with pytest.raises(ServiceUnavailable) as caught:
+        load_malicious_advisories(f"{host}/advisories.json", HttpSource(attempts=1))
+    assert caught.value.message == (
+        f"{host} is unreachable (ConnectError); check the URL and the network"
+    )
 
 
 @pytest.mark.parametrize(
     ("status", "error", "message"),
     [
-        (404, ConfigError, "no OSV advisories there .HTTP 404.; fix ROTATION_BOT_MALICIOUS"),
-        (403, ServiceUnavailable, "HTTP 403 for the OSV advisories; try again later"),
+        (404, ConfigError, "{url}: no OSV advisories there (HTTP 404); fix {setting} or unset it"),
+        (410, ConfigError, "{url}: no OSV advisories there (HTTP 410); fix {setting} or unset it"),
+        (
+            403,
+            ServiceUnavailable,
+            "{host} answered HTTP 403 for the OSV advisories; try again later",
+        ),
     ],
 )
 def test_advisories_url_failing(
     advisory_server: tuple[str, type[_Advisories]],
     status: int,
-    error: type[Exception],
+    error: type[BotError],
     message: str,
 ) -> None:
     url, handler = advisory_server
     handler.status = status
 
-    with pytest.raises(error, match=message):
+    with pytest.raises(error) as caught:
         load_malicious_advisories(url, HttpSource(attempts=1))
+    assert caught.value.message == message.format(
+        url=url,
+        host=url.removesuffix("/advisories.json"),
+        setting="ROTATION_BOT_MALICIOUS_ADVISORIES",
+    )
 
 
 # --- install scripts --------------------------------------------------------------------------

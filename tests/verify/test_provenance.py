@@ -22,16 +22,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from bot.config import Policy
-from bot.errors import InvalidRemoteData, VerificationFailed
+from bot.errors import InvalidRemoteData, ServiceUnavailable, VerificationFailed
 from bot.publish import render_body
 from bot.sources.http import HttpSource
 from bot.sources.npm.models import Dist, PackageVersion
 from bot.sources.npm.settings import NpmSettings
 from bot.steps.registry import get_step
 from bot.verify.provenance import (
-    IN_TOTO_PAYLOAD_TYPE as IN_TOTO,
-)
-from bot.verify.provenance import (
+    ATTESTATIONS_LIMIT,
     SLSA_PREDICATES,
     Attestation,
     ProvenanceCheck,
@@ -42,6 +40,9 @@ from bot.verify.provenance import (
     parse_attestations,
     verify_publish_attestation,
     verify_slsa_provenance,
+)
+from bot.verify.provenance import (
+    IN_TOTO_PAYLOAD_TYPE as IN_TOTO,
 )
 from bot.verify.signatures import TrustedKeys, parse_keys, trusted_keys
 from bot.verify.sigstore import (
@@ -61,6 +62,7 @@ from bot.verify.sigstore import (
     trusted_root_for,
 )
 from bot.verify.sigstore.tlog import root_from_inclusion_proof
+from tests.support.processes import free_port
 from tests.support.signing_registry import (
     PUBLISH_V01,
     SLSA_V1,
@@ -239,6 +241,11 @@ NOT_ALLOWED = "the provenance signer is not allowed: "
             "the statement's subject is 'pkg:npm/%40img/sharp-linuxmusl-x64@0.33.5', not "
             "pkg:npm/%40img/sharp-linux-x64@0.33.5",
         ),
+        (
+            {"repository": "mallory/sharp", "ref": "refs/heads/main"},
+            NOT_ALLOWED + "source repository 'https://github.com/mallory/sharp' is not one of "
+            "lovell/sharp, lovell/sharp-libvips; ref 'refs/heads/main' is not a refs/tags/* ref",
+        ),
         ({"with_sct": False}, "the signing certificate carries no SCT"),
         (
             {"digital_signature": None},
@@ -257,6 +264,7 @@ NOT_ALLOWED = "the provenance signer is not allowed: "
         "wrong-issuer",
         "wrong-digest",
         "wrong-subject",
+        "wrong-repo-and-ref",
         "no-sct",
         "no-key-usage",
         "no-extended-usage",
@@ -299,7 +307,10 @@ def test_absent_provenance_is_recorded_under_if_published_and_fails_under_requir
 def test_losing_provenance_the_previous_version_had_is_a_downgrade(
     root: TrustedRoot, keys: TrustedKeys
 ) -> None:
-    with pytest.raises(VerificationFailed, match=r"0\.33\.4 had provenance .* \(no downgrade\)"):
+    with pytest.raises(
+        VerificationFailed,
+        match=failed("0.33.4 had provenance and this version has none (no downgrade)"),
+    ):
         check(None, root, keys, manifest=version(announced=False), previous=version("0.33.4"))
 
     unproven_before = check(
@@ -623,6 +634,64 @@ def test_step_verifies_every_pinned_package(tmp_path: Path, signing: SigningRegi
     ]
 
 
+def test_attestations_are_fetched_with_the_registry_credentials(signing: SigningRegistry) -> None:
+    url = signing.attestations_url(NAME, "0.33.5")
+    nerf = signing.url.removeprefix("http:")
+    signing.require_token("s3cret")
+    try:
+        with_token = NpmSettings(
+            registry=signing.url, credentials=((nerf, "_authToken", "s3cret"),)
+        )
+        found = fetch_attestations(url, HttpSource(attempts=1), with_token)
+        assert found is not None
+        assert [item.predicate_type for item in found] == [PUBLISH_V01, SLSA_V1]
+        assert signing.last_accept == "application/json"
+
+        with pytest.raises(ServiceUnavailable) as caught:
+            fetch_attestations(url, HttpSource(attempts=1), NpmSettings(registry=signing.url))
+        assert caught.value.message == (
+            f"{signing.url[:-1]} answered HTTP 401 for attestations; try again later"
+        )
+    finally:
+        signing.require_token(None)
+    assert (
+        fetch_attestations(url.replace("0.33.5", "9.9.9"), HttpSource(attempts=1), NpmSettings())
+        is None
+    )
+
+
+def test_a_malformed_attestations_document_is_named_by_its_registry(
+    signing: SigningRegistry,
+) -> None:
+    signing.serve_attestations(NAME, "0.0.2", [1])
+    try:
+        with pytest.raises(InvalidRemoteData) as caught:
+            fetch_attestations(
+                signing.attestations_url(NAME, "0.0.2"), HttpSource(attempts=1), NpmSettings()
+            )
+        assert caught.value.message == (
+            f"{signing.url[:-1]} attestations: an attestation has no predicateType"
+        )
+    finally:
+        signing.serve_attestations(NAME, "0.0.2", None)
+
+
+def test_an_attestations_document_over_the_cap_is_refused(signing: SigningRegistry) -> None:
+    bundle = {"padding": "x" * ATTESTATIONS_LIMIT}
+    signing.serve_attestations(NAME, "0.0.1", [{"predicateType": SLSA_V1, "bundle": bundle}])
+    try:
+        with pytest.raises(InvalidRemoteData) as caught:
+            fetch_attestations(
+                signing.attestations_url(NAME, "0.0.1"), HttpSource(attempts=1), NpmSettings()
+            )
+        assert re.fullmatch(
+            re.escape(signing.url[:-1]) + r" sent \d+ bytes, over the 8388608-byte cap",
+            caught.value.message,
+        )
+    finally:
+        signing.serve_attestations(NAME, "0.0.1", None)
+
+
 def test_step_blocks_a_downgrade(tmp_path: Path, signing: SigningRegistry) -> None:
     _trusting(tmp_path, signing)
     ctx = make_context(
@@ -942,6 +1011,72 @@ def test_publish_attestation_must_be_a_dsse_envelope_over_this_tarball(
     )
 
 
+def test_publish_attestation_signed_by_another_key_than_it_names_fails(
+    sigstore: TestSigstore, root: TrustedRoot, registry_key: RegistryKeyPair
+) -> None:
+    impostor = RegistryKeyPair()
+    data = sigstore.publish_bundle(NAME, "0.33.5", INTEGRITY, impostor)
+    data["verificationMaterial"]["publicKey"]["hint"] = registry_key.keyid
+    (key,) = parse_keys(keys_document(registry_key.entry()), source="test")
+
+    with pytest.raises(VerificationFailed) as caught:
+        verify_publish_attestation(parse_bundle(data, source="x"), version(), root, key)
+    assert caught.value.message == (
+        f"provenance check failed for {NAME}@0.33.5: the envelope's signature does not verify; "
+        "do not bypass — keep the known-good pins"
+    )
+
+
+def test_attestations_without_slsa_provenance_announced_are_not_required(
+    sigstore: TestSigstore, root: TrustedRoot, keys: TrustedKeys, registry_key: RegistryKeyPair
+) -> None:
+    # a version whose packument lists an attestations URL but no provenance predicate: only
+    # the publish attestation is served, and that is not a lost provenance
+    def publish_only(v: str) -> PackageVersion:
+        return replace(version(v), dist=replace(version(v).dist, provenance_predicate=None))
+
+    found = attestations(sigstore, registry_key)[1:]
+
+    result = check(
+        found, root, keys, manifest=publish_only("0.33.5"), previous=publish_only("0.33.4")
+    )
+
+    assert (result.status, result.publish_attestation) == ("absent", "verified")
+    assert (result.previous_version, result.previous_had_provenance) == ("0.33.4", False)
+
+
+def test_publish_attestation_under_required_without_registry_keys_fails(
+    sigstore: TestSigstore, root: TrustedRoot, registry_key: RegistryKeyPair
+) -> None:
+    no_keys = trusted_keys("https://registry.example/", pinned={}, served=None)
+
+    with pytest.raises(
+        VerificationFailed,
+        match=failed(f"the publish attestation names unknown key {registry_key.keyid!r}"),
+    ):
+        check(attestations(sigstore, registry_key), root, no_keys, policy="required")
+
+
+@pytest.mark.parametrize(
+    ("predicate", "source"),
+    [(SLSA_V1, "provenance"), (PUBLISH_V01, "publish attestation")],
+)
+def test_a_malformed_bundle_is_named_by_package_and_kind(
+    sigstore: TestSigstore,
+    root: TrustedRoot,
+    keys: TrustedKeys,
+    predicate: str,
+    source: str,
+) -> None:
+    found = {SLSA_V1: attestations(sigstore, None)[0], predicate: Attestation(predicate, {})}
+
+    with pytest.raises(InvalidRemoteData) as caught:
+        check(tuple(found.values()), root, keys)
+    assert caught.value.message == (
+        f"{NAME}@0.33.5 {source}: unsupported sigstore bundle media type None"
+    )
+
+
 def test_publish_attestation_logged_after_the_key_expired_fails(
     sigstore: TestSigstore, root: TrustedRoot, registry_key: RegistryKeyPair
 ) -> None:
@@ -1015,3 +1150,16 @@ def test_an_attestations_url_that_is_not_http_is_never_fetched(url: str) -> None
         match="^" + re.escape(f"dist.attestations.url {url!r} is not an http(s) URL") + "$",
     ):
         fetch_attestations(url, HttpSource(attempts=1), NpmSettings())
+
+
+def test_an_https_attestations_url_is_fetched() -> None:
+    # nothing listens there: the request is made (and fails as unreachable), not refused unsent
+    host = f"https://127.0.0.1:{free_port()}"
+
+    with pytest.raises(ServiceUnavailable) as caught:
+        fetch_attestations(
+            f"{host}/-/npm/v1/attestations/sharp@0.33.5", HttpSource(attempts=1), NpmSettings()
+        )
+    assert caught.value.message == (
+        f"{host} is unreachable (ConnectError); check the URL and the network"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -267,3 +268,42 @@ def test_an_unusable_previous_manifest_is_not_compared_and_stops_nothing() -> No
     assert _manifest_or_none(packument, "0.33.4") is None
     assert _manifest_or_none(packument, "0.33.3") is None
     assert _manifest_or_none(packument, None) is None
+
+
+def test_every_signal_names_its_package() -> None:
+    previous = version(
+        "1.0.0", attestations_url="https://registry.example/att", provenance=PROVENANCE
+    )
+    new = version(
+        "1.1.0",
+        install_scripts={"postinstall": "node x.js"},
+        dependencies={"semver": "^7"},
+        publisher="mallory",
+        size=2_000_000,
+    )
+
+    # the step's audit evidence is asdict of its output, these fields
+    assert [asdict(signal) for signal in compare_versions(previous, new)] == [
+        {
+            "package": "pkg",
+            "signal": "install-script-added",
+            "detail": "`postinstall`: `node x.js`",
+        },
+        {"package": "pkg", "signal": "new-dependency", "detail": "dependency `semver` `^7`"},
+        {
+            "package": "pkg",
+            "signal": "new-publisher",
+            "detail": "1.1.0 was published by `mallory`, who published none of the earlier "
+            "versions (e.g. 1.0.0 by `lovell`)",
+        },
+        {
+            "package": "pkg",
+            "signal": "provenance-dropped",
+            "detail": "1.0.0 was published with provenance, 1.1.0 without",
+        },
+        {
+            "package": "pkg",
+            "signal": "size-change",
+            "detail": "unpacked size 1.0 MB → 2.0 MB (+100%)",
+        },
+    ]

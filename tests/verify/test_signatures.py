@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import replace
@@ -17,12 +18,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from bot.errors import ConfigError, InvalidRemoteData, VerificationFailed
+from bot.errors import ConfigError, InvalidRemoteData, ServiceUnavailable, VerificationFailed
 from bot.sources.http import HttpSource
 from bot.sources.npm.models import Dist, PackageVersion, Signature
 from bot.sources.npm.settings import PUBLIC_REGISTRY, NpmSettings
 from bot.steps.registry import get_step
 from bot.verify.signatures import (
+    KEYS_LIMIT,
     PINNED_KEYS_FILE,
     RegistryKeyring,
     TrustedKeys,
@@ -217,8 +219,27 @@ def test_pinned_key_with_other_bytes_served_is_an_attack(key: RegistryKeyPair) -
     entry = {**impostor.entry(), "keyid": key.keyid}
     pinned = {REGISTRY: parse_keys(keys_document(key.entry()), source="pins")}
 
-    with pytest.raises(VerificationFailed, match="differ from the pinned key"):
+    with pytest.raises(VerificationFailed) as caught:
         trusted_keys(REGISTRY, pinned=pinned, served=parse_keys(keys_document(entry), source="x"))
+    assert caught.value.message == (
+        f"http://127.0.0.1:4873 serves key {key.keyid} with bytes that differ from the pinned "
+        "key; something between the bot and the registry is rewriting keys"
+    )
+    assert caught.value.fields == {"registry": "http://127.0.0.1:4873", "keyid": key.keyid}
+
+
+def test_a_pinned_registry_that_serves_keys_is_checked_under_if_published(
+    key: RegistryKeyPair,
+) -> None:
+    pinned = {REGISTRY: parse_keys(keys_document(key.entry()), source="pins")}
+    served = parse_keys(keys_document(key.entry()), source="served")
+
+    keys = trusted_keys(REGISTRY, pinned=pinned, served=served)
+
+    assert keys.registry_serves_keys is True
+    assert verify_signatures(manifest(key), keys, "if-published").status == "verified"
+    with pytest.raises(VerificationFailed, match="carries no dist.signatures"):
+        verify_signatures(manifest(None), keys, "if-published")
 
 
 def test_served_expiry_tightens_a_pinned_key(key: RegistryKeyPair) -> None:
@@ -303,12 +324,35 @@ def test_a_bad_keys_document_is_named(document: Any, reason: str) -> None:
     assert caught.value.message == f"registry.example/-/npm/v1/keys: {reason}"
 
 
-def test_a_key_of_another_scheme_is_left_out_and_the_next_one_kept(key: RegistryKeyPair) -> None:
+def test_a_key_of_another_scheme_is_left_out_and_the_next_one_kept(
+    key: RegistryKeyPair, caplog: pytest.LogCaptureFixture
+) -> None:
     other = {**key.entry(), "keyid": "SHA256:other", "scheme": "ed25519"}
 
-    keys = parse_keys(keys_document(other, key.entry()), source="test")
+    with caplog.at_level(logging.WARNING, logger="bot.verify.signatures"):
+        keys = parse_keys(keys_document(other, key.entry()), source="test")
 
     assert [item.keyid for item in keys] == [key.keyid]
+    assert [(record.getMessage(), getattr(record, "keyid", None)) for record in caplog.records] == [
+        ("skipping key with unsupported scheme", "SHA256:other")
+    ]
+
+
+def test_a_key_with_characters_outside_base64_is_refused(key: RegistryKeyPair) -> None:
+    # a lenient decoder would drop the "*" and load the key: npm's keys are plain base64
+    entry = {**key.entry(), "key": key.key[:8] + "*" + key.key[8:]}
+
+    with pytest.raises(InvalidRemoteData) as caught:
+        parse_keys(keys_document(entry), source="keys.json")
+    assert caught.value.message == f"keys.json: key {key.keyid} is not base64 SPKI"
+
+
+def test_a_registry_serving_no_keys_is_recorded_as_the_key_source(key: RegistryKeyPair) -> None:
+    for served in (None, ()):
+        keys = trusted_keys(REGISTRY, pinned={}, served=served)
+        assert (keys.source, keys.keys, keys.registry_serves_keys) == ("none", (), False)
+        check = verify_signatures(manifest(key), keys, "if-published")
+        assert (check.status, check.as_evidence()["key_source"]) == ("not verifiable", "none")
 
 
 @pytest.mark.parametrize(
@@ -369,6 +413,85 @@ def test_keyring_reads_served_keys_and_404_as_none(signing: SigningRegistry) -> 
     keys = keyring.keys(signing.url)
     assert [k.keyid for k in keys.keys] == [signing.signer.keyid] and keys.registry_serves_keys
     assert keyring.fetch(signing.verdaccio.url) is None  # plain Verdaccio publishes no keys
+
+
+def test_keyring_sends_the_registry_credentials_for_the_keys(signing: SigningRegistry) -> None:
+    nerf = signing.url.removeprefix("http:")
+    signing.require_token("s3cret")
+    try:
+        with_token = NpmSettings(
+            registry=signing.url, credentials=((nerf, "_authToken", "s3cret"),)
+        )
+        keys = RegistryKeyring(HttpSource(attempts=1), with_token, pinned={}).keys(signing.url)
+        assert [k.keyid for k in keys.keys] == [signing.signer.keyid]
+        assert signing.last_accept == "application/json"
+
+        anonymous = RegistryKeyring(HttpSource(attempts=1), NpmSettings(registry=signing.url), {})
+        with pytest.raises(ServiceUnavailable) as caught:
+            anonymous.keys(signing.url)
+        assert caught.value.message == (
+            f"{signing.url[:-1]} answered HTTP 401 for -/npm/v1/keys; try again later"
+        )
+    finally:
+        signing.require_token(None)
+
+
+@pytest.mark.parametrize("status", [404, 405])
+def test_a_registry_without_the_keys_endpoint_serves_no_keys(
+    signing: SigningRegistry, status: int
+) -> None:
+    signing.answer_keys_with(status)
+    try:
+        keyring = RegistryKeyring(HttpSource(attempts=1), NpmSettings(registry=signing.url), {})
+        assert keyring.fetch(signing.url) is None
+        assert keyring.keys(signing.url).source == "none"
+    finally:
+        signing.answer_keys_with(None)
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    # a 5xx, 501 too, is retried by HttpSource and never reaches the keyring as an answer
+    [(403, "answered HTTP 403 for -/npm/v1/keys"), (501, "answered HTTP 501 1 times")],
+)
+def test_a_registry_failing_to_serve_its_keys_is_unavailable(
+    signing: SigningRegistry, status: int, reason: str
+) -> None:
+    signing.answer_keys_with(status)
+    try:
+        keyring = RegistryKeyring(HttpSource(attempts=1), NpmSettings(registry=signing.url), {})
+        with pytest.raises(ServiceUnavailable) as caught:
+            keyring.fetch(signing.url)
+        assert caught.value.message == f"{signing.url[:-1]} {reason}; try again later"
+    finally:
+        signing.answer_keys_with(None)
+
+
+def test_a_malformed_keys_document_names_the_registry_endpoint(signing: SigningRegistry) -> None:
+    signing.serve_keys({"keys": {}})
+    try:
+        keyring = RegistryKeyring(HttpSource(attempts=1), NpmSettings(registry=signing.url), {})
+        with pytest.raises(InvalidRemoteData) as caught:
+            keyring.fetch(signing.url)
+        assert caught.value.message == (
+            f'{signing.url[:-1]}/-/npm/v1/keys: expected {{"keys": [...]}}'
+        )
+    finally:
+        signing.serve_keys(keys_document(signing.signer.entry()))
+
+
+def test_a_keys_document_over_the_cap_is_refused(signing: SigningRegistry) -> None:
+    signing.serve_keys({**keys_document(signing.signer.entry()), "padding": "x" * KEYS_LIMIT})
+    try:
+        keyring = RegistryKeyring(HttpSource(attempts=1), NpmSettings(registry=signing.url), {})
+        with pytest.raises(InvalidRemoteData) as caught:
+            keyring.fetch(signing.url)
+        assert re.fullmatch(
+            re.escape(signing.url[:-1]) + r" sent \d+ bytes, over the 1048576-byte cap",
+            caught.value.message,
+        )
+    finally:
+        signing.serve_keys(keys_document(signing.signer.entry()))
 
 
 def test_step_verifies_every_pinned_package_and_records_policy(
