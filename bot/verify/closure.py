@@ -123,20 +123,47 @@ def parse_osv(data: object, *, source: str) -> tuple[MaliciousAdvisory, ...]:
             package = affected.get("package") if isinstance(affected, dict) else None
             if not isinstance(package, dict) or package.get("ecosystem") != "npm":
                 continue
+            where = f"{source}: OSV advisory {document['id']}"
+            versions = _osv_list(affected.get("versions"), f"{where}: versions")
             ranges = tuple(
-                tuple(item.get("events") or ())
-                for item in affected.get("ranges") or ()
+                _osv_events(item.get("events"), where)
+                for item in _osv_list(affected.get("ranges"), f"{where}: ranges")
                 if isinstance(item, dict) and item.get("type") == "SEMVER"
             )
             found.append(
                 MaliciousAdvisory(
-                    document["id"],
-                    str(package.get("name")),
-                    frozenset(str(v) for v in affected.get("versions") or ()),
-                    ranges,
+                    document["id"], str(package.get("name")), frozenset(map(str, versions)), ranges
                 )
             )
     return tuple(found)
+
+
+def _osv_list(value: object, what: str) -> list[Any]:
+    """An OSV field that must be a list when present (absent: empty)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(f"{what} is not a list; fix or remove the advisory")
+    return value
+
+
+def _osv_events(value: object, where: str) -> tuple[Mapping[str, Any], ...]:
+    """A SEMVER range's events, each bound a SemVer version (`introduced` may be "0")."""
+    events = _osv_list(value, f"{where}: range events")
+    for event in events:
+        if not isinstance(event, dict):
+            raise ConfigError(
+                f"{where}: a range event is not an object; fix or remove the advisory"
+            )
+        for kind in ("introduced", "fixed", "last_affected"):
+            bound = event.get(kind)
+            if bound is None or (kind == "introduced" and bound == "0"):
+                continue
+            if not isinstance(bound, str) or not semver.Version.is_valid(bound):
+                raise ConfigError(
+                    f"{where}: {kind} {bound!r} is not a SemVer version; fix or remove the advisory"
+                )
+    return tuple(events)
 
 
 def _read_json(path: Path) -> object:

@@ -189,6 +189,41 @@ def test_only_npm_mal_advisories_count() -> None:
     assert not found[0].affects("pkg", "1.0.0")
 
 
+def _shaped(field: str, value: object) -> dict[str, Any]:
+    document = advisory("pkg", versions=("1.0.0",), events=[{"introduced": "0"}])
+    affected = document["affected"][0]
+    if field == "events":
+        affected["ranges"][0]["events"] = value
+    else:
+        affected[field] = value
+    return document
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("versions", "1.0.0", "versions is not a list"),
+        ("versions", 5, "versions is not a list"),
+        ("ranges", {"type": "SEMVER"}, "ranges is not a list"),
+        ("events", {"introduced": "0"}, "range events is not a list"),
+        ("events", ["0"], "a range event is not an object"),
+        ("events", [{"introduced": "1.2"}], "introduced '1.2' is not a SemVer version"),
+        ("events", [{"introduced": 0}], "introduced 0 is not a SemVer version"),
+        ("events", [{"introduced": "0"}, {"fixed": "v2"}], "fixed 'v2' is not a SemVer version"),
+        ("events", [{"last_affected": None, "fixed": "x"}], "fixed 'x' is not a SemVer version"),
+    ],
+)
+def test_a_malformed_npm_advisory_is_a_one_line_config_error(
+    field: str, value: object, reason: str
+) -> None:
+    """Refused when read, naming the file and the advisory, never a crash mid-rotation."""
+    with pytest.raises(ConfigError) as caught:
+        parse_osv(_shaped(field, value), source="mirror/MAL-2099-1.json")
+    assert caught.value.message == (
+        f"mirror/MAL-2099-1.json: OSV advisory MAL-2099-1: {reason}; fix or remove the advisory"
+    )
+
+
 def test_a_document_without_id_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="not an OSV advisory"):
         parse_osv([{"affected": []}], source="mirror.json")

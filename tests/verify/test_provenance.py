@@ -17,9 +17,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from bot.config import Policy
 from bot.errors import InvalidRemoteData, ServiceUnavailable, VerificationFailed
@@ -72,6 +70,7 @@ from tests.support.signing_registry import (
     _merkle_path,
     _merkle_root,
     der_utf8,
+    extension_certificate,
     keys_document,
     start_signing_registry,
 )
@@ -883,37 +882,14 @@ def test_a_message_signature_bundle_is_not_provenance(root: TrustedRoot) -> None
     )
 
 
-def _certificate(*extensions: tuple[str, bytes], san: str | None = None) -> x509.Certificate:
-    key = ec.generate_private_key(ec.SECP256R1())
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([]))
-        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test")]))
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(datetime(2024, 1, 1, tzinfo=UTC))
-        .not_valid_after(datetime(2024, 1, 2, tzinfo=UTC))
-    )
-    for oid, value in extensions:
-        builder = builder.add_extension(
-            x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), value), critical=False
-        )
-    if san is not None:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(san)]), critical=True
-        )
-    return builder.sign(key, hashes.SHA256())
-
-
-FULCIO = "1.3.6.1.4.1.57264.1."
-
-
 def test_identity_from_fulcio_v1_extensions() -> None:
     # Fulcio's first OIDs carry raw strings and an owner/name repository
-    certificate = _certificate(
-        (FULCIO + "1", b"https://token.actions.githubusercontent.com"),
-        (FULCIO + "5", b"lovell/sharp"),
-        (FULCIO + "6", b"refs/tags/v0.33.5"),
+    certificate = extension_certificate(
+        {
+            "1": b"https://token.actions.githubusercontent.com",
+            "5": b"lovell/sharp",
+            "6": b"refs/tags/v0.33.5",
+        }
     )
 
     assert certificate_identity(certificate) == Identity(
@@ -926,11 +902,13 @@ def test_identity_from_fulcio_v1_extensions() -> None:
 
 def test_identity_from_long_der_values_and_the_san() -> None:
     long_repository = "https://github.com/lovell/" + "s" * 200
-    certificate = _certificate(
-        (FULCIO + "8", der_utf8(GITHUB_ISSUER)),
-        (FULCIO + "12", der_utf8(long_repository)),
-        (FULCIO + "14", der_utf8("refs/tags/v1")),
-        (FULCIO + "1", b"https://ignored.example"),
+    certificate = extension_certificate(
+        {
+            "8": der_utf8(GITHUB_ISSUER),
+            "12": der_utf8(long_repository),
+            "14": der_utf8("refs/tags/v1"),
+            "1": b"https://ignored.example",
+        },
         san="https://github.com/lovell/sharp/.github/workflows/release.yml@refs/tags/v1",
     )
 
@@ -962,7 +940,7 @@ def test_a_person_signed_certificate_is_no_ci_identity() -> None:
 
 @pytest.mark.parametrize("raw", [b"", b"\x0c", b"\x04\x03abc", b"\x0c\x02\xff\xfe"])
 def test_malformed_der_extension_values_give_no_identity(raw: bytes) -> None:
-    certificate = _certificate((FULCIO + "8", raw))
+    certificate = extension_certificate({"8": raw})
 
     assert certificate_identity(certificate).issuer is None
 
