@@ -21,102 +21,17 @@
 # A surviving mutant is a change to a check that no test notices: kill it with a test that fails
 # when the check is removed, or remove the dead code.
 #
-# mutmut runs under a reaper (REAPER below) so that no registry a killed test started outlives
-# the run; `ps -eo pid,ppid,args | grep -E 'verdaccio|signing_registry'` after a run shows none.
+# mutmut runs under tests/bench/subreaper.py so that no registry a killed test started (mutmut
+# ends a slow test with SIGXCPU: no fixture teardown) outlives the run; `ps -eo pid,ppid,args | grep -E 'verdaccio|signing_registry'` after a run shows none.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 MODE=${1:-verify}
 shift || true
 
-# mutmut ends a mutant's test process that runs too long with SIGXCPU, so that process's fixture
-# teardown never runs and a registry it started (in a session of its own, out of reach of a
-# process-group kill) is left running. So mutmut runs under a child subreaper, which inherits
-# every process orphaned below it: every 2 s it stops those (an orphan's test is gone), and when
-# mutmut exits, everything still left below it. It reports what it stopped on stderr.
-REAPER='
-import ctypes, os, signal, subprocess, sys, time
-
-def tree():
-    """{pid: ppid} of every process."""
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                pass  # gone meanwhile
-    return parents
-
-def below(roots, parents):
-    """roots and all their descendants."""
-    found, todo = set(), list(roots)
-    while todo:
-        pid = todo.pop()
-        if pid not in found:
-            found.add(pid)
-            todo += [child for child, parent in parents.items() if parent == pid]
-    return found
-
-def stop(pids):
-    """SIGTERM, then SIGKILL after 5 s, the processes in pids (all orphans below us)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + 5
-        while pids and time.monotonic() < deadline:
-            reap()
-            pids = pids & set(tree())
-            time.sleep(0.1)
-    if pids:
-        print(f"mutation.sh: could not stop {sorted(pids)}", file=sys.stderr)
-
-def reap():
-    """Collect the exit status of the orphans that ended (they are our children now)."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-
-def orphans(exclude):
-    parents = tree()
-    me = os.getpid()
-    return below([pid for pid, parent in parents.items() if parent == me and pid != exclude],
-                 parents)
-
-if ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER
-    sys.exit(f"mutation.sh: cannot become a child subreaper: {os.strerror(ctypes.get_errno())}")
-run = subprocess.Popen(sys.argv[1:])
-for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-    signal.signal(sig, lambda number, frame: run.send_signal(number))
-stopped = 0
-while True:
-    try:
-        code = run.wait(timeout=2)
-        break
-    except subprocess.TimeoutExpired:
-        pass
-    left = orphans(run.pid)
-    stopped += len(left)
-    stop(left)
-    reap()
-left = orphans(None)
-stopped += len(left)
-stop(left)
-if stopped:
-    print(f"mutation.sh: stopped {stopped} processes the killed tests left running", file=sys.stderr)
-sys.exit(code)
-'
 mutmut() {
-  (cd "$1" && shift && PATH="$ROOT/.venv/bin:$PATH" "$ROOT/.venv/bin/python" -c "$REAPER" \
-    "$ROOT/.venv/bin/mutmut" "$@")
+  (cd "$1" && shift && PATH="$ROOT/.venv/bin:$PATH" "$ROOT/.venv/bin/python" \
+    "$ROOT/tests/bench/subreaper.py" "$ROOT/.venv/bin/mutmut" "$@")
 }
 
 # prepare WORK MUTATE TESTS MARKER: a scratch copy whose mutmut config mutates MUTATE (one glob a
