@@ -23,9 +23,10 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from bot.config import Policy
-from bot.errors import InvalidRemoteData, ServiceUnavailable
+from bot.errors import InvalidRemoteData
 from bot.sources.http import HttpSource, host_of
 from bot.sources.npm.models import PackageVersion
+from bot.sources.npm.registry import unexpected_answer
 from bot.sources.npm.settings import NpmSettings
 from bot.verify.signatures import RegistryKey, TrustedKeys
 from bot.verify.sigstore import (
@@ -97,9 +98,7 @@ def fetch_attestations(
     if body.status_code == 404:
         return None
     if body.status_code != 200:
-        raise ServiceUnavailable(
-            f"{host_of(url)} answered HTTP {body.status_code} for attestations; try again later"
-        )
+        raise unexpected_answer(url, "attestations", body.status_code)
     return parse_attestations(body.json(), source=f"{host_of(url)} attestations")
 
 

@@ -36,9 +36,10 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from bot import DATA_DIR
 from bot.config import Policy
-from bot.errors import ConfigError, InvalidRemoteData, ServiceUnavailable, VerificationFailed
+from bot.errors import ConfigError, InvalidRemoteData, VerificationFailed
 from bot.sources.http import HttpSource, host_of
 from bot.sources.npm.models import PackageVersion
+from bot.sources.npm.registry import unexpected_answer
 from bot.sources.npm.settings import PUBLIC_REGISTRY, NpmSettings
 
 log = logging.getLogger(__name__)
@@ -229,9 +230,7 @@ class RegistryKeyring:
         if body.status_code in (404, 405):
             return None
         if body.status_code != 200:
-            raise ServiceUnavailable(
-                f"{host_of(url)} answered HTTP {body.status_code} for {KEYS_PATH}; try again later"
-            )
+            raise unexpected_answer(url, KEYS_PATH, body.status_code)
         return parse_keys(body.json(), source=f"{host_of(url)}/{KEYS_PATH}")
 
 

@@ -649,7 +649,8 @@ def test_attestations_are_fetched_with_the_registry_credentials(signing: Signing
         with pytest.raises(ServiceUnavailable) as caught:
             fetch_attestations(url, HttpSource(attempts=1), NpmSettings(registry=signing.url))
         assert caught.value.message == (
-            f"{signing.url[:-1]} answered HTTP 401 for attestations; try again later"
+            f"{signing.url[:-1]} refused access to attestations (HTTP 401); check the registry "
+            "token in the operator's npm settings (NPM_CONFIG_USERCONFIG)"
         )
     finally:
         signing.require_token(None)

@@ -430,7 +430,8 @@ def test_keyring_sends_the_registry_credentials_for_the_keys(signing: SigningReg
         with pytest.raises(ServiceUnavailable) as caught:
             anonymous.keys(signing.url)
         assert caught.value.message == (
-            f"{signing.url[:-1]} answered HTTP 401 for -/npm/v1/keys; try again later"
+            f"{signing.url[:-1]} refused access to -/npm/v1/keys (HTTP 401); check the registry "
+            "token in the operator's npm settings (NPM_CONFIG_USERCONFIG)"
         )
     finally:
         signing.require_token(None)
@@ -452,7 +453,14 @@ def test_a_registry_without_the_keys_endpoint_serves_no_keys(
 @pytest.mark.parametrize(
     ("status", "reason"),
     # a 5xx, 501 too, is retried by HttpSource and never reaches the keyring as an answer
-    [(403, "answered HTTP 403 for -/npm/v1/keys"), (501, "answered HTTP 501 1 times")],
+    [
+        (
+            403,
+            "refused access to -/npm/v1/keys (HTTP 403); check the registry token in the "
+            "operator's npm settings (NPM_CONFIG_USERCONFIG)",
+        ),
+        (501, "answered HTTP 501 1 times; try again later"),
+    ],
 )
 def test_a_registry_failing_to_serve_its_keys_is_unavailable(
     signing: SigningRegistry, status: int, reason: str
@@ -462,7 +470,7 @@ def test_a_registry_failing_to_serve_its_keys_is_unavailable(
         keyring = RegistryKeyring(HttpSource(attempts=1), NpmSettings(registry=signing.url), {})
         with pytest.raises(ServiceUnavailable) as caught:
             keyring.fetch(signing.url)
-        assert caught.value.message == f"{signing.url[:-1]} {reason}; try again later"
+        assert caught.value.message == f"{signing.url[:-1]} {reason}"
     finally:
         signing.answer_keys_with(None)
 

@@ -80,6 +80,17 @@ class PackumentCache(Protocol):
         ...
 
 
+def unexpected_answer(url: str, what: str, status: int) -> ServiceUnavailable:
+    """The error for a registry's answer other than 200 to a request for `what` at `url`: a
+    refusal (401, 403) points at the credentials, anything else is passing."""
+    if status in (401, 403):
+        return ServiceUnavailable(
+            f"{host_of(url)} refused access to {what} (HTTP {status}); check the registry token "
+            "in the operator's npm settings (NPM_CONFIG_USERCONFIG)"
+        )
+    return ServiceUnavailable(f"{host_of(url)} answered HTTP {status} for {what}; try again later")
+
+
 class DiskPackumentCache:
     """Packuments on disk, one file per URL; asked again (conditionally) every time."""
 
@@ -188,13 +199,8 @@ class NpmRegistry:
             return cached
         if body.status_code == 404:
             raise InvalidRemoteData(f"{host_of(url)} has no package {name}; check the registry")
-        if body.status_code in (401, 403):
-            raise ServiceUnavailable(
-                f"{host_of(url)} refused access to {name} (HTTP {body.status_code}); "
-                "check the registry token in .npmrc"
-            )
         if body.status_code != 200:
-            raise ServiceUnavailable(f"{host_of(url)} answered HTTP {body.status_code} for {name}")
+            raise unexpected_answer(url, name, body.status_code)
         return CachedPackument(
             body.json(), body.headers.get("etag"), body.headers.get("last-modified")
         )
