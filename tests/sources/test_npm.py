@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 
-from bot.errors import ConfigError, InvalidRemoteData
+from bot.errors import ConfigError, InvalidRemoteData, ServiceUnavailable
 from bot.sources.http import HttpSource
 from bot.sources.npm.registry import NpmRegistry
 from bot.sources.npm.settings import NpmSettings, load_npm_settings
@@ -103,7 +105,6 @@ def test_server_errors_are_retried_then_reported(tmp_path: Path) -> None:
 
     http = HttpSource(httpx.Client(transport=httpx.MockTransport(handler)))
     npm = NpmRegistry(NpmSettings(registry="https://flaky.example/"), http)
-    from bot.errors import ServiceUnavailable
 
     with pytest.raises(ServiceUnavailable, match="https://flaky.example answered HTTP 503 3 times"):
         npm.packument("sharp")
@@ -111,8 +112,6 @@ def test_server_errors_are_retried_then_reported(tmp_path: Path) -> None:
 
 
 def test_unknown_host_is_not_retried() -> None:
-    from bot.errors import ServiceUnavailable
-
     http = HttpSource()
     npm = NpmRegistry(NpmSettings(registry="https://no-such-host.invalid/"), http)
     with pytest.raises(ServiceUnavailable, match="https://no-such-host.invalid is unreachable"):
@@ -152,3 +151,42 @@ def test_a_repository_npmrc_contributes_only_allowlisted_keys(tmp_path: Path) ->
         project_variables=("SECRET",),
     )
     assert allowed.registry_for("@x/y") == "https://x.example/s3cret/"
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        (
+            401,
+            "refused access to sharp (HTTP 401); check the registry token in the operator's npm "
+            "settings (NPM_CONFIG_USERCONFIG)",
+        ),
+        (
+            403,
+            "refused access to sharp (HTTP 403); check the registry token in the operator's npm "
+            "settings (NPM_CONFIG_USERCONFIG)",
+        ),
+        (418, "answered HTTP 418 for sharp; try again later"),
+    ],
+)
+def test_a_refused_packument_points_at_the_operator_s_credentials(status: int, reason: str) -> None:
+    class Refusing(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        npm = NpmRegistry(NpmSettings(registry=url + "/"), HttpSource(attempts=1))
+        with pytest.raises(ServiceUnavailable) as caught:
+            npm.packument("sharp")
+        assert caught.value.message == f"{url} {reason}"
+    finally:
+        server.shutdown()
+        server.server_close()
