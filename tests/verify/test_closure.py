@@ -211,6 +211,11 @@ def _shaped(field: str, value: object) -> dict[str, Any]:
         ("events", [{"introduced": 0}], "introduced 0 is not a SemVer version"),
         ("events", [{"introduced": "0"}, {"fixed": "v2"}], "fixed 'v2' is not a SemVer version"),
         ("events", [{"last_affected": None, "fixed": "x"}], "fixed 'x' is not a SemVer version"),
+        (
+            "events",
+            [{"introduced": "0"}, {"last_affected": "1.x"}],
+            "last_affected '1.x' is not a SemVer version",
+        ),
     ],
 )
 def test_a_malformed_npm_advisory_is_a_one_line_config_error(
