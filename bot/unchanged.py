@@ -24,9 +24,8 @@ check, which refreshes it for the fleet), re-resolves each tag, re-reads the hol
 forge for each branch's head (one API request per branch, `GET /repos/…/commits/BRANCH` for
 the commit id alone, on condition that it moved: an unmoved branch is a 304, which GitHub does
 not count against the rate limit; one for a repository without `pull-requests.base`; no clone,
-no fetch): any difference, or a bot
-upgrade, means a full check.  Only scheduled requests take the fast path; a person's command
-always gets a full check.
+no fetch): any difference, or a bot upgrade, means a full check.  Only scheduled requests take
+the fast path; a person's command always gets a full check.
 """
 
 from __future__ import annotations
